@@ -1,0 +1,551 @@
+//! Body wrappers: replayable request bodies and the layer's response body.
+//!
+//! A request is replayed once when the API rejects its token. Buffered bodies
+//! ([`Full`], [`Empty`], [`String`]) are cloned before sending, which costs
+//! no copy of the data. Streaming bodies ([`BoxBody`], [`UnsyncBoxBody`], tonic's body)
+//! are wrapped so that the frames are recorded as they are sent, up to the replay limit
+//! (64 KiB by default); a body larger than that, or whose size hint says it will be, is
+//! not replayable, and the caller then gets the rejection as it came.
+//!
+//! The recording is shared by the body that is sent and the one that is replayed: either
+//! of them may read ahead of the other, so a response that arrives before the request
+//! body was fully sent, or a replay that starts before the first body was read at all,
+//! still yields every byte exactly once per body.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{ready, Context, Poll},
+};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{
+    combinators::{BoxBody, UnsyncBoxBody},
+    BodyExt, Empty, Full,
+};
+use pin_project_lite::pin_project;
+
+
+/// A request body the layer knows how to replay.
+///
+/// Implemented for the common body types; for another type, convert it to one of them
+/// (`BoxBody::new(body)`) before the layer.
+pub trait ReplayableBody: Body + Sized {
+    /// What is kept to rebuild the body.
+    type Replay: Send + 'static;
+
+    /// Prepares the body for sending, returning the body to send and, when it can be
+    /// replayed within `limit` bytes, what rebuilds it.
+    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>);
+
+    /// Rebuilds the body, or `None` if it turned out not to be replayable (it grew past
+    /// the limit while it was sent).
+    fn replay(replay: Self::Replay) -> Option<Self>;
+}
+
+macro_rules! cloned_replay {
+    ($($ty:ty),*) => {$(
+        impl ReplayableBody for $ty {
+            type Replay = $ty;
+
+            fn prepare(self, _limit: usize) -> (Self, Option<Self::Replay>) {
+                // Already in memory: keeping a clone costs a reference count, not a copy.
+                let copy = self.clone();
+                (self, Some(copy))
+            }
+
+            fn replay(replay: Self::Replay) -> Option<Self> {
+                Some(replay)
+            }
+        }
+    )*};
+}
+
+cloned_replay!(Full<Bytes>, Empty<Bytes>, String);
+
+impl<E> ReplayableBody for BoxBody<Bytes, E>
+where
+    E: From<ReplayError> + Send + 'static,
+{
+    type Replay = Recording<Self>;
+
+    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        if self.is_end_stream() {
+            return (BoxBody::new(Empty::new().map_err(|never| match never {})), Some(Recording::empty()));
+        }
+        match Recording::start(self, limit) {
+            Ok((body, rec)) => (BoxBody::new(body.map_err(E::from_recorded)), Some(rec)),
+            Err(body) => (body, None),
+        }
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        replay
+            .replay()
+            .map(|b| BoxBody::new(b.map_err(E::from_recorded)))
+    }
+}
+
+impl<E> ReplayableBody for UnsyncBoxBody<Bytes, E>
+where
+    E: From<ReplayError> + Send + 'static,
+{
+    type Replay = Recording<Self>;
+
+    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        if self.is_end_stream() {
+            return (UnsyncBoxBody::new(Empty::new().map_err(|never| match never {})), Some(Recording::empty()));
+        }
+        match Recording::start(self, limit) {
+            Ok((body, rec)) => (UnsyncBoxBody::new(body.map_err(E::from_recorded)), Some(rec)),
+            Err(body) => (body, None),
+        }
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        replay
+            .replay()
+            .map(|b| UnsyncBoxBody::new(b.map_err(E::from_recorded)))
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl ReplayableBody for tonic::body::Body {
+    type Replay = Recording<Self>;
+
+    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
+        if self.is_end_stream() {
+            return (tonic::body::Body::empty(), Some(Recording::empty()));
+        }
+        match Recording::start(self, limit) {
+            Ok((body, rec)) => (tonic::body::Body::new(body), Some(rec)),
+            Err(body) => (body, None),
+        }
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        replay.replay().map(tonic::body::Body::new)
+    }
+}
+
+#[cfg(any(feature = "https", feature = "test-util"))]
+impl ReplayableBody for hyper::body::Incoming {
+    type Replay = std::convert::Infallible;
+
+    /// An incoming body (a proxy forwarding a request) cannot be rebuilt: never replayed.
+    fn prepare(self, _limit: usize) -> (Self, Option<Self::Replay>) {
+        (self, None)
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        match replay {}
+    }
+}
+
+/// Converts the recorder's error into a body's error type.
+trait FromRecorded<E> {
+    fn from_recorded(err: RecordError<E>) -> Self;
+}
+
+impl<E: From<ReplayError>> FromRecorded<E> for E {
+    fn from_recorded(err: RecordError<E>) -> Self {
+        match err {
+            RecordError::Body(e) => e,
+            RecordError::Replay(e) => E::from(e),
+        }
+    }
+}
+
+/// A replayed body could not yield its data: it had been dropped from the recording
+/// because the body outgrew the replay limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayError(());
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("request body outgrew the replay limit and cannot be replayed")
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+#[cfg(feature = "tonic")]
+impl From<ReplayError> for tonic::Status {
+    fn from(err: ReplayError) -> Self {
+        tonic::Status::internal(err.to_string())
+    }
+}
+
+/// The error of a recording body: the original body's error, or a replay failure.
+#[derive(Debug)]
+pub enum RecordError<E> {
+    /// The original body failed.
+    Body(E),
+    /// The replay lost data (see [`ReplayError`]).
+    Replay(ReplayError),
+}
+
+impl<E: fmt::Display> fmt::Display for RecordError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Body(e) => e.fmt(f),
+            Self::Replay(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RecordError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Body(e) => Some(e),
+            Self::Replay(e) => Some(e),
+        }
+    }
+}
+
+/// The shared recording of a streaming body; what rebuilds it for a replay.
+pub struct Recording<B> {
+    shared: Arc<Mutex<Shared<B>>>,
+}
+
+impl<B> fmt::Debug for Recording<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recording").finish_non_exhaustive()
+    }
+}
+
+struct Shared<B> {
+    /// The original body, while it has more to give.
+    source: Option<B>,
+    /// Recorded data frames; `chunks[0]` is frame number `dropped`.
+    chunks: Vec<Bytes>,
+    dropped: usize,
+    recorded_bytes: usize,
+    limit: usize,
+    trailers: Option<HeaderMap>,
+    /// Set once the source has ended.
+    done: bool,
+}
+
+impl<B: Body<Data = Bytes>> Recording<B> {
+    fn empty() -> Self {
+        Self {
+            shared: Arc::new(Mutex::new(Shared {
+                source: None,
+                chunks: Vec::new(),
+                dropped: 0,
+                recorded_bytes: 0,
+                limit: 0,
+                trailers: None,
+                done: true,
+            })),
+        }
+    }
+
+    /// Starts recording `body`, or gives it back if its size hint already exceeds `limit`.
+    fn start(body: B, limit: usize) -> Result<(RecordingBody<B>, Self), B> {
+        if body.size_hint().lower() > limit as u64 {
+            return Err(body);
+        }
+        let shared = Arc::new(Mutex::new(Shared {
+            source: Some(body),
+            chunks: Vec::new(),
+            dropped: 0,
+            recorded_bytes: 0,
+            limit,
+            trailers: None,
+            done: false,
+        }));
+        let body = RecordingBody {
+            shared: shared.clone(),
+            pos: 0,
+            trailers_sent: false,
+        };
+        Ok((body, Self { shared }))
+    }
+
+    /// A body that yields the recording from the start, then the rest of the source.
+    fn replay(self) -> Option<RecordingBody<B>> {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.dropped > 0 {
+            return None;
+        }
+        drop(shared);
+        Some(RecordingBody {
+            shared: self.shared,
+            pos: 0,
+            trailers_sent: false,
+        })
+    }
+}
+
+/// One reader of a recording: the body first sent, or its replay.
+pub struct RecordingBody<B> {
+    shared: Arc<Mutex<Shared<B>>>,
+    /// Number of the next data frame this reader yields.
+    pos: usize,
+    trailers_sent: bool,
+}
+
+impl<B> fmt::Debug for RecordingBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordingBody")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Body for RecordingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = RecordError<B::Error>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        // The lock is never held across an await: polling is synchronous.
+        let mut shared = this.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = &mut *shared;
+        if this.pos < shared.dropped {
+            return Poll::Ready(Some(Err(RecordError::Replay(ReplayError(())))));
+        }
+        let recorded = shared.dropped + shared.chunks.len();
+        if this.pos < recorded {
+            let chunk = shared.chunks[this.pos - shared.dropped].clone();
+            this.pos += 1;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if shared.done {
+            if !this.trailers_sent {
+                this.trailers_sent = true;
+                if let Some(t) = &shared.trailers {
+                    return Poll::Ready(Some(Ok(Frame::trailers(t.clone()))));
+                }
+            }
+            return Poll::Ready(None);
+        }
+        let Some(source) = shared.source.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(source).poll_frame(cx)) {
+            None => {
+                shared.done = true;
+                shared.source = None;
+                this.trailers_sent = true;
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                // The source is unusable now; every reader after this one sees the end.
+                shared.done = true;
+                shared.source = None;
+                shared.dropped += shared.chunks.len() + 1;
+                shared.chunks.clear();
+                Poll::Ready(Some(Err(RecordError::Body(e))))
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    shared.recorded_bytes = shared.recorded_bytes.saturating_add(data.len());
+                    if shared.recorded_bytes > shared.limit || shared.dropped > 0 {
+                        // Past the limit: stop keeping frames; replays can no longer be made.
+                        shared.dropped += shared.chunks.len() + 1;
+                        shared.chunks.clear();
+                    } else {
+                        shared.chunks.push(data.clone());
+                    }
+                    this.pos += 1;
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        shared.trailers = Some(trailers.clone());
+                        shared.done = true;
+                        shared.source = None;
+                        this.trailers_sent = true;
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    // Unknown frame kinds are neither data nor trailers: skip them.
+                    Err(_) => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                },
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let recorded = shared.dropped + shared.chunks.len();
+        shared.done
+            && self.pos >= recorded
+            && (self.trailers_sent || shared.trailers.is_none())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let pending: u64 = shared
+            .chunks
+            .iter()
+            .skip(self.pos.saturating_sub(shared.dropped))
+            .map(|c| c.len() as u64)
+            .sum();
+        match &shared.source {
+            Some(source) => {
+                let hint = source.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(hint.lower() + pending);
+                if let Some(upper) = hint.upper() {
+                    out.set_upper(upper + pending);
+                }
+                out
+            }
+            None => SizeHint::with_exact(pending),
+        }
+    }
+}
+
+pin_project! {
+    /// The layer's response body: the inner body unchanged, or, after the layer had to
+    /// read the start of a 401 to classify it, that start followed by the rest.
+    ///
+    /// Its data is [`Bytes`] and its error the inner body's, so hyper and tonic take it
+    /// as they took the inner body.
+    pub struct ResponseBody<B: Body> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B: Body> {
+        Inner { #[pin] body: B },
+        Prefixed {
+            prefix: VecDeque<Frame<Bytes>>,
+            rest: Option<Pin<Box<B>>>,
+            error: Option<B::Error>,
+        },
+    }
+}
+
+impl<B: Body> ResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn prefixed(
+        prefix: VecDeque<Frame<Bytes>>,
+        rest: Option<Pin<Box<B>>>,
+        error: Option<B::Error>,
+    ) -> Self {
+        Self {
+            kind: Kind::Prefixed {
+                prefix,
+                rest,
+                error,
+            },
+        }
+    }
+}
+
+impl<B: Body> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Inner { .. } => "inner",
+            Kind::Prefixed { .. } => "prefixed",
+        };
+        f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map(|frame| frame.map_data(into_bytes)))),
+            KindProj::Prefixed {
+                prefix,
+                rest,
+                error,
+            } => {
+                if let Some(frame) = prefix.pop_front() {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                if let Some(e) = error.take() {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                match rest {
+                    Some(body) => body
+                        .as_mut()
+                        .poll_frame(cx)
+                        .map(|f| f.map(|r| r.map(|frame| frame.map_data(into_bytes)))),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Prefixed {
+                prefix,
+                rest,
+                error,
+            } => {
+                prefix.is_empty()
+                    && error.is_none()
+                    && rest.as_ref().is_none_or(|b| b.is_end_stream())
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Prefixed { prefix, rest, .. } => {
+                let buffered: u64 = prefix
+                    .iter()
+                    .filter_map(Frame::data_ref)
+                    .map(|c| c.len() as u64)
+                    .sum();
+                let Some(rest) = rest else {
+                    return SizeHint::with_exact(buffered);
+                };
+                let hint = rest.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(hint.lower() + buffered);
+                if let Some(upper) = hint.upper() {
+                    out.set_upper(upper + buffered);
+                }
+                out
+            }
+        }
+    }
+}
+
+fn into_bytes<D: Buf>(mut data: D) -> Bytes {
+    // For `Bytes` this is a move, not a copy.
+    data.copy_to_bytes(data.remaining())
+}

@@ -1,0 +1,580 @@
+//! Token state: one slot per scope set, read without locks, renewed by one fetch at a time.
+//!
+//! A slot's current token lives in an [`ArcSwapOption`]; a request loads it and checks an
+//! atomic phase, nothing more. The phase moves from fresh to "renewal due" to expired on
+//! tokio timers set when the token is installed, so the request path never reads a clock.
+//!
+//! Fetching is cold: the first request that needs a token (or the first that sees one
+//! due for renewal) spawns a driver task under the slot's mutex; everyone else subscribes
+//! to that task's outcome. The task, not the request, owns the fetch, so a request that
+//! goes away never strands the others.
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
+        Arc, Mutex, MutexGuard, Weak,
+    },
+    time::Duration,
+};
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::{sync::watch, time::Instant};
+use tower::{util::BoxCloneSyncService, ServiceExt};
+use tracing::Instrument;
+
+use crate::{
+    classify::ClassifyRejection,
+    error::{BoxError, Error, ErrorKind},
+    token::{FetchReason, Scope, Token, TokenRequest},
+};
+
+/// The type-erased token fetcher; fetching is the cold path, so a box costs nothing that
+/// matters.
+pub(crate) type BoxFetcher = BoxCloneSyncService<TokenRequest, Token, BoxError>;
+
+/// Settings shared by every slot of a layer. See the builder for meanings and defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) renew_ahead: Duration,
+    pub(crate) expiry_margin: Duration,
+    pub(crate) default_lifetime: Duration,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) retry_budget: Duration,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) strict_scope: bool,
+    pub(crate) replay_limit: usize,
+    pub(crate) inspect_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            renew_ahead: Duration::from_secs(60),
+            expiry_margin: Duration::from_secs(5),
+            default_lifetime: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(24 * 60 * 60),
+            fetch_timeout: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            retry_budget: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(60),
+            strict_scope: false,
+            replay_limit: 64 * 1024,
+            inspect_limit: 4 * 1024,
+        }
+    }
+}
+
+/// What every slot of a layer shares.
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    pub(crate) fetcher: BoxFetcher,
+    pub(crate) classifier: Arc<dyn ClassifyRejection>,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+const FRESH: u8 = 0;
+const RENEW_DUE: u8 = 1;
+const EXPIRED: u8 = 2;
+const REJECTED: u8 = 3;
+
+/// An installed token.
+pub(crate) struct Cached {
+    /// `Bearer <token>`, marked sensitive; cloned into each request.
+    pub(crate) header: HeaderValue,
+    pub(crate) generation: u64,
+    phase: AtomicU8,
+    renewal_started: AtomicBool,
+    scope_ok: bool,
+    granted: Option<Scope>,
+    expires_at: Instant,
+}
+
+impl Cached {
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Acquire)
+    }
+
+    fn usable(&self) -> bool {
+        self.phase() <= RENEW_DUE
+    }
+
+    /// Moves the phase forward, never back (a rejected token stays rejected).
+    fn advance(&self, to: u8) {
+        self.phase.fetch_max(to, Ordering::AcqRel);
+    }
+}
+
+/// What a request needs from a token: the header and which token it was.
+#[derive(Clone)]
+pub(crate) struct Credential {
+    pub(crate) header: HeaderValue,
+    pub(crate) generation: u64,
+}
+
+type Outcome = Option<Result<Arc<Cached>, Error>>;
+
+#[derive(Default)]
+struct State {
+    flight: Option<watch::Receiver<Outcome>>,
+    /// After a failed fetch: until when requests get this error without a new fetch.
+    cooldown: Option<(Instant, Error)>,
+    last_error: Option<ErrorKind>,
+}
+
+/// The token state of one scope set.
+pub(crate) struct Slot {
+    pub(crate) core: Arc<Core>,
+    scope: Option<Scope>,
+    current: ArcSwapOption<Cached>,
+    state: Mutex<State>,
+    fetches: AtomicU64,
+    generations: AtomicU64,
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("scope", &self.scope)
+            .field("fetches", &self.fetches.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the control handle shows of a slot; no token in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenState {
+    /// The scope set requested for this slot.
+    pub scope: Option<Scope>,
+    /// The scope the server granted, when it said.
+    pub granted_scope: Option<Scope>,
+    /// Whether the granted scope covers the requested one.
+    pub scope_satisfied: bool,
+    /// The status of the current token.
+    pub status: TokenStatus,
+    /// Time until the current token expires (by the layer's reckoning), if there is one
+    /// and it has not expired.
+    pub expires_in: Option<Duration>,
+    /// Token requests made so far (each attempt counts).
+    pub fetches: u64,
+    /// The kind of the most recent fetch failure, if any fetch failed.
+    pub last_error: Option<ErrorKind>,
+    /// Whether a fetch is in flight.
+    pub fetching: bool,
+}
+
+/// The status of a slot's current token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenStatus {
+    /// No token has been obtained yet.
+    None,
+    /// A token is in use and not yet due for renewal.
+    Fresh,
+    /// A token is in use and due for renewal.
+    RenewalDue,
+    /// The token expired.
+    Expired,
+    /// The API rejected the token.
+    Rejected,
+}
+
+impl Slot {
+    pub(crate) fn new(core: Arc<Core>, scope: Option<Scope>) -> Self {
+        Self {
+            core,
+            scope,
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(State::default()),
+            fetches: AtomicU64::new(0),
+            generations: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The hot path: the current token if it can be used as it is. Takes no lock and
+    /// allocates nothing; starts a background renewal when one is due.
+    #[inline]
+    pub(crate) fn fast(self: &Arc<Self>) -> Option<Credential> {
+        let guard = self.current.load();
+        let cached = guard.as_deref()?;
+        match cached.phase() {
+            FRESH => {}
+            RENEW_DUE => {
+                if !cached.renewal_started.load(Ordering::Relaxed)
+                    && !cached.renewal_started.swap(true, Ordering::AcqRel)
+                {
+                    self.renew_in_background(FetchReason::AheadOfExpiry);
+                }
+            }
+            _ => return None,
+        }
+        if !cached.scope_ok && self.core.config.strict_scope {
+            return None;
+        }
+        Some(Credential {
+            header: cached.header.clone(),
+            generation: cached.generation,
+        })
+    }
+
+    /// The slow path: waits for a usable token, fetching one if needed.
+    pub(crate) async fn acquire(self: Arc<Self>) -> Result<Credential, Error> {
+        let rx = {
+            let mut state = self.lock();
+            let current = self.current.load_full();
+            match &current {
+                Some(c) if c.usable() => return self.credential(c),
+                _ => {}
+            }
+            if let Some(rx) = &state.flight {
+                rx.clone()
+            } else {
+                if let Some((until, err)) = &state.cooldown {
+                    if Instant::now() < *until {
+                        return Err(err.clone());
+                    }
+                }
+                let reason = match current.as_deref().map(Cached::phase) {
+                    None => FetchReason::First,
+                    Some(REJECTED) => FetchReason::Rejected,
+                    Some(_) => FetchReason::Expired,
+                };
+                self.start_flight(&mut state, reason)
+            }
+        };
+        let cached = wait(rx).await?;
+        self.credential(&cached)
+    }
+
+    fn credential(&self, cached: &Cached) -> Result<Credential, Error> {
+        if !cached.scope_ok && self.core.config.strict_scope {
+            return Err(Error::builder(ErrorKind::InsufficientScope)
+                .detail(&format!(
+                    "requested \"{}\", granted \"{}\"",
+                    self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
+                    cached.granted.as_ref().map(Scope::as_str).unwrap_or("")
+                ))
+                .build());
+        }
+        Ok(Credential {
+            header: cached.header.clone(),
+            generation: cached.generation,
+        })
+    }
+
+    /// Marks the token `generation` as rejected by the API, if it is still the current
+    /// one; a newer token is left alone.
+    pub(crate) fn reject(&self, generation: u64) {
+        if let Some(current) = self.current.load().as_deref() {
+            if current.generation == generation {
+                current.advance(REJECTED);
+                tracing::debug!(scope = ?self.scope, "api rejected the current token");
+            }
+        }
+    }
+
+    /// Starts a fetch unless one is running, without waiting for it.
+    pub(crate) fn renew_in_background(self: &Arc<Self>, reason: FetchReason) {
+        let mut state = self.lock();
+        if state.flight.is_none() {
+            if let Some((until, _)) = &state.cooldown {
+                if Instant::now() < *until {
+                    return;
+                }
+            }
+            self.start_flight(&mut state, reason);
+        }
+    }
+
+    /// Fetches a new token now (joining a fetch in flight) and waits for it.
+    pub(crate) async fn force(self: Arc<Self>) -> Result<(), Error> {
+        let rx = {
+            let mut state = self.lock();
+            match &state.flight {
+                Some(rx) => rx.clone(),
+                None => self.start_flight(&mut state, FetchReason::Forced),
+            }
+        };
+        wait(rx).await.map(drop)
+    }
+
+    /// Waits for a usable token; fails fast on bad credentials.
+    pub(crate) async fn warm_up(self: Arc<Self>) -> Result<(), Error> {
+        self.acquire().await.map(drop)
+    }
+
+    pub(crate) fn view(&self) -> TokenState {
+        let current = self.current.load_full();
+        let state = self.lock();
+        let now = Instant::now();
+        let status = match current.as_deref().map(Cached::phase) {
+            None => TokenStatus::None,
+            Some(FRESH) => TokenStatus::Fresh,
+            Some(RENEW_DUE) => TokenStatus::RenewalDue,
+            Some(EXPIRED) => TokenStatus::Expired,
+            Some(_) => TokenStatus::Rejected,
+        };
+        TokenState {
+            scope: self.scope.clone(),
+            granted_scope: current.as_ref().and_then(|c| c.granted.clone()),
+            scope_satisfied: current.as_ref().is_none_or(|c| c.scope_ok),
+            status,
+            expires_in: current
+                .as_ref()
+                .filter(|c| c.usable())
+                .map(|c| c.expires_at.saturating_duration_since(now)),
+            fetches: self.fetches.load(Ordering::Relaxed),
+            last_error: state.last_error,
+            fetching: state.flight.is_some(),
+        }
+    }
+
+    /// Spawns the driver task; called with the state lock held.
+    fn start_flight(self: &Arc<Self>, state: &mut State, reason: FetchReason) -> watch::Receiver<Outcome> {
+        let (tx, rx) = watch::channel(None);
+        state.flight = Some(rx.clone());
+        state.cooldown = None;
+        let span = tracing::info_span!(
+            "oauth.fetch",
+            scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
+            reason = reason.as_str()
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(drive(self.clone(), reason, tx).instrument(span));
+            }
+            Err(_) => {
+                state.flight = None;
+                let _ = tx.send(Some(Err(Error::builder(ErrorKind::Config)
+                    .detail("a tokio runtime is required to fetch tokens")
+                    .build())));
+            }
+        }
+        rx
+    }
+
+    /// Turns a fetched token into the installed one.
+    fn install(&self, token: Token, requested_at: Instant) -> Result<Arc<Cached>, Error> {
+        let config = &self.core.config;
+        let header = bearer_header(token.access_token.secret())?;
+        let lifetime = match token.expires_in {
+            Some(d) if !d.is_zero() => d.min(config.max_lifetime),
+            _ => config.default_lifetime,
+        };
+        // Count from when the request was sent: the server's clock started no earlier.
+        let expires_at = requested_at + lifetime - config.expiry_margin.min(lifetime / 10);
+        let renew_at = requested_at + lifetime - config.renew_ahead.min(lifetime / 2);
+        let scope_ok = match (&self.scope, &token.scope) {
+            (Some(requested), Some(granted)) => granted.contains(requested),
+            _ => true,
+        };
+        if !scope_ok {
+            tracing::warn!(
+                requested = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
+                granted = token.scope.as_ref().map(Scope::as_str).unwrap_or(""),
+                "token endpoint granted less scope than requested"
+            );
+        }
+        let cached = Arc::new(Cached {
+            header,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            phase: AtomicU8::new(FRESH),
+            renewal_started: AtomicBool::new(false),
+            scope_ok,
+            granted: token.scope,
+            expires_at,
+        });
+        tokio::spawn(run_timers(Arc::downgrade(&cached), renew_at, expires_at));
+        Ok(cached)
+    }
+
+    fn has_usable(&self) -> bool {
+        self.current.load().as_deref().is_some_and(Cached::usable)
+    }
+}
+
+/// Builds `Bearer <token>`, refusing tokens that are not a clean header value.
+fn bearer_header(token: &str) -> Result<HeaderValue, Error> {
+    if token.is_empty() {
+        return Err(Error::malformed("access token is empty"));
+    }
+    if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::malformed(
+            "access token contains characters not allowed in a header",
+        ));
+    }
+    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| Error::malformed("access token is not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+async fn wait(mut rx: watch::Receiver<Outcome>) -> Result<Arc<Cached>, Error> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone().expect("waited for Some"),
+        Err(_) => Err(Error::new(ErrorKind::Cancelled)),
+    }
+}
+
+/// Moves the token's phase on the tokio clock; ends early once the token is dropped.
+async fn run_timers(token: Weak<Cached>, renew_at: Instant, expires_at: Instant) {
+    tokio::time::sleep_until(renew_at).await;
+    match token.upgrade() {
+        Some(t) => t.advance(RENEW_DUE),
+        None => return,
+    }
+    tokio::time::sleep_until(expires_at).await;
+    if let Some(t) = token.upgrade() {
+        t.advance(EXPIRED);
+    }
+}
+
+/// The fetch driver: retries within the budget, installs the token, tells the waiters.
+async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>) {
+    let config = &slot.core.config;
+    let mut attempt: u32 = 0;
+    // When requests started waiting (no usable token); the retry budget counts from there.
+    let mut waiting_since = (!slot.has_usable()).then(Instant::now);
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        slot.fetches.fetch_add(1, Ordering::Relaxed);
+        let request = TokenRequest::new(slot.scope.clone(), reason);
+        let result = match tokio::time::timeout(
+            config.fetch_timeout,
+            slot.core.fetcher.clone().oneshot(request),
+        )
+        .await
+        {
+            Ok(Ok(token)) => slot.install(token, started),
+            Ok(Err(err)) => Err(Error::from_fetcher(err)),
+            Err(_) => Err(Error::builder(ErrorKind::Timeout)
+                .detail(&format!("no answer within {:?}", config.fetch_timeout))
+                .build()),
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let err = match result {
+            Ok(cached) => {
+                tracing::info!(attempt, elapsed_ms, outcome = "ok", "token fetched");
+                {
+                    let mut state = slot.lock();
+                    slot.current.store(Some(cached.clone()));
+                    state.flight = None;
+                    state.cooldown = None;
+                }
+                let _ = tx.send(Some(Ok(cached)));
+                return;
+            }
+            Err(err) => err,
+        };
+        tracing::warn!(
+            attempt,
+            elapsed_ms,
+            outcome = "error",
+            kind = ?err.kind(),
+            retryable = err.is_retryable(),
+            error = %err,
+            "token fetch failed"
+        );
+        slot.lock().last_error = Some(err.kind());
+
+        let now = Instant::now();
+        let delay = backoff(config, attempt, err.retry_after());
+        if slot.has_usable() {
+            // Renewal failed but the token still works: keep it and try again later.
+            let pause = if err.is_retryable() {
+                delay
+            } else {
+                delay.max(config.max_backoff)
+            };
+            tracing::info!(delay_ms = pause.as_millis() as u64, "renewal failed; current token kept, retrying later");
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        let since = *waiting_since.get_or_insert(now);
+        if err.is_retryable() && now + delay <= since + config.retry_budget {
+            tracing::info!(delay_ms = delay.as_millis() as u64, "backing off before retrying the token fetch");
+            tokio::time::sleep(delay).await;
+            continue;
+        }
+        // Give up: everyone waiting gets the error, and so does everyone arriving during
+        // the cooldown, without a new fetch.
+        let cooldown = if err.is_retryable() {
+            delay
+        } else {
+            delay.max(config.max_backoff)
+        };
+        {
+            let mut state = slot.lock();
+            state.flight = None;
+            state.cooldown = Some((Instant::now() + cooldown, err.clone()));
+        }
+        let _ = tx.send(Some(Err(err)));
+        return;
+    }
+}
+
+/// Growing backoff with jitter: `initial * 2^(attempt-1)`, capped, then scaled by a
+/// random factor in `[0.5, 1.0)`; at least what `Retry-After` asked for (itself capped).
+fn backoff(config: &Config, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = config
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(config.max_backoff);
+    let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
+    match retry_after {
+        Some(after) => jittered.max(after.min(config.max_retry_after)),
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let c = Config::default();
+        for attempt in 1..20 {
+            let d = backoff(&c, attempt, None);
+            let full = c
+                .initial_backoff
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(c.max_backoff);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(backoff(&c, 1, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(backoff(&c, 1, Some(Duration::from_secs(3600))), c.max_retry_after);
+    }
+
+    #[test]
+    fn bearer_header_refuses_bad_tokens_and_is_sensitive() {
+        assert!(bearer_header("abc.DEF-123_~+/=").unwrap().is_sensitive());
+        for bad in ["", "a b", "a\r\nX-Evil: 1", "tab\there", "caf\u{e9}", "nul\0"] {
+            let err = bearer_header(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+            assert!(!err.to_string().contains(bad) || bad.is_empty());
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! What counts as a rejected token: the response classifiers.
+//!
+//! When the API rejects the token a request carried, the layer gets a new token and
+//! replays the request. [`StandardClassifier`] recognises the three common ways servers
+//! say so:
+//!
+//! - **SimpleDocs**: status 401 with a JSON body (`application/json` or
+//!   `application/problem+json`) whose `type` is `token_expired` or `invalid_token`.
+//! - **RFC 6750**: status 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+//! - **gRPC**: `grpc-status: 16` (UNAUTHENTICATED) in the response head (a
+//!   trailers-only response).
+//!
+//! Anything else is not a token rejection: 401 `invalid_client`, 403
+//! `insufficient_scope` and every other status pass through untouched.
+//!
+//! ```
+//! use http::{HeaderMap, StatusCode};
+//! use tower_oauth::classify::{Classification, ClassifyRejection, StandardClassifier};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("www-authenticate", r#"Bearer error="invalid_token""#.parse().unwrap());
+//! let c = StandardClassifier::default();
+//! assert_eq!(c.classify_head(StatusCode::UNAUTHORIZED, &headers), Classification::Rejected);
+//! assert_eq!(c.classify_head(StatusCode::OK, &HeaderMap::new()), Classification::NotRejected);
+//! ```
+
+use http::{header, HeaderMap, StatusCode};
+
+/// What the head of a response says about the token that the request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// The token was not rejected; the response goes to the caller as it is.
+    NotRejected,
+    /// The token was rejected: renew it and replay the request.
+    Rejected,
+    /// The body decides: read up to the inspection limit, then ask
+    /// [`ClassifyRejection::classify_body`].
+    InspectBody,
+}
+
+/// Decides whether a response means "the token was rejected".
+///
+/// `classify_head` runs on every response, so it should be cheap; a body is only read
+/// when it answers [`Classification::InspectBody`].
+pub trait ClassifyRejection: Send + Sync + 'static {
+    /// Classifies a response by its status and headers.
+    fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Classification;
+
+    /// Classifies a response by its body, when `classify_head` asked for it. `body` is
+    /// the whole body, at most the inspection limit long. The default says "not
+    /// rejected".
+    fn classify_body(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
+        let _ = (status, headers, body);
+        false
+    }
+}
+
+/// The built-in classifier: SimpleDocs problem documents, RFC 6750 challenges and gRPC
+/// UNAUTHENTICATED, each of which can be turned off.
+#[derive(Debug, Clone, Copy)]
+pub struct StandardClassifier {
+    simpledocs: bool,
+    rfc6750: bool,
+    grpc: bool,
+}
+
+impl Default for StandardClassifier {
+    fn default() -> Self {
+        Self {
+            simpledocs: true,
+            rfc6750: true,
+            grpc: true,
+        }
+    }
+}
+
+impl StandardClassifier {
+    /// Whether to read 401 JSON bodies for `type: token_expired`/`invalid_token`.
+    /// Default: `true`.
+    pub fn simpledocs(mut self, on: bool) -> Self {
+        self.simpledocs = on;
+        self
+    }
+
+    /// Whether to honour `WWW-Authenticate: Bearer error="invalid_token"`. Default: `true`.
+    pub fn rfc6750(mut self, on: bool) -> Self {
+        self.rfc6750 = on;
+        self
+    }
+
+    /// Whether `grpc-status: 16` in the head is a rejection. Default: `true`.
+    pub fn grpc(mut self, on: bool) -> Self {
+        self.grpc = on;
+        self
+    }
+}
+
+/// Error codes and problem types that mean "this token is no good, get another".
+const REJECTED_TYPES: [&str; 2] = ["token_expired", "invalid_token"];
+
+impl ClassifyRejection for StandardClassifier {
+    fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Classification {
+        if status == StatusCode::UNAUTHORIZED {
+            if self.rfc6750
+                && headers
+                    .get_all(header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(bearer_invalid_token)
+            {
+                return Classification::Rejected;
+            }
+            if self.simpledocs && is_json(headers) {
+                return Classification::InspectBody;
+            }
+            return Classification::NotRejected;
+        }
+        if self.grpc {
+            if let Some(code) = headers.get("grpc-status") {
+                if code.as_bytes() == b"16" {
+                    return Classification::Rejected;
+                }
+            }
+        }
+        Classification::NotRejected
+    }
+
+    fn classify_body(&self, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> bool {
+        if status != StatusCode::UNAUTHORIZED || !self.simpledocs {
+            return false;
+        }
+        #[derive(serde::Deserialize)]
+        struct Problem<'a> {
+            #[serde(rename = "type", borrow, default)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow, default)]
+            error: Option<std::borrow::Cow<'a, str>>,
+        }
+        match serde_json::from_slice::<Problem<'_>>(body) {
+            Ok(p) => [p.kind, p.error]
+                .iter()
+                .flatten()
+                .any(|t| REJECTED_TYPES.contains(&t.as_ref())),
+            Err(_) => false,
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("application/problem+json")
+}
+
+fn bearer_invalid_token(value: &str) -> bool {
+    parse_challenges(value).iter().any(|c| {
+        c.scheme.eq_ignore_ascii_case("bearer")
+            && c.param("error")
+                .is_some_and(|e| REJECTED_TYPES.contains(&e))
+    })
+}
+
+/// One authentication challenge of a `WWW-Authenticate` header (RFC 9110 §11.6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The auth scheme, as sent (compare case-insensitively).
+    pub scheme: String,
+    /// A token68 credential, if the challenge carries one instead of parameters.
+    pub token68: Option<String>,
+    /// The auth parameters, names lowercased, quoted values unescaped.
+    pub params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    /// The value of the parameter `name` (case-insensitive), if present.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the challenges of one `WWW-Authenticate` header value.
+///
+/// Several challenges may share a value (`Basic realm="a", Bearer error="invalid_token"`);
+/// quoted strings may contain commas, `=` and escaped quotes. Parsing never fails: on
+/// malformed input it returns the challenges it could read up to that point.
+pub fn parse_challenges(value: &str) -> Vec<Challenge> {
+    let mut p = Parser {
+        s: value.as_bytes(),
+        i: 0,
+    };
+    let mut out: Vec<Challenge> = Vec::new();
+    loop {
+        p.skip_list_separators();
+        if p.at_end() {
+            break;
+        }
+        let Some(scheme) = p.token() else { break };
+        let mut challenge = Challenge {
+            scheme: scheme.to_owned(),
+            token68: None,
+            params: Vec::new(),
+        };
+        let had_space = p.skip_ws();
+        if had_space && !p.at_end() && p.peek() != Some(b',') {
+            // Either token68 or the first auth-param.
+            let save = p.i;
+            if let Some(t68) = p.token68() {
+                p.skip_ws();
+                if p.at_end() || p.peek() == Some(b',') {
+                    challenge.token68 = Some(t68.to_owned());
+                    out.push(challenge);
+                    continue;
+                }
+            }
+            p.i = save;
+            match p.auth_param() {
+                Some(param) => challenge.params.push(param),
+                None => {
+                    out.push(challenge);
+                    break;
+                }
+            }
+            // Further params follow a comma; a token without `=` starts a new challenge.
+            loop {
+                let save = p.i;
+                p.skip_ws();
+                if p.peek() != Some(b',') {
+                    p.i = save;
+                    break;
+                }
+                p.skip_list_separators();
+                let before = p.i;
+                match p.auth_param() {
+                    Some(param) => challenge.params.push(param),
+                    None => {
+                        p.i = before;
+                        break;
+                    }
+                }
+            }
+        }
+        out.push(challenge);
+        p.skip_ws();
+        if !p.at_end() && p.peek() != Some(b',') {
+            break;
+        }
+    }
+    out
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+impl<'a> Parser<'a> {
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) -> bool {
+        let start = self.i;
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+        self.i > start
+    }
+
+    fn skip_list_separators(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b',')) {
+            self.i += 1;
+        }
+    }
+
+    fn slice(&self, start: usize) -> &'a str {
+        // Only ASCII bytes are ever accepted into a slice, so this cannot fail.
+        std::str::from_utf8(&self.s[start..self.i]).unwrap_or("")
+    }
+
+    fn token(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        while self.peek().is_some_and(is_tchar) {
+            self.i += 1;
+        }
+        (self.i > start).then(|| self.slice(start))
+    }
+
+    fn token68(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        while self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+        {
+            self.i += 1;
+        }
+        if self.i == start {
+            return None;
+        }
+        while self.peek() == Some(b'=') {
+            self.i += 1;
+        }
+        Some(self.slice(start))
+    }
+
+    fn auth_param(&mut self) -> Option<(String, String)> {
+        let name = self.token()?;
+        self.skip_ws();
+        if self.peek() != Some(b'=') {
+            return None;
+        }
+        self.i += 1;
+        self.skip_ws();
+        let value = if self.peek() == Some(b'"') {
+            self.quoted()?
+        } else {
+            self.token()?.to_owned()
+        };
+        Some((name.to_ascii_lowercase(), value))
+    }
+
+    fn quoted(&mut self) -> Option<String> {
+        debug_assert_eq!(self.peek(), Some(b'"'));
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return String::from_utf8(out).ok();
+                }
+                b'\\' => {
+                    self.i += 1;
+                    out.push(self.peek()?);
+                    self.i += 1;
+                }
+                b => {
+                    out.push(b);
+                    self.i += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, pairs: &[(&str, &str)]) -> Classification {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        StandardClassifier::default().classify_head(StatusCode::from_u16(status).unwrap(), &headers)
+    }
+
+    fn body(json: &str) -> bool {
+        StandardClassifier::default().classify_body(
+            StatusCode::UNAUTHORIZED,
+            &HeaderMap::new(),
+            json.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn simpledocs_problem_documents() {
+        use Classification::*;
+        assert_eq!(head(401, &[("content-type", "application/json")]), InspectBody);
+        assert_eq!(
+            head(401, &[("content-type", "application/problem+json; charset=utf-8")]),
+            InspectBody
+        );
+        assert_eq!(head(401, &[("content-type", "text/html")]), NotRejected);
+        assert_eq!(head(401, &[]), NotRejected);
+        assert!(body(r#"{"type":"token_expired","status":401,"title":"Token Expired"}"#));
+        assert!(body(r#"{"type":"invalid_token"}"#));
+        assert!(body(r#"{"error":"invalid_token"}"#));
+        assert!(!body(r#"{"type":"invalid_client","status":401}"#));
+        assert!(!body(r#"{"type":"insufficient_scope","status":403}"#));
+        assert!(!body(r#"{"type":"token_expired""#));
+        assert!(!body("token_expired"));
+        assert!(!body(r#"{"type":7}"#));
+        // Only 401 bodies count.
+        assert!(!StandardClassifier::default().classify_body(
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            br#"{"type":"token_expired"}"#
+        ));
+    }
+
+    #[test]
+    fn rfc6750_challenges() {
+        use Classification::*;
+        let w = "www-authenticate";
+        assert_eq!(head(401, &[(w, r#"Bearer error="invalid_token""#)]), Rejected);
+        assert_eq!(head(401, &[(w, "Bearer error=invalid_token")]), Rejected);
+        assert_eq!(head(401, &[(w, r#"bearer realm="x", error="invalid_token", error_description="The access token expired""#)]), Rejected);
+        assert_eq!(head(401, &[(w, r#"Basic realm="a, b", Bearer error="invalid_token""#)]), Rejected);
+        assert_eq!(head(401, &[(w, r#"Basic realm="x""#), (w, r#"Bearer error="invalid_token""#)]), Rejected);
+        // A quoted string that merely contains the words is not the error parameter.
+        assert_eq!(head(401, &[(w, r#"Bearer realm="error=\"invalid_token\"""#)]), NotRejected);
+        assert_eq!(head(401, &[(w, r#"Bearer error="insufficient_scope""#)]), NotRejected);
+        assert_eq!(head(401, &[(w, r#"Basic error="invalid_token""#)]), NotRejected);
+        assert_eq!(head(401, &[(w, r#"Bearer realm="api""#)]), NotRejected);
+        assert_eq!(head(403, &[(w, r#"Bearer error="invalid_token""#)]), NotRejected);
+    }
+
+    #[test]
+    fn grpc_unauthenticated_in_the_head() {
+        use Classification::*;
+        assert_eq!(head(200, &[("grpc-status", "16")]), Rejected);
+        assert_eq!(head(200, &[("grpc-status", "7")]), NotRejected);
+        assert_eq!(head(200, &[("grpc-status", "0")]), NotRejected);
+        assert_eq!(head(200, &[]), NotRejected);
+    }
+
+    #[test]
+    fn challenge_parser_reads_params_token68_and_escapes() {
+        let c = parse_challenges(r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].scheme, "Newauth");
+        assert_eq!(c[0].param("title"), Some(r#"Login to "apps""#));
+        assert_eq!(c[0].param("TYPE"), Some("1"));
+        assert_eq!(c[1].param("realm"), Some("simple"));
+        let c = parse_challenges("Negotiate abc123==, Bearer");
+        assert_eq!(c[0].token68.as_deref(), Some("abc123=="));
+        assert_eq!(c[1].scheme, "Bearer");
+        assert!(parse_challenges("").is_empty());
+        assert!(parse_challenges(r#"Bearer error="unterminated"#).iter().all(|c| c.param("error").is_none()));
+    }
+}

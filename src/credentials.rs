@@ -1,0 +1,339 @@
+//! Client credentials: where to get tokens and how to authenticate there.
+
+use std::{fmt, net::IpAddr};
+
+use base64::Engine as _;
+use http::{HeaderValue, Uri};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use zeroize::Zeroizing;
+
+use crate::{
+    error::{Error, ErrorKind},
+    token::Scope,
+};
+
+/// The SimpleDocs token endpoint.
+pub const SIMPLEDOCS_TOKEN_URL: &str = "https://app.simpledocs.com/api/oauth/token";
+
+/// A client secret: redacted in `Debug` and `Display`, wiped from memory on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(Zeroizing<String>);
+
+impl ClientSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(Zeroizing::new(secret.into()))
+    }
+
+    /// The secret itself; keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+impl fmt::Display for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for ClientSecret {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<&str> for ClientSecret {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// `client_id` and `client_secret` as form parameters in the request body; what
+    /// SimpleDocs documents. The default.
+    #[default]
+    ClientSecretPost,
+    /// HTTP Basic authentication (RFC 6749 §2.3.1).
+    ///
+    /// The id and the secret are each percent-encoded before Base64: every byte but
+    /// `A-Z a-z 0-9 - . _ ~` is escaped, and a space becomes `%20`, never `+`. Servers
+    /// that form-decode (turning `+` into a space) and servers that only percent-decode
+    /// both read that back as the original text.
+    ClientSecretBasic,
+}
+
+/// Characters escaped in Basic credentials: everything but RFC 3986 unreserved ones.
+const BASIC_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// What a client needs to get tokens: the token URL, its id and secret, the scope to ask
+/// for and how to authenticate.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    token_url: Uri,
+    client_id: String,
+    client_secret: ClientSecret,
+    scope: Option<Scope>,
+    auth_method: AuthMethod,
+    allow_http: bool,
+}
+
+impl ClientCredentials {
+    /// Credentials for any OAuth 2.0 token endpoint.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `token_url` is not a valid absolute URI; use
+    /// [`ClientCredentials::try_new`] for a fallible version.
+    pub fn new(
+        token_url: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<ClientSecret>,
+    ) -> Self {
+        match Self::try_new(token_url, client_id, client_secret) {
+            Ok(creds) => creds,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// Credentials for any OAuth 2.0 token endpoint.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`] error if `token_url` is not an absolute `http` or
+    /// `https` URI.
+    pub fn try_new(
+        token_url: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<ClientSecret>,
+    ) -> Result<Self, Error> {
+        let token_url: Uri = token_url.parse().map_err(|e| {
+            Error::builder(ErrorKind::Config)
+                .detail("token url is not a valid uri")
+                .source(e)
+                .build()
+        })?;
+        match token_url.scheme_str() {
+            Some("http") | Some("https") if token_url.host().is_some() => {}
+            _ => {
+                return Err(Error::builder(ErrorKind::Config)
+                    .detail("token url must be an absolute http or https url")
+                    .build())
+            }
+        }
+        Ok(Self {
+            token_url,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scope: None,
+            auth_method: AuthMethod::default(),
+            allow_http: false,
+        })
+    }
+
+    /// Credentials for the SimpleDocs API, with its documented token URL.
+    pub fn simpledocs(client_id: impl Into<String>, client_secret: impl Into<ClientSecret>) -> Self {
+        Self::new(SIMPLEDOCS_TOKEN_URL, client_id, client_secret)
+    }
+
+    /// Sets the scope to request, space-separated (`"read write"`). Default: none, the
+    /// parameter is omitted and the server picks its default.
+    pub fn scope(mut self, scope: impl Into<Scope>) -> Self {
+        let scope = scope.into();
+        self.scope = (!scope.is_empty()).then_some(scope);
+        self
+    }
+
+    /// Sets the client authentication method. Default: [`AuthMethod::ClientSecretPost`].
+    pub fn auth_method(mut self, method: AuthMethod) -> Self {
+        self.auth_method = method;
+        self
+    }
+
+    /// Allows a plain `http://` token URL on a host other than loopback. Default: `false`;
+    /// plain HTTP is refused except on `127.0.0.0/8`, `::1` and `localhost`, since it
+    /// would send the secret in the clear.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// The token URL.
+    pub fn token_url(&self) -> &Uri {
+        &self.token_url
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client secret.
+    pub fn client_secret(&self) -> &ClientSecret {
+        &self.client_secret
+    }
+
+    /// The configured scope.
+    pub fn configured_scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
+    /// The client authentication method.
+    pub fn method(&self) -> AuthMethod {
+        self.auth_method
+    }
+
+    /// Checks that the token URL may be used: HTTPS, or plain HTTP on loopback or when
+    /// explicitly allowed.
+    pub(crate) fn check_transport(&self) -> Result<(), Error> {
+        if self.token_url.scheme_str() == Some("https") || self.allow_http {
+            return Ok(());
+        }
+        let host = self.token_url.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            Ok(())
+        } else {
+            Err(Error::builder(ErrorKind::Config)
+                .detail("refusing to send client credentials over plain http to a non-loopback host")
+                .build())
+        }
+    }
+
+    /// The form body of a token request for `scope`.
+    pub(crate) fn form_body(&self, scope: Option<&Scope>) -> Zeroizing<String> {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = scope {
+            form.append_pair("scope", scope.as_str());
+        }
+        if self.auth_method == AuthMethod::ClientSecretPost {
+            form.append_pair("client_id", &self.client_id);
+            form.append_pair("client_secret", self.client_secret.expose());
+        }
+        Zeroizing::new(form.finish())
+    }
+
+    /// The `Authorization: Basic` value, for [`AuthMethod::ClientSecretBasic`].
+    pub(crate) fn basic_authorization(&self) -> Option<HeaderValue> {
+        if self.auth_method != AuthMethod::ClientSecretBasic {
+            return None;
+        }
+        let user_pass = Zeroizing::new(format!(
+            "{}:{}",
+            utf8_percent_encode(&self.client_id, BASIC_ESCAPE),
+            utf8_percent_encode(self.client_secret.expose(), BASIC_ESCAPE)
+        ));
+        let encoded =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(user_pass.as_bytes()));
+        let mut value = HeaderValue::try_from(format!("Basic {}", encoded.as_str()))
+            .expect("base64 is a valid header value");
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("scope", &self.scope)
+            .field("auth_method", &self.auth_method)
+            .field("allow_insecure_http", &self.allow_http)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "a+b&c=d%e/f\"g\\h i\u{fc}";
+
+    fn decode_basic(value: &HeaderValue) -> (String, String) {
+        let b64 = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        let (id, secret) = raw.split_once(':').unwrap();
+        (id.to_owned(), secret.to_owned())
+    }
+
+    #[test]
+    fn basic_credentials_read_the_same_with_form_and_plain_percent_decoding() {
+        let creds = ClientCredentials::new("https://x.test/token", "id:1 +", HOSTILE)
+            .auth_method(AuthMethod::ClientSecretBasic);
+        let (id, secret) = decode_basic(&creds.basic_authorization().unwrap());
+        assert!(!secret.contains('+') && !secret.contains(' '), "{secret}");
+        for (enc, want) in [(&id, "id:1 +"), (&secret, HOSTILE)] {
+            let form: String = form_urlencoded::parse(format!("v={enc}").as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned();
+            let plain = percent_encoding::percent_decode_str(enc)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(form, want);
+            assert_eq!(plain, want);
+        }
+        assert!(creds.basic_authorization().unwrap().is_sensitive());
+        // Basic credentials stay out of the body.
+        assert!(!creds.form_body(None).contains("client_secret"));
+    }
+
+    #[test]
+    fn post_credentials_round_trip_through_form_decoding() {
+        let creds = ClientCredentials::new("https://x.test/token", "id", HOSTILE);
+        let body = creds.form_body(Some(&Scope::new("write read")));
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert!(pairs.contains(&("client_secret".into(), HOSTILE.into())));
+        assert!(pairs.contains(&("grant_type".into(), "client_credentials".into())));
+        assert!(pairs.contains(&("scope".into(), "read write".into())));
+        assert!(creds.basic_authorization().is_none());
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_allowed() {
+        let ok = |url: &str| ClientCredentials::new(url, "i", "s").check_transport().is_ok();
+        assert!(ok("https://example.test/token"));
+        assert!(ok("http://127.0.0.1:8080/token"));
+        assert!(ok("http://127.8.0.1/token"));
+        assert!(ok("http://[::1]:80/token"));
+        assert!(ok("http://localhost/token"));
+        assert!(!ok("http://example.test/token"));
+        assert!(!ok("http://10.0.0.1/token"));
+        assert!(ClientCredentials::new("http://example.test/t", "i", "s")
+            .allow_insecure_http(true)
+            .check_transport()
+            .is_ok());
+    }
+
+    #[test]
+    fn simpledocs_preset_uses_the_documented_url() {
+        let creds = ClientCredentials::simpledocs("id", "secret").scope("read write");
+        assert_eq!(creds.token_url().to_string(), SIMPLEDOCS_TOKEN_URL);
+        assert_eq!(creds.configured_scope().unwrap().as_str(), "read write");
+        assert!(!format!("{creds:?}").contains("\"secret\""));
+        assert!(ClientCredentials::try_new("not a url", "i", "s").is_err());
+        assert!(ClientCredentials::try_new("/relative", "i", "s").is_err());
+    }
+}

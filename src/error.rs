@@ -1,0 +1,312 @@
+//! Errors: why a token could not be obtained.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::StatusCode;
+
+/// A boxed error, the error type at the service boundary (as in tower).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of failure an [`Error`] is; match on it to decide what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The token endpoint rejected the client id or secret (`invalid_client`).
+    InvalidClient,
+    /// The requested scope is invalid, unknown or exceeds what the client may have (`invalid_scope`).
+    InvalidScope,
+    /// The client may not use this grant (`unauthorized_client`).
+    UnauthorizedClient,
+    /// Any other OAuth error code (`invalid_request`, `unsupported_grant_type`, ...);
+    /// [`Error::oauth_error`] tells which.
+    OAuth,
+    /// The token endpoint answered with an HTTP error status and no usable OAuth error
+    /// document (an HTML error page, plain text, an empty body).
+    HttpStatus,
+    /// The token endpoint answered success with a body that is not a usable token
+    /// response.
+    MalformedResponse,
+    /// The token request could not be sent or its response could not be read.
+    Transport,
+    /// The token request did not complete within the fetch timeout.
+    Timeout,
+    /// The configuration cannot work, e.g. a plain-HTTP token URL that is not on loopback.
+    Config,
+    /// The granted scope lacks a requested scope and strict scope checking is on.
+    InsufficientScope,
+    /// The token fetch stopped without an outcome (its runtime shut down, or it panicked).
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// Whether trying again later can help.
+    ///
+    /// Transport failures, timeouts, 5xx, 408 and 429 statuses and the OAuth codes
+    /// `server_error` and `temporarily_unavailable` are retryable; credential, scope and
+    /// configuration errors are not.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Transport | Self::Timeout | Self::Cancelled)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::InvalidClient => "token endpoint rejected the client credentials",
+            Self::InvalidScope => "token endpoint rejected the requested scope",
+            Self::UnauthorizedClient => "client is not authorized for the client-credentials grant",
+            Self::OAuth => "token endpoint returned an oauth error",
+            Self::HttpStatus => "token endpoint returned an http error",
+            Self::MalformedResponse => "token endpoint returned a malformed token response",
+            Self::Transport => "token request failed",
+            Self::Timeout => "token request timed out",
+            Self::Config => "invalid oauth configuration",
+            Self::InsufficientScope => "granted token scope lacks a requested scope",
+            Self::Cancelled => "token fetch was cancelled",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Why a token could not be obtained.
+///
+/// It is cheap to clone: one failed fetch is shared by every request that waited on it.
+/// It reaches callers of the service as a [`BoxError`]; use
+/// `err.downcast_ref::<tower_oauth::Error>()` to get it back. It never contains the
+/// client secret or a token.
+#[derive(Clone)]
+pub struct Error {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    retryable: bool,
+    status: Option<StatusCode>,
+    oauth_error: Option<String>,
+    detail: Option<String>,
+    retry_after: Option<Duration>,
+    source: Option<BoxError>,
+}
+
+/// Longest server-provided text kept in an error; the rest is cut.
+const MAX_TEXT: usize = 200;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        ErrorBuilder::new(kind).build()
+    }
+
+    pub(crate) fn builder(kind: ErrorKind) -> ErrorBuilder {
+        ErrorBuilder::new(kind)
+    }
+
+    pub(crate) fn with_source(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
+        ErrorBuilder::new(kind).source(source).build()
+    }
+
+    pub(crate) fn malformed(what: &'static str) -> Self {
+        ErrorBuilder::new(ErrorKind::MalformedResponse)
+            .detail(what)
+            .build()
+    }
+
+    /// Turns any fetcher error into an `Error`, keeping ours as they are.
+    pub(crate) fn from_fetcher(err: BoxError) -> Self {
+        match err.downcast::<Error>() {
+            Ok(err) => *err,
+            Err(err) => {
+                if err.is::<tokio::time::error::Elapsed>() {
+                    Error::new(ErrorKind::Timeout)
+                } else {
+                    Error::with_source(ErrorKind::Transport, err)
+                }
+            }
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// Whether trying again later can help; a `tower::retry` policy can use this.
+    pub fn is_retryable(&self) -> bool {
+        self.inner.retryable
+    }
+
+    /// The HTTP status the token endpoint answered with, if it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.inner.status
+    }
+
+    /// The OAuth error code (`invalid_client`, ...), from either an RFC 6749 `error`
+    /// field or a problem document's `type`.
+    pub fn oauth_error(&self) -> Option<&str> {
+        self.inner.oauth_error.as_deref()
+    }
+
+    /// How long the token endpoint asked clients to wait (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+}
+
+pub(crate) struct ErrorBuilder {
+    inner: Inner,
+}
+
+impl ErrorBuilder {
+    fn new(kind: ErrorKind) -> Self {
+        Self {
+            inner: Inner {
+                kind,
+                retryable: kind.is_retryable(),
+                status: None,
+                oauth_error: None,
+                detail: None,
+                retry_after: None,
+                source: None,
+            },
+        }
+    }
+
+    pub(crate) fn retryable(mut self, retryable: bool) -> Self {
+        self.inner.retryable = retryable;
+        self
+    }
+
+    pub(crate) fn status(mut self, status: StatusCode) -> Self {
+        self.inner.status = Some(status);
+        self
+    }
+
+    pub(crate) fn oauth_error(mut self, code: &str) -> Self {
+        self.inner.oauth_error = Some(sanitize(code));
+        self
+    }
+
+    pub(crate) fn detail(mut self, detail: &str) -> Self {
+        self.inner.detail = Some(sanitize(detail));
+        self
+    }
+
+    pub(crate) fn retry_after(mut self, after: Option<Duration>) -> Self {
+        self.inner.retry_after = after;
+        self
+    }
+
+    pub(crate) fn source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn build(self) -> Error {
+        Error {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+/// Keeps server-provided text printable and short, so a hostile server cannot inject
+/// control characters or megabytes into logs.
+fn sanitize(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TEXT)
+        .collect();
+    if text.chars().count() > MAX_TEXT {
+        out.push('…');
+    }
+    out
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.inner.kind.describe())?;
+        match (&self.inner.oauth_error, self.inner.status) {
+            (Some(code), Some(status)) => write!(f, " ({code}, http {})", status.as_u16())?,
+            (Some(code), None) => write!(f, " ({code})")?,
+            (None, Some(status)) => write!(f, " (http {})", status.as_u16())?,
+            (None, None) => {}
+        }
+        if let Some(detail) = &self.inner.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind)
+            .field("retryable", &self.inner.retryable);
+        if let Some(status) = self.inner.status {
+            d.field("status", &status);
+        }
+        if let Some(code) = &self.inner.oauth_error {
+            d.field("oauth_error", code);
+        }
+        if let Some(detail) = &self.inner.detail {
+            d.field("detail", detail);
+        }
+        if let Some(after) = self.inner.retry_after {
+            d.field("retry_after", &after);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_lowercase_and_names_the_code() {
+        let err = Error::builder(ErrorKind::InvalidClient)
+            .status(StatusCode::UNAUTHORIZED)
+            .oauth_error("invalid_client")
+            .build();
+        assert_eq!(
+            err.to_string(),
+            "token endpoint rejected the client credentials (invalid_client, http 401)"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn server_text_is_stripped_of_control_characters_and_cut() {
+        let long = format!("a\r\nb{}", "x".repeat(500));
+        let err = Error::builder(ErrorKind::OAuth).detail(&long).build();
+        let shown = err.to_string();
+        assert!(!shown.contains('\n') && !shown.contains('\r'));
+        assert!(shown.len() < 300);
+    }
+
+    #[test]
+    fn fetcher_errors_keep_our_error_and_wrap_others() {
+        let ours: BoxError = Box::new(Error::new(ErrorKind::InvalidScope));
+        assert_eq!(Error::from_fetcher(ours).kind(), ErrorKind::InvalidScope);
+        let io: BoxError = Box::new(std::io::Error::other("boom"));
+        let wrapped = Error::from_fetcher(io);
+        assert_eq!(wrapped.kind(), ErrorKind::Transport);
+        assert!(std::error::Error::source(&wrapped).is_some());
+    }
+}

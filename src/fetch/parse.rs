@@ -1,0 +1,309 @@
+//! Reading token responses (RFC 6749 §5.1 and §5.2, SimpleDocs problem documents).
+
+use std::time::{Duration, SystemTime};
+
+use http::{header, HeaderMap, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::{
+    error::{Error, ErrorKind},
+    token::{AccessToken, Scope, Token},
+};
+
+/// The largest token response body read; a longer one is a
+/// [`ErrorKind::MalformedResponse`].
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Parses a token endpoint's response.
+///
+/// Tolerated: `expires_in` as a number or a numeric string (zero, or absent, means "not
+/// stated": the layer's default lifetime applies; a value too large for a `u64` is
+/// clamped), `token_type` in any case or absent, `scope` absent, a string or an array of
+/// strings, and any other fields (kept in [`Token::extra`]).
+///
+/// # Errors
+///
+/// - a success status with a body that is not a JSON object, or with an unusable
+///   `access_token` (absent, empty, not a string, characters not allowed in a header),
+///   a `token_type` other than bearer, a negative or non-numeric `expires_in`, or a
+///   `scope` of the wrong type: [`ErrorKind::MalformedResponse`];
+/// - an `error` field (even with status 200), or a problem document's `type`, mapped to
+///   [`ErrorKind::InvalidClient`], [`ErrorKind::InvalidScope`],
+///   [`ErrorKind::UnauthorizedClient`] or [`ErrorKind::OAuth`];
+/// - an error status with no such document: [`ErrorKind::HttpStatus`].
+///
+/// Errors never contain the token.
+pub fn parse_token_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Token, Error> {
+    let retry_after = retry_after(headers);
+    let json: Option<Map<String, Value>> = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    };
+    if !status.is_success() {
+        return Err(match json.as_ref().and_then(oauth_error) {
+            Some((code, detail)) => oauth_failure(status, code, detail, retry_after),
+            None => {
+                let mut b = Error::builder(ErrorKind::HttpStatus)
+                    .status(status)
+                    .retryable(status_retryable(status))
+                    .retry_after(retry_after);
+                if status.is_redirection() {
+                    b = b.detail("redirects are not followed");
+                }
+                b.build()
+            }
+        });
+    }
+    let Some(mut map) = json else {
+        return Err(Error::malformed("token response is not a json object"));
+    };
+    if map.contains_key("error") {
+        if let Some((code, detail)) = oauth_error(&map) {
+            return Err(oauth_failure(status, code, detail, retry_after));
+        }
+        return Err(Error::malformed("token response has an error field that is not a string"));
+    }
+
+    let access_token = match map.remove("access_token") {
+        Some(Value::String(s)) => AccessToken::new(s),
+        Some(_) => return Err(Error::malformed("access_token is not a string")),
+        None => return Err(Error::malformed("access_token is missing")),
+    };
+    let token = access_token.secret();
+    if token.is_empty() {
+        return Err(Error::malformed("access_token is empty"));
+    }
+    if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::malformed(
+            "access_token contains characters not allowed in a header",
+        ));
+    }
+    match map.remove("token_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(_)) => return Err(Error::malformed("token_type is not bearer")),
+        Some(_) => return Err(Error::malformed("token_type is not a string")),
+    }
+    let expires_in = match map.remove("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => parse_expires_in(&v)?,
+    };
+    let scope = match map.remove("scope") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(Scope::new(&s)),
+        Some(Value::Array(items)) => {
+            let mut parts = Vec::with_capacity(items.len());
+            for item in &items {
+                match item {
+                    Value::String(s) => parts.push(s.as_str()),
+                    _ => return Err(Error::malformed("scope array holds a non-string")),
+                }
+            }
+            Some(Scope::new(&parts.join(" ")))
+        }
+        Some(_) => return Err(Error::malformed("scope is not a string")),
+    };
+    Ok(Token {
+        access_token,
+        expires_in,
+        scope,
+        extra: map,
+    })
+}
+
+/// `expires_in` as seconds; zero means "not stated".
+fn parse_expires_in(v: &Value) -> Result<Option<Duration>, Error> {
+    let secs = match v {
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                u
+            } else if n.as_i64().is_some() {
+                return Err(Error::malformed("expires_in is negative"));
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => {
+                        if f >= u64::MAX as f64 {
+                            u64::MAX
+                        } else {
+                            f as u64
+                        }
+                    }
+                    _ => return Err(Error::malformed("expires_in is negative")),
+                }
+            }
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::malformed("expires_in is not a number"));
+            }
+            // All digits: the only failure left is overflow, which we clamp.
+            s.parse::<u64>().unwrap_or(u64::MAX)
+        }
+        _ => return Err(Error::malformed("expires_in is not a number")),
+    };
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+/// The OAuth error code and description of an error document: RFC 6749 §5.2
+/// (`error`, `error_description`) or a problem document (`type`, `detail`).
+fn oauth_error(map: &Map<String, Value>) -> Option<(&str, Option<&str>)> {
+    let text = |k: &str| map.get(k).and_then(Value::as_str);
+    if let Some(code) = text("error") {
+        return Some((code, text("error_description")));
+    }
+    let code = text("type")?;
+    // Problem types may be URIs; the last segment is the code.
+    let code = code.rsplit('/').next().unwrap_or(code);
+    Some((code, text("detail").or_else(|| text("title"))))
+}
+
+fn oauth_failure(
+    status: StatusCode,
+    code: &str,
+    detail: Option<&str>,
+    retry_after: Option<Duration>,
+) -> Error {
+    let kind = match code {
+        "invalid_client" => ErrorKind::InvalidClient,
+        "invalid_scope" => ErrorKind::InvalidScope,
+        "unauthorized_client" => ErrorKind::UnauthorizedClient,
+        _ => ErrorKind::OAuth,
+    };
+    let retryable = matches!(code, "server_error" | "temporarily_unavailable")
+        || (kind == ErrorKind::OAuth && status_retryable(status));
+    let mut b = Error::builder(kind)
+        .oauth_error(code)
+        .retryable(retryable)
+        .retry_after(retry_after);
+    if !status.is_success() {
+        b = b.status(status);
+    }
+    if let Some(detail) = detail {
+        b = b.detail(detail);
+    }
+    b.build()
+}
+
+fn status_retryable(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Result<Token, Error> {
+        parse_token_response(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
+    }
+
+    fn err(status: u16, body: &str) -> Error {
+        parse_token_response(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+        )
+        .unwrap_err()
+    }
+
+    #[test]
+    fn accepts_the_documented_response() {
+        let t = ok(r#"{"access_token":"eyJhbGciOiJIUzI1NiJ9.x","token_type":"Bearer","expires_in":7200,"scope":"read write","created_at":1709654400}"#).unwrap();
+        assert_eq!(t.access_token.secret(), "eyJhbGciOiJIUzI1NiJ9.x");
+        assert_eq!(t.expires_in, Some(Duration::from_secs(7200)));
+        assert_eq!(t.scope, Some(Scope::new("read write")));
+        assert_eq!(t.extra.get("created_at"), Some(&Value::from(1709654400)));
+    }
+
+    #[test]
+    fn tolerates_what_real_servers_vary() {
+        let t = ok(r#"{"access_token":"a","token_type":"bearer","expires_in":"3600"}"#).unwrap();
+        assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
+        assert_eq!(t.scope, None);
+        let t = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":0}"#).unwrap();
+        assert_eq!(t.expires_in, None);
+        let t = ok(r#"{"access_token":"a"}"#).unwrap();
+        assert_eq!(t.expires_in, None);
+        let t = ok(r#"{"access_token":"a","expires_in":99999999999999999999999}"#).unwrap();
+        assert_eq!(t.expires_in, Some(Duration::from_secs(u64::MAX)));
+        let t = ok(r#"{"access_token":"a","expires_in":" 60 "}"#).unwrap();
+        assert_eq!(t.expires_in, Some(Duration::from_secs(60)));
+        let t = ok(r#"{"access_token":"a","expires_in":59.9,"scope":["write","read"]}"#).unwrap();
+        assert_eq!(t.expires_in, Some(Duration::from_secs(59)));
+        assert_eq!(t.scope, Some(Scope::new("read write")));
+    }
+
+    #[test]
+    fn rejects_unusable_tokens_with_a_typed_error() {
+        for body in [
+            r#"{"access_token":"a","token_type":"mac"}"#,
+            r#"{"access_token":"","token_type":"Bearer"}"#,
+            r#"{"access_token":"a\r\nb"}"#,
+            r#"{"access_token":"a b"}"#,
+            r#"{"access_token":42}"#,
+            r#"{"token_type":"Bearer"}"#,
+            r#"{"access_token":"a","expires_in":-5}"#,
+            r#"{"access_token":"a","expires_in":"-5"}"#,
+            r#"{"access_token":"a","expires_in":"soon"}"#,
+            r#"{"access_token":"a","expires_in":true}"#,
+            r#"{"access_token":"a","scope":5}"#,
+            r#"{"access_token":"a""#,
+            "<html>oops</html>",
+            "[]",
+            "",
+        ] {
+            let e = ok(body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MalformedResponse, "{body}");
+            assert!(!e.is_retryable());
+        }
+    }
+
+    #[test]
+    fn maps_error_documents_in_both_forms() {
+        let e = err(401, r#"{"type":"invalid_client","status":401,"title":"Invalid Client","detail":"Bad id."}"#);
+        assert_eq!((e.kind(), e.oauth_error()), (ErrorKind::InvalidClient, Some("invalid_client")));
+        let e = err(400, r#"{"error":"invalid_client","error_description":"no"}"#);
+        assert_eq!(e.kind(), ErrorKind::InvalidClient);
+        assert_eq!(err(400, r#"{"error":"invalid_scope"}"#).kind(), ErrorKind::InvalidScope);
+        assert_eq!(err(400, r#"{"error":"unauthorized_client"}"#).kind(), ErrorKind::UnauthorizedClient);
+        let e = err(400, r#"{"error":"unsupported_grant_type"}"#);
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, false));
+        let e = err(503, r#"{"error":"temporarily_unavailable"}"#);
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, true));
+        let e = err(502, "<html>Bad gateway</html>");
+        assert_eq!((e.kind(), e.is_retryable(), e.status()), (ErrorKind::HttpStatus, true, Some(StatusCode::BAD_GATEWAY)));
+        let e = err(404, "not here");
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::HttpStatus, false));
+        assert_eq!(err(429, "").kind(), ErrorKind::HttpStatus);
+        assert!(err(429, "").is_retryable());
+        let e = err(302, "");
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::HttpStatus, false));
+        // A 200 that carries an error is an error.
+        let e = ok(r#"{"error":"invalid_client"}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidClient);
+    }
+
+    #[test]
+    fn reads_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, "7".parse().unwrap());
+        let e = parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &h, b"").unwrap_err();
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    }
+}

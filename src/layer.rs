@@ -1,0 +1,270 @@
+//! The layer and its builder.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use tower::util::BoxCloneSyncService;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    cache::{Config, Core, TokenState},
+    classify::{ClassifyRejection, StandardClassifier},
+    error::{BoxError, Error},
+    scope::{ScopePolicy, Slots},
+    service::OAuth,
+    token::{Token, TokenRequest},
+};
+
+/// Adds `Authorization: Bearer <token>` to every request, with cached, renewed tokens.
+///
+/// Every service made by one layer (and its clones) shares one token cache. See the
+/// [crate docs](crate) for the behaviour, and [`Builder`] for the settings.
+#[derive(Clone)]
+pub struct OAuthLayer {
+    shared: Arc<Shared>,
+}
+
+/// What a layer and its services share.
+pub(crate) struct Shared {
+    pub(crate) slots: Slots,
+    pub(crate) core: Arc<Core>,
+}
+
+impl fmt::Debug for OAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthLayer")
+            .field("config", &self.shared.core.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthLayer {
+    /// A layer that fetches tokens with `creds` over the built-in HTTPS client, with
+    /// default settings.
+    #[cfg(feature = "https")]
+    pub fn new(creds: crate::ClientCredentials) -> Self {
+        Self::builder(creds).build()
+    }
+
+    /// A builder for a layer that fetches tokens with `creds` over the built-in HTTPS
+    /// client. Its scope policy starts as the credentials' fixed scope.
+    #[cfg(feature = "https")]
+    pub fn builder(creds: crate::ClientCredentials) -> Builder {
+        let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
+        Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy)
+    }
+
+    /// A builder for a layer whose tokens come from `fetcher`: any
+    /// `Service<TokenRequest, Response = Token>`, e.g. an
+    /// [`HttpFetcher`](crate::fetch::HttpFetcher) over your own HTTP client, or a
+    /// `service_fn`. Its scope policy starts as "no scope".
+    pub fn with_fetcher<F>(fetcher: F) -> Builder
+    where
+        F: Service<TokenRequest, Response = Token> + Clone + Send + Sync + 'static,
+        F::Error: Into<BoxError>,
+        F::Future: Send + 'static,
+    {
+        Builder {
+            fetcher: BoxCloneSyncService::new(tower::ServiceExt::map_err(fetcher, Into::into)),
+            policy: ScopePolicy::fixed(None),
+            classifier: Arc::new(StandardClassifier::default()),
+            config: Config::default(),
+        }
+    }
+
+    /// A handle to warm up, force renewal and inspect this layer's tokens.
+    pub fn handle(&self) -> TokenHandle {
+        TokenHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for OAuthLayer {
+    type Service = OAuth<S>;
+
+    fn layer(&self, inner: S) -> OAuth<S> {
+        OAuth::new(inner, self.shared.clone())
+    }
+}
+
+/// Settings of an [`OAuthLayer`].
+pub struct Builder {
+    fetcher: crate::cache::BoxFetcher,
+    policy: ScopePolicy,
+    classifier: Arc<dyn ClassifyRejection>,
+    config: Config,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("policy", &self.policy)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Which scope each request's token must have. Default: the credentials' scope for
+    /// [`OAuthLayer::builder`], none for [`OAuthLayer::with_fetcher`].
+    pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long before its expiry a token is renewed in the background, while requests
+    /// keep using it. Never more than half the token's lifetime. Default: 60 s.
+    pub fn renew_ahead(mut self, ahead: Duration) -> Self {
+        self.config.renew_ahead = ahead;
+        self
+    }
+
+    /// How long before the server's stated expiry a token stops being used, to allow for
+    /// latency and clock drift. Never more than a tenth of the lifetime. Default: 5 s.
+    pub fn expiry_margin(mut self, margin: Duration) -> Self {
+        self.config.expiry_margin = margin;
+        self
+    }
+
+    /// The lifetime assumed when a token response has no `expires_in` (or zero).
+    /// Default: 300 s.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.default_lifetime = lifetime.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The longest lifetime believed; larger `expires_in` values are clamped to it.
+    /// Default: 24 h.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.max_lifetime = lifetime.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The timeout of one token request, independent of any timeout around the layer.
+    /// Default: 10 s.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fetch_timeout = timeout;
+        self
+    }
+
+    /// The first backoff delay after a retryable fetch failure; it doubles per attempt,
+    /// with jitter (each delay is 50–100 % of the nominal one). Default: 100 ms.
+    pub fn initial_backoff(mut self, delay: Duration) -> Self {
+        self.config.initial_backoff = delay;
+        self
+    }
+
+    /// The longest backoff delay; also the cooldown after a non-retryable failure
+    /// (`invalid_client`), during which requests get that error without a new fetch.
+    /// Default: 2 s.
+    pub fn max_backoff(mut self, delay: Duration) -> Self {
+        self.config.max_backoff = delay;
+        self
+    }
+
+    /// How long requests without a usable token may wait while retryable failures are
+    /// retried; after that they get the error. Default: 5 s.
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.config.retry_budget = budget;
+        self
+    }
+
+    /// The longest `Retry-After` honoured. Default: 60 s.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.config.max_retry_after = max;
+        self
+    }
+
+    /// Fail requests with an [`ErrorKind::InsufficientScope`](crate::ErrorKind) error,
+    /// before sending them, when the granted scope lacks a requested scope. Default:
+    /// `false` (a warning is logged and the request is sent).
+    pub fn strict_scope(mut self, strict: bool) -> Self {
+        self.config.strict_scope = strict;
+        self
+    }
+
+    /// The largest streaming request body kept for a replay. Default: 64 KiB.
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.config.replay_limit = bytes;
+        self
+    }
+
+    /// The most of a 401 body read to classify it. Default: 4 KiB.
+    pub fn inspect_limit(mut self, bytes: usize) -> Self {
+        self.config.inspect_limit = bytes;
+        self
+    }
+
+    /// What counts as a rejected token. Default: [`StandardClassifier`].
+    pub fn classifier(mut self, classifier: impl ClassifyRejection) -> Self {
+        self.classifier = Arc::new(classifier);
+        self
+    }
+
+    /// Builds the layer.
+    pub fn build(self) -> OAuthLayer {
+        let core = Arc::new(Core {
+            config: self.config,
+            fetcher: self.fetcher,
+            classifier: self.classifier,
+        });
+        OAuthLayer {
+            shared: Arc::new(Shared {
+                slots: self.policy.into_slots(core.clone()),
+                core,
+            }),
+        }
+    }
+}
+
+/// Controls a layer's tokens: warm up, force renewal, look at their state.
+///
+/// Cheap to clone. Nothing it shows contains a token or a secret.
+#[derive(Clone)]
+pub struct TokenHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for TokenHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenHandle")
+            .field("tokens", &self.state())
+            .finish()
+    }
+}
+
+impl TokenHandle {
+    /// Gets a token for every scope set the policy knows of now (one for a fixed policy,
+    /// two for a by-method one), so that a service can fail fast at start-up.
+    ///
+    /// # Errors
+    ///
+    /// The first fetch error, e.g. [`ErrorKind::InvalidClient`](crate::ErrorKind) for a
+    /// wrong secret.
+    pub async fn warm_up(&self) -> Result<(), Error> {
+        let warmups = self.shared.slots.all().into_iter().map(|s| s.warm_up());
+        futures_util::future::try_join_all(warmups).await.map(drop)
+    }
+
+    /// Fetches new tokens now for every known scope set; requests keep using the current
+    /// tokens meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// The first fetch error.
+    pub async fn force_refresh(&self) -> Result<(), Error> {
+        let forced = self.shared.slots.all().into_iter().map(|s| s.force());
+        futures_util::future::try_join_all(forced).await.map(drop)
+    }
+
+    /// The state of each scope set's token.
+    pub fn state(&self) -> Vec<TokenState> {
+        self.shared.slots.all().iter().map(|s| s.view()).collect()
+    }
+
+    /// Token requests made so far, over all scope sets (each attempt counts).
+    pub fn fetches(&self) -> u64 {
+        self.state().iter().map(|s| s.fetches).sum()
+    }
+}

@@ -1,0 +1,157 @@
+//! Scope policies: which scope set each request's token must have.
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+};
+
+use arc_swap::ArcSwap;
+use http::{request::Parts, Method};
+
+use crate::{
+    cache::{Core, Slot},
+    token::Scope,
+};
+
+type ScopeFn = dyn Fn(&Parts) -> Option<Scope> + Send + Sync;
+
+/// Chooses the scope for each request; the layer keeps one token per distinct scope set.
+///
+/// ```
+/// use tower_oauth::ScopePolicy;
+///
+/// // GET and HEAD carry a `read` token, everything else a `write` token.
+/// let policy = ScopePolicy::by_method("read", "write");
+/// // Or anything computed from the request head.
+/// let policy = ScopePolicy::from_fn(|req| {
+///     req.uri.path().starts_with("/api/v1/admin").then(|| "admin".into())
+/// });
+/// # let _ = policy;
+/// ```
+#[derive(Clone)]
+pub struct ScopePolicy(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    Fixed(Option<Scope>),
+    ByMethod { read: Scope, write: Scope },
+    Custom(Arc<ScopeFn>),
+}
+
+impl ScopePolicy {
+    /// One scope for every request (`None`: omit the scope parameter). The default, with
+    /// the credentials' configured scope.
+    pub fn fixed(scope: Option<Scope>) -> Self {
+        Self(Kind::Fixed(scope))
+    }
+
+    /// `read` for `GET`, `HEAD` and `OPTIONS`, `write` for every other method.
+    pub fn by_method(read: impl Into<Scope>, write: impl Into<Scope>) -> Self {
+        Self(Kind::ByMethod {
+            read: read.into(),
+            write: write.into(),
+        })
+    }
+
+    /// The scope computed by `f` from the request head.
+    pub fn from_fn<F>(f: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<Scope> + Send + Sync + 'static,
+    {
+        Self(Kind::Custom(Arc::new(f)))
+    }
+
+    pub(crate) fn into_slots(self, core: Arc<Core>) -> Slots {
+        match self.0 {
+            Kind::Fixed(scope) => Slots::One(Arc::new(Slot::new(core, scope))),
+            Kind::ByMethod { read, write } => Slots::ByMethod {
+                read: Arc::new(Slot::new(core.clone(), Some(read))),
+                write: Arc::new(Slot::new(core, Some(write))),
+            },
+            Kind::Custom(f) => Slots::Dynamic {
+                f,
+                known: ArcSwap::from_pointee(Vec::new()),
+                insert: Mutex::new(()),
+                core,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for ScopePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Kind::Fixed(scope) => f.debug_tuple("Fixed").field(scope).finish(),
+            Kind::ByMethod { read, write } => f
+                .debug_struct("ByMethod")
+                .field("read", read)
+                .field("write", write)
+                .finish(),
+            Kind::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+/// The slots of a layer, resolved per request.
+pub(crate) enum Slots {
+    One(Arc<Slot>),
+    ByMethod {
+        read: Arc<Slot>,
+        write: Arc<Slot>,
+    },
+    Dynamic {
+        f: Arc<ScopeFn>,
+        /// Copy-on-write list: read without a lock, extended under `insert`.
+        known: ArcSwap<Vec<Arc<Slot>>>,
+        insert: Mutex<()>,
+        core: Arc<Core>,
+    },
+}
+
+impl Slots {
+    /// The slot for a request.
+    #[inline]
+    pub(crate) fn resolve(&self, parts: &Parts) -> Arc<Slot> {
+        match self {
+            Slots::One(slot) => slot.clone(),
+            Slots::ByMethod { read, write } => {
+                if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                    read.clone()
+                } else {
+                    write.clone()
+                }
+            }
+            Slots::Dynamic {
+                f,
+                known,
+                insert,
+                core,
+            } => {
+                let scope = f(parts);
+                if let Some(slot) = known.load().iter().find(|s| s.scope() == scope.as_ref()) {
+                    return slot.clone();
+                }
+                let _guard = insert.lock().unwrap_or_else(|e| e.into_inner());
+                let current = known.load_full();
+                if let Some(slot) = current.iter().find(|s| s.scope() == scope.as_ref()) {
+                    return slot.clone();
+                }
+                let slot = Arc::new(Slot::new(core.clone(), scope));
+                let mut next = Vec::with_capacity(current.len() + 1);
+                next.extend(current.iter().cloned());
+                next.push(slot.clone());
+                known.store(Arc::new(next));
+                slot
+            }
+        }
+    }
+
+    /// Every slot that exists now.
+    pub(crate) fn all(&self) -> Vec<Arc<Slot>> {
+        match self {
+            Slots::One(slot) => vec![slot.clone()],
+            Slots::ByMethod { read, write } => vec![read.clone(), write.clone()],
+            Slots::Dynamic { known, .. } => known.load().iter().cloned().collect(),
+        }
+    }
+}

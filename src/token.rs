@@ -1,0 +1,197 @@
+//! Tokens, scopes and token requests: what fetchers take and return.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use zeroize::Zeroizing;
+
+/// An access token: redacted in `Debug`, wiped from memory on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Zeroizing<String>);
+
+impl AccessToken {
+    /// Wraps a token string.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(Zeroizing::new(token.into()))
+    }
+
+    /// The token itself; keep it out of logs.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A set of OAuth scopes, kept in a canonical form (sorted, without duplicates) so that
+/// `"write read"` and `"read write"` are the same scope set and share one cached token.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope(Arc<str>);
+
+impl Scope {
+    /// Parses a space-separated scope list.
+    pub fn new(scope: &str) -> Self {
+        let mut parts: Vec<&str> = scope.split_ascii_whitespace().collect();
+        parts.sort_unstable();
+        parts.dedup();
+        Self(parts.join(" ").into())
+    }
+
+    /// The canonical space-separated form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The individual scope tokens.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// Whether every scope of `other` is in `self`.
+    pub fn contains(&self, other: &Scope) -> bool {
+        other.iter().all(|s| self.iter().any(|t| t == s))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Scope {
+    fn from(s: &str) -> Self {
+        Scope::new(s)
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scope({:?})", &*self.0)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A token as a fetcher returns it.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Token {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// Its lifetime as the server stated it; `None` when the server did not say (or said
+    /// zero), in which case the layer's default lifetime applies.
+    pub expires_in: Option<Duration>,
+    /// The scope the server granted; `None` when the response did not say, which
+    /// RFC 6749 §5.1 defines as "the scope that was requested".
+    pub scope: Option<Scope>,
+    /// Other fields of the token response, kept as the server sent them.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Token {
+    /// A bearer token with the given lifetime.
+    pub fn new(access_token: impl Into<String>, expires_in: Option<Duration>) -> Self {
+        Self {
+            access_token: AccessToken::new(access_token),
+            expires_in,
+            scope: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// Sets the granted scope.
+    pub fn with_scope(mut self, scope: impl Into<Scope>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &self.access_token)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            // Extra fields may hold other credentials (an id_token, say): keys only.
+            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Why a token is being fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FetchReason {
+    /// There was no token yet.
+    First,
+    /// The current token is near its end and is renewed while still in use.
+    AheadOfExpiry,
+    /// The current token expired before it could be renewed.
+    Expired,
+    /// The API rejected the current token.
+    Rejected,
+    /// The control handle asked for a new token.
+    Forced,
+}
+
+impl FetchReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::First => "first",
+            Self::AheadOfExpiry => "ahead_of_expiry",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::Forced => "forced",
+        }
+    }
+}
+
+/// What a token fetcher is asked for: a token for a scope set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRequest {
+    /// The scope to request; `None` to omit the parameter.
+    pub scope: Option<Scope>,
+    /// Why the token is needed.
+    pub reason: FetchReason,
+}
+
+impl TokenRequest {
+    /// A request for the given scope.
+    pub fn new(scope: Option<Scope>, reason: FetchReason) -> Self {
+        Self { scope, reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_canonical() {
+        assert_eq!(Scope::new("write  read read"), Scope::new("read write"));
+        assert_eq!(Scope::new("write read").as_str(), "read write");
+        assert!(Scope::new("read write").contains(&Scope::new("write")));
+        assert!(!Scope::new("read").contains(&Scope::new("write")));
+    }
+
+    #[test]
+    fn tokens_are_redacted() {
+        let t = Token::new("very-secret-token", Some(Duration::from_secs(5)));
+        let shown = format!("{t:?} {} {:?}", t.access_token, t.access_token);
+        assert!(!shown.contains("very-secret-token"), "{shown}");
+    }
+}
