@@ -246,10 +246,6 @@ pub fn parse_challenges(value: &str) -> Vec<Challenge> {
             }
         }
         out.push(challenge);
-        p.skip_ws();
-        if !p.at_end() && p.peek() != Some(b',') {
-            break;
-        }
     }
     out
 }

@@ -1,0 +1,194 @@
+//! Shared state of a mock server: configuration, counters, tokens and knobs.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::{IssuedToken, MockConfig, MockStats, TokenFailure};
+
+/// A set of the scopes SimpleDocs knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Scopes {
+    pub(super) read: bool,
+    pub(super) write: bool,
+}
+
+impl Scopes {
+    /// Only `read`.
+    pub(super) const READ: Scopes = Scopes {
+        read: true,
+        write: false,
+    };
+    /// Only `write`.
+    pub(super) const WRITE: Scopes = Scopes {
+        read: false,
+        write: true,
+    };
+
+    /// Whether every scope of `other` is in `self`.
+    pub(super) fn contains(self, other: Scopes) -> bool {
+        (self.read || !other.read) && (self.write || !other.write)
+    }
+
+    /// Whether the set is empty.
+    pub(super) fn is_empty(self) -> bool {
+        !self.read && !self.write
+    }
+
+    /// The canonical space-separated form, `read` before `write`.
+    pub(super) fn canonical(self) -> String {
+        match (self.read, self.write) {
+            (true, true) => "read write",
+            (true, false) => "read",
+            (false, true) => "write",
+            (false, false) => "",
+        }
+        .to_owned()
+    }
+
+    /// Parses a space-separated scope list; `Err` names the first unknown scope.
+    pub(super) fn parse(list: &str) -> Result<Scopes, String> {
+        let mut scopes = Scopes::default();
+        for item in list.split(' ').filter(|item| !item.is_empty()) {
+            match item {
+                "read" => scopes.read = true,
+                "write" => scopes.write = true,
+                other => return Err(other.to_owned()),
+            }
+        }
+        Ok(scopes)
+    }
+
+    /// Parses a configured application scope, ignoring unknown entries.
+    fn parse_lenient(list: &str) -> Scopes {
+        Scopes {
+            read: list.split_whitespace().any(|item| item == "read"),
+            write: list.split_whitespace().any(|item| item == "write"),
+        }
+    }
+}
+
+/// What the server remembers about an issued token.
+#[derive(Debug)]
+pub(super) struct TokenInfo {
+    pub(super) scope: Scopes,
+    /// `None` when the lifetime is too long to represent: the token never expires.
+    pub(super) expires_at: Option<Instant>,
+    pub(super) revoked: bool,
+}
+
+/// Request counters, updated without taking the lock.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) token_requests: AtomicU64,
+    pub(super) tokens_issued: AtomicU64,
+    pub(super) token_errors: AtomicU64,
+    pub(super) api_requests: AtomicU64,
+    pub(super) api_ok: AtomicU64,
+    pub(super) api_token_expired: AtomicU64,
+    pub(super) api_invalid_token: AtomicU64,
+    pub(super) api_unauthorized: AtomicU64,
+    pub(super) api_insufficient_scope: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub(super) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Reads every counter.
+    pub(super) fn snapshot(&self) -> MockStats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::SeqCst);
+        MockStats {
+            token_requests: get(&self.token_requests),
+            tokens_issued: get(&self.tokens_issued),
+            token_errors: get(&self.token_errors),
+            api_requests: get(&self.api_requests),
+            api_ok: get(&self.api_ok),
+            api_token_expired: get(&self.api_token_expired),
+            api_invalid_token: get(&self.api_invalid_token),
+            api_unauthorized: get(&self.api_unauthorized),
+            api_insufficient_scope: get(&self.api_insufficient_scope),
+        }
+    }
+}
+
+/// The mutable part of the state, behind a std mutex that is never held across `.await`.
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) token_lifetime: Duration,
+    pub(super) expires_in_field: Option<serde_json::Value>,
+    pub(super) token_delay: Duration,
+    /// Pending injected failures: how many requests remain for each (`usize::MAX`: forever).
+    pub(super) failures: VecDeque<(usize, TokenFailure)>,
+    pub(super) tokens: HashMap<String, TokenInfo>,
+    pub(super) issued: Vec<IssuedToken>,
+    pub(super) documents: Vec<Bytes>,
+    pub(super) next_document_id: u64,
+}
+
+impl Inner {
+    /// Takes the failure for the next token request, if any.
+    pub(super) fn take_failure(&mut self) -> Option<TokenFailure> {
+        let (remaining, failure) = self.failures.front_mut()?;
+        let failure = failure.clone();
+        if *remaining != usize::MAX {
+            *remaining -= 1;
+            if *remaining == 0 {
+                self.failures.pop_front();
+            }
+        }
+        Some(failure)
+    }
+}
+
+/// Everything the connection tasks and the [`super::MockServer`] handle share.
+pub(super) struct Shared {
+    pub(super) client_id: String,
+    pub(super) client_secret: String,
+    pub(super) app_scope: Scopes,
+    pub(super) counters: Counters,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("app_scope", &self.app_scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Builds the initial state from a configuration.
+    pub(super) fn new(config: MockConfig) -> Shared {
+        Shared {
+            app_scope: Scopes::parse_lenient(&config.app_scope),
+            client_id: config.client_id,
+            client_secret: config.client_secret,
+            counters: Counters::default(),
+            inner: Mutex::new(Inner {
+                token_lifetime: config.token_lifetime,
+                expires_in_field: None,
+                token_delay: Duration::ZERO,
+                failures: VecDeque::new(),
+                tokens: HashMap::new(),
+                issued: Vec::new(),
+                documents: Vec::new(),
+                next_document_id: 1,
+            }),
+        }
+    }
+
+    /// Locks the mutable state, ignoring poisoning (a panicking test must not cascade).
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,181 @@
+//! Test doubles shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{header::AUTHORIZATION, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::Service;
+use tower_oauth::{BoxError, Error, Token, TokenRequest};
+
+/// What a scripted fetch does.
+#[derive(Clone)]
+pub enum Step {
+    /// Answer a token after `delay` (tokio time).
+    Token { lifetime: Option<Duration>, delay: Duration },
+    /// Fail with this error after `delay`.
+    Fail(Error, Duration),
+    /// Fail with a foreign error.
+    Io,
+    /// Never answer.
+    Hang,
+}
+
+/// A token fetcher that counts its calls and follows a script; when the script runs out
+/// it repeats its last step. Tokens are `tok-<n>` (n = call number, from 1).
+#[derive(Clone)]
+pub struct Fetcher {
+    pub calls: Arc<AtomicUsize>,
+    pub requests: Arc<Mutex<Vec<TokenRequest>>>,
+    script: Arc<Mutex<VecDeque<Step>>>,
+    last: Arc<Mutex<Step>>,
+    scope_in_token: bool,
+}
+
+impl Fetcher {
+    /// Tokens with `lifetime`, answered after `delay`.
+    pub fn tokens(lifetime: Duration, delay: Duration) -> Self {
+        Self::script(vec![Step::Token { lifetime: Some(lifetime), delay }])
+    }
+
+    pub fn script(steps: Vec<Step>) -> Self {
+        let last = steps.last().cloned().expect("a step");
+        Self {
+            calls: Arc::default(),
+            requests: Arc::default(),
+            script: Arc::new(Mutex::new(steps.into())),
+            last: Arc::new(Mutex::new(last)),
+            scope_in_token: true,
+        }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Scopes requested so far, in order.
+    pub fn scopes(&self) -> Vec<Option<String>> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.scope.as_ref().map(|s| s.as_str().to_owned()))
+            .collect()
+    }
+}
+
+impl Service<TokenRequest> for Fetcher {
+    type Response = Token;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Token, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: TokenRequest) -> Self::Future {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.requests.lock().unwrap().push(req.clone());
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| self.last.lock().unwrap().clone());
+        let scope = req.scope.clone();
+        let with_scope = self.scope_in_token;
+        Box::pin(async move {
+            match step {
+                Step::Token { lifetime, delay } => {
+                    tokio::time::sleep(delay).await;
+                    let mut t = Token::new(format!("tok-{n}"), lifetime);
+                    if with_scope {
+                        t.scope = scope;
+                    }
+                    Ok(t)
+                }
+                Step::Fail(e, delay) => {
+                    tokio::time::sleep(delay).await;
+                    Err(Box::new(e) as BoxError)
+                }
+                Step::Io => Err(Box::new(std::io::Error::other("connection refused")) as BoxError),
+                Step::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
+
+/// An inner service that answers 200 and echoes the `Authorization` it got in the
+/// `x-seen-authorization` header, the body it got as the response body. It counts calls.
+#[derive(Clone, Default)]
+pub struct Echo {
+    pub calls: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Echo {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl<B> Service<Request<B>> for Echo
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let auth = req
+            .headers()
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_owned());
+        self.seen.lock().unwrap().push(auth.clone());
+        Box::pin(async move {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => Bytes::from_static(b"<body error>"),
+            };
+            let mut res = Response::new(Full::new(body));
+            *res.status_mut() = StatusCode::OK;
+            if let Some(a) = auth {
+                res.headers_mut()
+                    .insert("x-seen-authorization", a.parse().unwrap());
+            }
+            Ok(res)
+        })
+    }
+}
+
+/// A GET request with an empty body.
+pub fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// The `Authorization` the inner service saw, from an [`Echo`] response.
+pub fn seen<B>(res: &Response<B>) -> Option<&str> {
+    res.headers()
+        .get("x-seen-authorization")
+        .map(|v| v.to_str().unwrap())
+}
