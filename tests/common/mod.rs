@@ -179,3 +179,20 @@ pub fn seen<B>(res: &Response<B>) -> Option<&str> {
         .get("x-seen-authorization")
         .map(|v| v.to_str().unwrap())
 }
+
+/// Waits for `svc` to be ready and sends `req` (spelled out once, since a service generic
+/// over the body type leaves `ServiceExt::ready` ambiguous).
+pub async fn send<S, B>(svc: &mut S, req: Request<B>) -> Result<S::Response, S::Error>
+where
+    S: Service<Request<B>>,
+{
+    tower::ServiceExt::<Request<B>>::ready(svc).await?.call(req).await
+}
+
+/// Advances paused time and lets the tasks that wake up (renewal timers, fetches) run.
+pub async fn advance(by: Duration) {
+    tokio::time::advance(by).await;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,215 @@
+//! The token cache: header insertion, single flight, hand-off, renewal ahead of expiry.
+
+mod common;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use common::{advance, get, seen, send, Echo, Fetcher, Step};
+use futures_util::FutureExt;
+use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
+use http_body_util::{Empty, Full};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_oauth::{FetchReason, OAuthLayer, ScopePolicy, TokenStatus};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn layer(fetcher: &Fetcher) -> OAuthLayer {
+    OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(20 * SEC)
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bearer_header_is_added_and_marked_sensitive() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let captured: Arc<Mutex<Vec<HeaderValue>>> = Arc::default();
+    let sink = captured.clone();
+    let inner = service_fn(move |req: Request<Empty<Bytes>>| {
+        let sink = sink.clone();
+        async move {
+            if let Some(v) = req.headers().get(AUTHORIZATION) {
+                sink.lock().unwrap().push(v.clone());
+            }
+            Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
+        }
+    });
+    let mut svc = layer(&fetcher).layer(inner);
+    for _ in 0..3 {
+        let req = Request::get("/x").body(Empty::new()).unwrap();
+        send(&mut svc, req).await.unwrap();
+    }
+    let captured = captured.lock().unwrap();
+    assert_eq!(captured.len(), 3);
+    for value in captured.iter() {
+        assert_eq!(value.to_str().unwrap(), "Bearer tok-1");
+        assert!(value.is_sensitive());
+    }
+    assert_eq!(fetcher.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_requests_without_a_token_cause_one_fetch() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::from_millis(50));
+    let echo = Echo::default();
+    let svc = layer(&fetcher).layer(echo.clone());
+    let calls = (0..1000).map(|_| {
+        let mut svc = svc.clone();
+        tokio::spawn(async move { send(&mut svc, get("/x")).await })
+    });
+    let results = futures_util::future::join_all(calls).await;
+    for r in results {
+        let res = r.unwrap().unwrap();
+        assert_eq!(seen(&res), Some("Bearer tok-1"));
+    }
+    assert_eq!(fetcher.calls(), 1);
+    assert_eq!(echo.calls(), 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_request_that_started_the_fetch_does_not_fail_the_others() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::from_millis(100));
+    let svc = layer(&fetcher).layer(Echo::default());
+
+    let mut first = svc.clone();
+    let first = tokio::spawn(async move { send(&mut first, get("/a")).await });
+    // Let the first request start the fetch, then take it away.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(fetcher.calls(), 1);
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+
+    let mut second = svc.clone();
+    let res = send(&mut second, get("/b")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-1"));
+    assert_eq!(fetcher.calls(), 1, "the second request joined the same fetch");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_renewed_ahead_of_expiry_while_requests_keep_using_it() {
+    // Lifetime 100 s, renewal due at 80 s, the renewal fetch takes 5 s.
+    let fetcher = Fetcher::script(vec![
+        Step::Token {
+            lifetime: Some(100 * SEC),
+            delay: Duration::ZERO,
+        },
+        Step::Token {
+            lifetime: Some(100 * SEC),
+            delay: 5 * SEC,
+        },
+    ]);
+    let layer = layer(&fetcher);
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    handle.warm_up().await.unwrap();
+
+    advance(81 * SEC).await;
+    assert_eq!(handle.state()[0].status, TokenStatus::RenewalDue);
+    // Every request in the renewal window completes at once with the current token:
+    // none of them waits for the fetch.
+    for _ in 0..10 {
+        let fut = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(get("/x"));
+        let res = fut.now_or_never().expect("no waiting").unwrap();
+        assert_eq!(seen(&res), Some("Bearer tok-1"));
+    }
+    advance(Duration::ZERO).await;
+    assert_eq!(fetcher.calls(), 2, "one background renewal, however many requests");
+    assert!(handle.state()[0].fetching);
+
+    advance(6 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
+    let reasons: Vec<FetchReason> = fetcher.requests.lock().unwrap().iter().map(|r| r.reason).collect();
+    assert_eq!(reasons, [FetchReason::First, FetchReason::AheadOfExpiry]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_is_never_sent_and_requests_wait_for_a_new_one() {
+    let fetcher = Fetcher::tokens(100 * SEC, SEC);
+    let layer = layer(&fetcher);
+    let handle = layer.handle();
+    let echo = Echo::default();
+    let mut svc = layer.layer(echo.clone());
+    handle.warm_up().await.unwrap();
+    // Idle through the renewal window, past expiry (100 s minus the 5 s margin).
+    advance(96 * SEC).await;
+    assert_eq!(handle.state()[0].status, TokenStatus::Expired);
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
+    assert_eq!(*echo.seen.lock().unwrap(), [Some("Bearer tok-2".to_owned())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_expires_in_gets_the_default_lifetime() {
+    let fetcher = Fetcher::script(vec![Step::Token {
+        lifetime: None,
+        delay: Duration::ZERO,
+    }]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .default_lifetime(30 * SEC)
+        .build();
+    let handle = layer.handle();
+    handle.warm_up().await.unwrap();
+    // 30 s minus the expiry margin, capped at a tenth of the lifetime (3 s).
+    assert_eq!(handle.state()[0].expires_in, Some(27 * SEC));
+    advance(28 * SEC).await;
+    assert_eq!(handle.state()[0].status, TokenStatus::Expired);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_with_its_own_authorization_is_left_alone() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let mut svc = layer(&fetcher).layer(Echo::default());
+    let mut req = get("/x");
+    req.headers_mut()
+        .insert(AUTHORIZATION, HeaderValue::from_static("Basic dXNlcjpwdw=="));
+    let res = send(&mut svc, req).await.unwrap();
+    assert_eq!(seen(&res), Some("Basic dXNlcjpwdw=="));
+    assert_eq!(fetcher.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fetcher_is_asked_for_the_policy_scope() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let mut svc = OAuthLayer::with_fetcher(fetcher.clone())
+        .scope_policy(ScopePolicy::fixed(Some("write read".into())))
+        .build()
+        .layer(Echo::default());
+    send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(fetcher.scopes(), [Some("read write".to_owned())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_from_one_layer_share_one_token() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let layer = layer(&fetcher);
+    let mut a = layer.layer(Echo::default());
+    let mut b = layer.layer(Echo::default());
+    let ra = send(&mut a, get("/a")).await.unwrap();
+    let rb = send(&mut b, get("/b")).await.unwrap();
+    assert_eq!(seen(&ra), seen(&rb));
+    assert_eq!(fetcher.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_body_reaches_the_inner_service_intact() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let mut svc = layer(&fetcher).layer(Echo::default());
+    let req = Request::post("/x")
+        .body(Full::new(Bytes::from_static(b"hello world")))
+        .unwrap();
+    let res = send(&mut svc, req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"hello world");
+}
