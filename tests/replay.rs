@@ -1,0 +1,436 @@
+//! Transparent re-issue: a rejected token is renewed and the request replayed once.
+
+mod common;
+
+use std::{
+    collections::HashSet,
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use common::{get, send, Fetcher};
+use futures_util::stream;
+use http::{header, HeaderMap, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use tower::{Layer, Service};
+use tower_oauth::{BoxError, OAuthLayer};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// How the fake API says "token rejected".
+#[derive(Clone, Copy)]
+enum Style {
+    /// SimpleDocs: 401 + problem JSON `token_expired`.
+    Problem,
+    /// RFC 6750: 401 + `WWW-Authenticate: Bearer error="invalid_token"`.
+    Challenge,
+}
+
+/// How much of the request body the fake API reads before answering a rejection.
+#[derive(Clone, Copy)]
+enum Read {
+    All,
+    /// Answer after the first frame, dropping the rest unread.
+    FirstFrame,
+    /// Answer without reading the body at all.
+    Nothing,
+}
+
+/// A fake API: rejects revoked tokens, echoes accepted bodies, records what it saw.
+#[derive(Clone)]
+struct Api {
+    revoked: Arc<Mutex<HashSet<String>>>,
+    /// Reject every token, whatever it is.
+    reject_all: bool,
+    style: Style,
+    read: Read,
+    calls: Arc<AtomicUsize>,
+    accepted: Arc<Mutex<Vec<(String, Bytes)>>>,
+    /// Paths that take this long to answer.
+    slow: Option<(&'static str, Duration)>,
+}
+
+impl Api {
+    fn new(style: Style) -> Self {
+        Self {
+            revoked: Arc::default(),
+            reject_all: false,
+            style,
+            read: Read::All,
+            calls: Arc::default(),
+            accepted: Arc::default(),
+            slow: None,
+        }
+    }
+
+    fn revoke(&self, token: &str) {
+        self.revoked.lock().unwrap().insert(format!("Bearer {token}"));
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn accepted(&self) -> Vec<(String, Bytes)> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+fn rejection(style: Style) -> Response<Full<Bytes>> {
+    let mut res = match style {
+        Style::Problem => {
+            let mut res = Response::new(Full::new(Bytes::from_static(
+                br#"{"type":"token_expired","status":401,"title":"Token Expired","detail":"The access token has expired."}"#,
+            )));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/problem+json".parse().unwrap(),
+            );
+            res
+        }
+        Style::Challenge => {
+            let mut res = Response::new(Full::new(Bytes::new()));
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                r#"Bearer realm="api", error="invalid_token""#.parse().unwrap(),
+            );
+            res
+        }
+    };
+    *res.status_mut() = StatusCode::UNAUTHORIZED;
+    res
+}
+
+impl<B> Service<Request<B>> for Api
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        Box::pin(async move {
+            if let Some((path, delay)) = this.slow {
+                if req.uri().path() == path {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            let auth = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let rejected = this.reject_all || this.revoked.lock().unwrap().contains(&auth);
+            let mut body = req.into_body();
+            if rejected {
+                match this.read {
+                    Read::All => {
+                        while body.frame().await.is_some() {}
+                    }
+                    Read::FirstFrame => {
+                        let _ = body.frame().await;
+                    }
+                    Read::Nothing => {}
+                }
+                return Ok(rejection(this.style));
+            }
+            let bytes = match body.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(_) => Bytes::from_static(b"<body error>"),
+            };
+            this.accepted.lock().unwrap().push((auth, bytes.clone()));
+            Ok(Response::new(Full::new(bytes)))
+        })
+    }
+}
+
+fn layer(fetcher: &Fetcher) -> OAuthLayer {
+    OAuthLayer::with_fetcher(fetcher.clone()).build()
+}
+
+async fn body_of<B>(res: Response<B>) -> Bytes
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    res.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// A streaming body of `n` chunks of `size` bytes, chunk `i` filled with byte `i`.
+fn streaming(n: usize, size: usize) -> (BoxBody<Bytes, BoxError>, Bytes) {
+    let chunks: Vec<Bytes> = (0..n).map(|i| Bytes::from(vec![i as u8; size])).collect();
+    let whole: Bytes = chunks.concat().into();
+    let frames = stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, BoxError>(Frame::data(c))),
+    );
+    (BoxBody::new(StreamBody::new(frames)), whole)
+}
+
+async fn warm(fetcher: &Fetcher, layer: &OAuthLayer) {
+    layer.handle().warm_up().await.unwrap();
+    assert_eq!(fetcher.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_token_is_renewed_and_the_request_replayed() {
+    for style in [Style::Problem, Style::Challenge] {
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let api = Api::new(style);
+        let layer = layer(&fetcher);
+        let mut svc = layer.layer(api.clone());
+        warm(&fetcher, &layer).await;
+        api.revoke("tok-1");
+
+        let req = Request::post("/docs")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let res = send(&mut svc, req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(body_of(res).await, "payload");
+        assert_eq!(fetcher.calls(), 2);
+        assert_eq!(api.calls(), 2, "one rejection, one replay");
+        assert_eq!(
+            api.accepted(),
+            [("Bearer tok-2".to_owned(), Bytes::from_static(b"payload"))]
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_rejections_of_one_token_cause_one_fetch() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::from_millis(20));
+    let mut api = Api::new(Style::Problem);
+    // Every request leaves with tok-1 before the first rejection comes back.
+    api.slow = Some(("/x", SEC));
+    let layer = layer(&fetcher);
+    let svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+    api.revoke("tok-1");
+
+    let calls = (0..200).map(|_| {
+        let mut svc = svc.clone();
+        tokio::spawn(async move { send(&mut svc, get("/x")).await })
+    });
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(fetcher.calls(), 2, "one initial fetch, one re-issue");
+    assert_eq!(api.calls(), 400);
+    assert!(api.accepted().iter().all(|(auth, _)| auth == "Bearer tok-2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_is_replayed_at_most_once() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let mut api = Api::new(Style::Problem);
+    api.reject_all = true;
+    let layer = layer(&fetcher);
+    let mut svc = layer.layer(api.clone());
+
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(body_of(res).await.starts_with(br#"{"type":"token_expired""#));
+    assert_eq!(api.calls(), 2, "the original and one replay, no loop");
+    assert_eq!(fetcher.calls(), 2, "the re-issued token is not fetched again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_rejected_after_another_replaced_the_token_uses_the_newer_one() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let mut api = Api::new(Style::Problem);
+    api.slow = Some(("/slow", 10 * SEC));
+    let layer = layer(&fetcher);
+    let svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+
+    // The slow request leaves with tok-1 ...
+    let mut slow = svc.clone();
+    let slow = tokio::spawn(async move { send(&mut slow, get("/slow")).await });
+    tokio::time::sleep(SEC).await;
+    // ... tok-1 is revoked, and a fast request gets it replaced by tok-2 ...
+    api.revoke("tok-1");
+    let mut fast = svc.clone();
+    assert_eq!(send(&mut fast, get("/fast")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(fetcher.calls(), 2);
+    // ... so the slow one's rejection is replayed with tok-2, without another fetch.
+    let res = slow.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(fetcher.calls(), 2);
+    assert!(api.accepted().iter().all(|(auth, _)| auth == "Bearer tok-2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_under_the_limit_is_replayed_byte_for_byte() {
+    for read in [Read::All, Read::FirstFrame, Read::Nothing] {
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let mut api = Api::new(Style::Problem);
+        api.read = read;
+        let layer = layer(&fetcher);
+        let mut svc = layer.layer(api.clone());
+        warm(&fetcher, &layer).await;
+        api.revoke("tok-1");
+
+        let (body, whole) = streaming(16, 1000);
+        let res = send(&mut svc, Request::post("/docs").body(body).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(body_of(res).await, whole);
+        assert_eq!(api.accepted(), [("Bearer tok-2".to_owned(), whole)]);
+        assert_eq!(fetcher.calls(), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_body_over_the_limit_returns_the_original_rejection_and_still_renews() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let api = Api::new(Style::Problem);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .replay_limit(4 * 1024)
+        .build();
+    let mut svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+    api.revoke("tok-1");
+
+    let (body, _) = streaming(8, 1024);
+    let res = send(&mut svc, Request::post("/docs").body(body).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body_of(res).await,
+        body_of(rejection(Style::Problem)).await,
+        "the caller gets the 401 untouched"
+    );
+    assert_eq!(api.calls(), 1, "not replayed");
+
+    // The token was renewed all the same.
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(fetcher.calls(), 2);
+    assert_eq!(api.accepted()[0].0, "Bearer tok-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_whose_size_hint_exceeds_the_limit_is_not_replayed() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let api = Api::new(Style::Problem);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .replay_limit(1024)
+        .build();
+    let mut svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+    api.revoke("tok-1");
+
+    let body = BoxBody::new(Full::new(Bytes::from(vec![7u8; 2048])).map_err(|e| -> BoxError { match e {} }));
+    let res = send(&mut svc, Request::post("/docs").body(body).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.calls(), 1);
+    common::advance(Duration::ZERO).await;
+    assert_eq!(fetcher.calls(), 2, "renewed, not replayed");
+}
+
+/// An inner service that always answers the same response.
+fn fixed(status: StatusCode, headers: &[(&'static str, &'static str)], body: &'static [u8]) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future = impl Send> + Clone + Send + 'static {
+    let headers: Vec<(&'static str, &'static str)> = headers.to_vec();
+    tower::service_fn(move |_req: Request<Full<Bytes>>| {
+        let mut res = Response::new(Full::new(Bytes::from_static(body)));
+        *res.status_mut() = status;
+        for (k, v) in &headers {
+            res.headers_mut().append(*k, v.parse().unwrap());
+        }
+        std::future::ready(Ok::<_, Infallible>(res))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_that_is_not_an_expiry_passes_through_byte_for_byte() {
+    let big = Box::leak(
+        format!(r#"{{"type":"token_expired","pad":"{}"}}"#, "x".repeat(10_000)).into_boxed_str(),
+    );
+    let cases: Vec<(StatusCode, Vec<(&'static str, &'static str)>, &'static [u8])> = vec![
+        (
+            StatusCode::UNAUTHORIZED,
+            vec![("content-type", "application/problem+json"), ("x-trace", "a"), ("x-trace", "b")],
+            br#"{"type":"invalid_client","status":401,"title":"Invalid Client"}"#,
+        ),
+        (
+            StatusCode::FORBIDDEN,
+            vec![("content-type", "application/problem+json")],
+            br#"{"type":"insufficient_scope","status":403}"#,
+        ),
+        (StatusCode::UNAUTHORIZED, vec![("content-type", "text/html")], b"<h1>token_expired</h1>"),
+        (StatusCode::UNAUTHORIZED, vec![("content-type", "application/json")], b"{not json"),
+        // Longer than the inspection limit: not classified, still delivered whole.
+        (StatusCode::UNAUTHORIZED, vec![("content-type", "application/json")], big.as_bytes()),
+        (StatusCode::NOT_FOUND, vec![], b"nope"),
+    ];
+    for (status, headers, body) in cases {
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let mut svc = layer(&fetcher).layer(fixed(status, &headers, body));
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        assert_eq!(res.status(), status);
+        let mut want = HeaderMap::new();
+        for (k, v) in &headers {
+            want.append(*k, v.parse().unwrap());
+        }
+        assert_eq!(res.headers(), &want);
+        assert_eq!(body_of(res).await, Bytes::from_static(body));
+        assert_eq!(fetcher.calls(), 1, "no re-issue for {status}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_that_cannot_get_a_token_returns_the_fetch_error() {
+    use common::Step;
+    let fetcher = Fetcher::script(vec![
+        Step::Token {
+            lifetime: Some(100 * SEC),
+            delay: Duration::ZERO,
+        },
+        Step::Fail(
+            tower_oauth_error(tower_oauth::ErrorKind::InvalidClient),
+            Duration::ZERO,
+        ),
+    ]);
+    let api = Api::new(Style::Problem);
+    let layer = layer(&fetcher);
+    let mut svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+    api.revoke("tok-1");
+    let err = send(&mut svc, get("/x")).await.unwrap_err();
+    let err = err.downcast_ref::<tower_oauth::Error>().expect("our error");
+    assert_eq!(err.kind(), tower_oauth::ErrorKind::InvalidClient);
+}
+
+/// An `invalid_client` error as the HTTP fetcher would produce it.
+fn tower_oauth_error(kind: tower_oauth::ErrorKind) -> tower_oauth::Error {
+    assert_eq!(kind, tower_oauth::ErrorKind::InvalidClient);
+    tower_oauth::fetch::parse_token_response(
+        StatusCode::UNAUTHORIZED,
+        &HeaderMap::new(),
+        br#"{"type":"invalid_client","status":401}"#,
+    )
+    .unwrap_err()
+}
