@@ -1,0 +1,200 @@
+//! Failure behaviour: no stampede, brief outages absorbed, graceful degradation, hangs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{advance, get, seen, send, Echo, Fetcher, Step};
+use http::StatusCode;
+use tower::Layer;
+use tower_oauth::{
+    mock::{MockConfig, MockServer, TokenFailure},
+    ClientCredentials, Error, ErrorKind, OAuthLayer, TokenStatus,
+};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn creds(mock: &MockServer, secret: &str) -> ClientCredentials {
+    ClientCredentials::new(&mock.token_url(), mock.client_id(), secret)
+}
+
+/// A layer against the mock with a short retry budget so the tests run in real time.
+fn fast_retrying(creds: ClientCredentials) -> OAuthLayer {
+    OAuthLayer::builder(creds)
+        .initial_backoff(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(200))
+        .retry_budget(Duration::from_millis(600))
+        .fetch_timeout(Duration::from_secs(2))
+        .build()
+}
+
+fn kind(err: &tower_oauth::BoxError) -> ErrorKind {
+    err.downcast_ref::<Error>()
+        .unwrap_or_else(|| panic!("not our error: {err}"))
+        .kind()
+}
+
+async fn storm(layer: &OAuthLayer, n: usize) -> Vec<Result<http::Response<tower_oauth::body::ResponseBody<http_body_util::Full<bytes::Bytes>>>, tower_oauth::BoxError>> {
+    let svc = layer.layer(Echo::default());
+    let calls = (0..n).map(|_| {
+        let mut svc = svc.clone();
+        tokio::spawn(async move { send(&mut svc, get("/x")).await })
+    });
+    let all = futures_util::future::join_all(calls);
+    tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("every caller is answered within the budget")
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_requests_against_an_endpoint_that_always_fails_cause_a_handful_of_fetches() {
+    let mock = MockServer::start().await.unwrap();
+    mock.fail_token_requests(usize::MAX, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
+    let layer = fast_retrying(creds(&mock, mock.client_secret()));
+
+    let results = storm(&layer, 10_000).await;
+    for r in &results {
+        let err = r.as_ref().unwrap_err();
+        assert_eq!(kind(err), ErrorKind::OAuth);
+        let ours = err.downcast_ref::<Error>().unwrap();
+        assert!(ours.is_retryable());
+        assert_eq!(ours.oauth_error(), Some("temporarily_unavailable"));
+    }
+    let first_wave = mock.stats().token_requests;
+    assert!(
+        (2..=10).contains(&first_wave),
+        "retried within the budget, not per request: {first_wave}"
+    );
+
+    // Requests arriving during the cooldown get the error at once, no new fetch.
+    let results = storm(&layer, 1_000).await;
+    assert!(results.iter().all(|r| r.is_err()));
+    assert_eq!(mock.stats().token_requests, first_wave);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_requests_with_a_wrong_secret_cause_one_fetch() {
+    let mock = MockServer::start().await.unwrap();
+    let layer = fast_retrying(creds(&mock, "wrong-secret"));
+
+    let results = storm(&layer, 10_000).await;
+    for r in &results {
+        assert_eq!(kind(r.as_ref().unwrap_err()), ErrorKind::InvalidClient);
+    }
+    assert_eq!(mock.stats().token_requests, 1, "invalid_client is not retried");
+    let results = storm(&layer, 100).await;
+    assert!(results.iter().all(|r| r.is_err()));
+    assert_eq!(mock.stats().token_requests, 1, "nor refetched during the cooldown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_fails_twice_then_recovers_costs_callers_a_wait_not_an_error() {
+    let mock = MockServer::start().await.unwrap();
+    mock.fail_token_requests(2, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
+    let layer = fast_retrying(creds(&mock, mock.client_secret()));
+
+    let results = storm(&layer, 1_000).await;
+    for r in results {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    let stats = mock.stats();
+    assert_eq!((stats.token_requests, stats.tokens_issued), (3, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let mock = MockServer::start().await.unwrap();
+    mock.fail_token_requests(1, TokenFailure::StatusWithRetryAfter(StatusCode::TOO_MANY_REQUESTS, 1));
+    let layer = OAuthLayer::builder(creds(&mock, mock.client_secret()))
+        .initial_backoff(Duration::from_millis(10))
+        .retry_budget(Duration::from_secs(3))
+        .build();
+    let started = std::time::Instant::now();
+    let results = storm(&layer, 10).await;
+    assert!(results.iter().all(|r| r.is_ok()));
+    assert_eq!(mock.stats().token_requests, 2);
+    // The second attempt waited for Retry-After, not for the 10 ms backoff.
+    assert!(started.elapsed() >= SEC);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_renewal_keeps_the_valid_token_and_tries_again_later() {
+    let fail = || {
+        Step::Fail(
+            tower_oauth::fetch::parse_token_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Default::default(),
+                b"",
+            )
+            .unwrap_err(),
+            Duration::ZERO,
+        )
+    };
+    let token = || Step::Token {
+        lifetime: Some(100 * SEC),
+        delay: Duration::ZERO,
+    };
+    let fetcher = Fetcher::script(vec![token(), fail(), fail(), token()]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(20 * SEC)
+        .max_backoff(2 * SEC)
+        .build();
+    let handle = layer.handle();
+    let echo = Echo::default();
+    let mut svc = layer.layer(echo.clone());
+    handle.warm_up().await.unwrap();
+
+    advance(81 * SEC).await;
+    // Renewal is due and fails twice; requests meanwhile use the still-valid token, and
+    // the retries (with backoff) get a new one before the old one expires.
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        tokens.push(seen(&res).unwrap().to_owned());
+        advance(SEC).await;
+    }
+    assert_eq!(tokens.first().map(String::as_str), Some("Bearer tok-1"));
+    assert_eq!(tokens.last().map(String::as_str), Some("Bearer tok-4"));
+    assert!(tokens.iter().all(|t| t == "Bearer tok-1" || t == "Bearer tok-4"));
+    assert_eq!(fetcher.calls(), 4, "two failures, then the retry that worked");
+    assert_eq!(handle.state()[0].last_error, Some(ErrorKind::HttpStatus));
+    assert_eq!(handle.state()[0].status, TokenStatus::Fresh);
+    assert!(echo.seen.lock().unwrap().iter().all(Option::is_some), "never without a token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_token_endpoint_times_out_and_does_not_wedge_later_requests() {
+    let mock = MockServer::start().await.unwrap();
+    mock.fail_token_requests(usize::MAX, TokenFailure::Hang);
+    let layer = OAuthLayer::builder(creds(&mock, mock.client_secret()))
+        .fetch_timeout(Duration::from_millis(300))
+        .initial_backoff(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(50))
+        .retry_budget(Duration::from_millis(100))
+        .build();
+    let results = storm(&layer, 100).await;
+    for r in &results {
+        assert_eq!(kind(r.as_ref().unwrap_err()), ErrorKind::Timeout);
+    }
+    assert_eq!(mock.stats().token_requests, 1);
+
+    mock.clear_token_failures();
+    tokio::time::sleep(Duration::from_millis(100)).await; // past the cooldown
+    let results = storm(&layer, 100).await;
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|r| r.status() == StatusCode::OK)));
+    assert_eq!(mock.stats().tokens_issued, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn warm_up_fails_fast_on_a_wrong_secret() {
+    let mock = MockServer::start_with(MockConfig::new()).await.unwrap();
+    let layer = OAuthLayer::new(creds(&mock, "nope"));
+    let err = layer.handle().warm_up().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClient);
+    assert_eq!(err.oauth_error(), Some("invalid_client"));
+    assert_eq!(layer.handle().state()[0].status, TokenStatus::None);
+    assert_eq!(layer.handle().state()[0].last_error, Some(ErrorKind::InvalidClient));
+}
