@@ -29,7 +29,6 @@ use http_body_util::{
 };
 use pin_project_lite::pin_project;
 
-
 /// A request body the layer knows how to replay.
 ///
 /// Implemented for the common body types; for another type, convert it to one of them
@@ -75,7 +74,10 @@ where
 
     fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
         if self.is_end_stream() {
-            return (BoxBody::new(Empty::new().map_err(|never| match never {})), Some(Recording::empty()));
+            return (
+                BoxBody::new(Empty::new().map_err(|never| match never {})),
+                Some(Recording::empty()),
+            );
         }
         match Recording::start(self, limit) {
             Ok((body, rec)) => (BoxBody::new(body.map_err(E::from_recorded)), Some(rec)),
@@ -98,10 +100,16 @@ where
 
     fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
         if self.is_end_stream() {
-            return (UnsyncBoxBody::new(Empty::new().map_err(|never| match never {})), Some(Recording::empty()));
+            return (
+                UnsyncBoxBody::new(Empty::new().map_err(|never| match never {})),
+                Some(Recording::empty()),
+            );
         }
         match Recording::start(self, limit) {
-            Ok((body, rec)) => (UnsyncBoxBody::new(body.map_err(E::from_recorded)), Some(rec)),
+            Ok((body, rec)) => (
+                UnsyncBoxBody::new(body.map_err(E::from_recorded)),
+                Some(rec),
+            ),
             Err(body) => (body, None),
         }
     }
@@ -384,9 +392,7 @@ where
     fn is_end_stream(&self) -> bool {
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let recorded = shared.dropped + shared.chunks.len();
-        shared.done
-            && self.pos >= recorded
-            && (self.trailers_sent || shared.trailers.is_none())
+        shared.done && self.pos >= recorded && (self.trailers_sent || shared.trailers.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -351,7 +351,11 @@ impl Slot {
     }
 
     /// Spawns the driver task; called with the state lock held.
-    fn start_flight(self: &Arc<Self>, state: &mut State, reason: FetchReason) -> watch::Receiver<Outcome> {
+    fn start_flight(
+        self: &Arc<Self>,
+        state: &mut State,
+        reason: FetchReason,
+    ) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         state.flight = Some(rx.clone());
         state.cooldown = None;
@@ -508,13 +512,19 @@ async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>)
             } else {
                 delay.max(config.max_backoff)
             };
-            tracing::info!(delay_ms = pause.as_millis() as u64, "renewal failed; current token kept, retrying later");
+            tracing::info!(
+                delay_ms = pause.as_millis() as u64,
+                "renewal failed; current token kept, retrying later"
+            );
             tokio::time::sleep(pause).await;
             continue;
         }
         let since = *waiting_since.get_or_insert(now);
         if err.is_retryable() && now + delay <= since + config.retry_budget {
-            tracing::info!(delay_ms = delay.as_millis() as u64, "backing off before retrying the token fetch");
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "backing off before retrying the token fetch"
+            );
             tokio::time::sleep(delay).await;
             continue;
         }
@@ -564,14 +574,27 @@ mod tests {
                 .min(c.max_backoff);
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
-        assert_eq!(backoff(&c, 1, Some(Duration::from_secs(3))), Duration::from_secs(3));
-        assert_eq!(backoff(&c, 1, Some(Duration::from_secs(3600))), c.max_retry_after);
+        assert_eq!(
+            backoff(&c, 1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            backoff(&c, 1, Some(Duration::from_secs(3600))),
+            c.max_retry_after
+        );
     }
 
     #[test]
     fn bearer_header_refuses_bad_tokens_and_is_sensitive() {
         assert!(bearer_header("abc.DEF-123_~+/=").unwrap().is_sensitive());
-        for bad in ["", "a b", "a\r\nX-Evil: 1", "tab\there", "caf\u{e9}", "nul\0"] {
+        for bad in [
+            "",
+            "a b",
+            "a\r\nX-Evil: 1",
+            "tab\there",
+            "caf\u{e9}",
+            "nul\0",
+        ] {
             let err = bearer_header(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::MalformedResponse);
             assert!(!err.to_string().contains(bad) || bad.is_empty());

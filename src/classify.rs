@@ -147,7 +147,10 @@ impl ClassifyRejection for StandardClassifier {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let essence = ct.split(';').next().unwrap_or("").trim();
@@ -378,14 +381,22 @@ mod tests {
     #[test]
     fn simpledocs_problem_documents() {
         use Classification::*;
-        assert_eq!(head(401, &[("content-type", "application/json")]), InspectBody);
         assert_eq!(
-            head(401, &[("content-type", "application/problem+json; charset=utf-8")]),
+            head(401, &[("content-type", "application/json")]),
+            InspectBody
+        );
+        assert_eq!(
+            head(
+                401,
+                &[("content-type", "application/problem+json; charset=utf-8")]
+            ),
             InspectBody
         );
         assert_eq!(head(401, &[("content-type", "text/html")]), NotRejected);
         assert_eq!(head(401, &[]), NotRejected);
-        assert!(body(r#"{"type":"token_expired","status":401,"title":"Token Expired"}"#));
+        assert!(body(
+            r#"{"type":"token_expired","status":401,"title":"Token Expired"}"#
+        ));
         assert!(body(r#"{"type":"invalid_token"}"#));
         assert!(body(r#"{"error":"invalid_token"}"#));
         assert!(!body(r#"{"type":"invalid_client","status":401}"#));
@@ -405,17 +416,56 @@ mod tests {
     fn rfc6750_challenges() {
         use Classification::*;
         let w = "www-authenticate";
-        assert_eq!(head(401, &[(w, r#"Bearer error="invalid_token""#)]), Rejected);
+        assert_eq!(
+            head(401, &[(w, r#"Bearer error="invalid_token""#)]),
+            Rejected
+        );
         assert_eq!(head(401, &[(w, "Bearer error=invalid_token")]), Rejected);
-        assert_eq!(head(401, &[(w, r#"bearer realm="x", error="invalid_token", error_description="The access token expired""#)]), Rejected);
-        assert_eq!(head(401, &[(w, r#"Basic realm="a, b", Bearer error="invalid_token""#)]), Rejected);
-        assert_eq!(head(401, &[(w, r#"Basic realm="x""#), (w, r#"Bearer error="invalid_token""#)]), Rejected);
+        assert_eq!(
+            head(
+                401,
+                &[(
+                    w,
+                    r#"bearer realm="x", error="invalid_token", error_description="The access token expired""#
+                )]
+            ),
+            Rejected
+        );
+        assert_eq!(
+            head(
+                401,
+                &[(w, r#"Basic realm="a, b", Bearer error="invalid_token""#)]
+            ),
+            Rejected
+        );
+        assert_eq!(
+            head(
+                401,
+                &[
+                    (w, r#"Basic realm="x""#),
+                    (w, r#"Bearer error="invalid_token""#)
+                ]
+            ),
+            Rejected
+        );
         // A quoted string that merely contains the words is not the error parameter.
-        assert_eq!(head(401, &[(w, r#"Bearer realm="error=\"invalid_token\"""#)]), NotRejected);
-        assert_eq!(head(401, &[(w, r#"Bearer error="insufficient_scope""#)]), NotRejected);
-        assert_eq!(head(401, &[(w, r#"Basic error="invalid_token""#)]), NotRejected);
+        assert_eq!(
+            head(401, &[(w, r#"Bearer realm="error=\"invalid_token\"""#)]),
+            NotRejected
+        );
+        assert_eq!(
+            head(401, &[(w, r#"Bearer error="insufficient_scope""#)]),
+            NotRejected
+        );
+        assert_eq!(
+            head(401, &[(w, r#"Basic error="invalid_token""#)]),
+            NotRejected
+        );
         assert_eq!(head(401, &[(w, r#"Bearer realm="api""#)]), NotRejected);
-        assert_eq!(head(403, &[(w, r#"Bearer error="invalid_token""#)]), NotRejected);
+        assert_eq!(
+            head(403, &[(w, r#"Bearer error="invalid_token""#)]),
+            NotRejected
+        );
     }
 
     #[test]
@@ -429,7 +479,9 @@ mod tests {
 
     #[test]
     fn challenge_parser_reads_params_token68_and_escapes() {
-        let c = parse_challenges(r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#);
+        let c = parse_challenges(
+            r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#,
+        );
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].scheme, "Newauth");
         assert_eq!(c[0].param("title"), Some(r#"Login to "apps""#));
@@ -439,6 +491,8 @@ mod tests {
         assert_eq!(c[0].token68.as_deref(), Some("abc123=="));
         assert_eq!(c[1].scheme, "Bearer");
         assert!(parse_challenges("").is_empty());
-        assert!(parse_challenges(r#"Bearer error="unterminated"#).iter().all(|c| c.param("error").is_none()));
+        assert!(parse_challenges(r#"Bearer error="unterminated"#)
+            .iter()
+            .all(|c| c.param("error").is_none()));
     }
 }

@@ -145,7 +145,10 @@ impl ClientCredentials {
     }
 
     /// Credentials for the SimpleDocs API, with its documented token URL.
-    pub fn simpledocs(client_id: impl Into<String>, client_secret: impl Into<ClientSecret>) -> Self {
+    pub fn simpledocs(
+        client_id: impl Into<String>,
+        client_secret: impl Into<ClientSecret>,
+    ) -> Self {
         Self::new(SIMPLEDOCS_TOKEN_URL, client_id, client_secret)
     }
 
@@ -210,7 +213,9 @@ impl ClientCredentials {
             Ok(())
         } else {
             Err(Error::builder(ErrorKind::Config)
-                .detail("refusing to send client credentials over plain http to a non-loopback host")
+                .detail(
+                    "refusing to send client credentials over plain http to a non-loopback host",
+                )
                 .build())
         }
     }
@@ -269,7 +274,9 @@ mod tests {
 
     fn decode_basic(value: &HeaderValue) -> (String, String) {
         let b64 = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         let raw = String::from_utf8(raw).unwrap();
         let (id, secret) = raw.split_once(':').unwrap();
         (id.to_owned(), secret.to_owned())
@@ -313,7 +320,11 @@ mod tests {
 
     #[test]
     fn plain_http_only_on_loopback_unless_allowed() {
-        let ok = |url: &str| ClientCredentials::new(url, "i", "s").check_transport().is_ok();
+        let ok = |url: &str| {
+            ClientCredentials::new(url, "i", "s")
+                .check_transport()
+                .is_ok()
+        };
         assert!(ok("https://example.test/token"));
         assert!(ok("http://127.0.0.1:8080/token"));
         assert!(ok("http://127.8.0.1/token"));

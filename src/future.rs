@@ -12,8 +12,8 @@ use std::{
 
 use bytes::{Buf, Bytes};
 use http::{
-    header::AUTHORIZATION, request::Parts, Extensions, HeaderName, HeaderValue,
-    Method, Request, Response, Uri, Version,
+    header::AUTHORIZATION, request::Parts, Extensions, HeaderName, HeaderValue, Method, Request,
+    Response, Uri, Version,
 };
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -199,7 +199,12 @@ where
                 }
                 StateProj::Called { fut, ctx } => {
                     let res = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    let classifier = &ctx.as_ref().expect("polled after completion").slot.core.classifier;
+                    let classifier = &ctx
+                        .as_ref()
+                        .expect("polled after completion")
+                        .slot
+                        .core
+                        .classifier;
                     let decision = classifier.classify_head(res.status(), res.headers());
                     if decision == Classification::NotRejected {
                         return Poll::Ready(Ok(res.map(ResponseBody::inner)));
@@ -236,7 +241,10 @@ where
     let (req, replay) = authorize(parts, body, cred.header, limit);
     // `inner` was polled ready by `OAuth::poll_ready`; waiting does not undo that.
     let res = inner.call(req).await.map_err(Into::into)?;
-    let decision = slot.core.classifier.classify_head(res.status(), res.headers());
+    let decision = slot
+        .core
+        .classifier
+        .classify_head(res.status(), res.headers());
     if decision == Classification::NotRejected {
         return Ok(res.map(ResponseBody::inner));
     }
@@ -293,7 +301,13 @@ where
     );
     let req = head.into_request(body, cred.header);
     // Replayed once: whatever this answers goes to the caller.
-    let res = inner.ready().await.map_err(Into::into)?.call(req).await.map_err(Into::into)?;
+    let res = inner
+        .ready()
+        .await
+        .map_err(Into::into)?
+        .call(req)
+        .await
+        .map_err(Into::into)?;
     Ok(res.map(ResponseBody::inner))
 }
 
@@ -307,7 +321,10 @@ where
     let limit = slot.core.config.inspect_limit;
     let (parts, body) = res.into_parts();
     if body.size_hint().lower() > limit as u64 {
-        return (Response::from_parts(parts, ResponseBody::inner(body)), false);
+        return (
+            Response::from_parts(parts, ResponseBody::inner(body)),
+            false,
+        );
     }
     let mut body = Box::pin(body);
     let mut frames: VecDeque<Frame<Bytes>> = VecDeque::new();
@@ -338,7 +355,9 @@ where
         for data in frames.iter().filter_map(Frame::data_ref) {
             whole.extend_from_slice(data);
         }
-        slot.core.classifier.classify_body(parts.status, &parts.headers, &whole)
+        slot.core
+            .classifier
+            .classify_body(parts.status, &parts.headers, &whole)
     };
     let rest = (!ended && error.is_none()).then_some(body);
     (

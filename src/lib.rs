@@ -1,4 +1,122 @@
-#![doc = include_str!("../README.md")]
+//! OAuth 2.0 client-credentials authentication for any [tower] HTTP client.
+//!
+//! [`OAuthLayer`] wraps a `tower::Service<http::Request<B>>` (a hyper-util client, a
+//! tonic `Channel`, anything) and adds `Authorization: Bearer <token>` to every request.
+//! Tokens come from the token endpoint by the client-credentials grant (RFC 6749 §4.4),
+//! are cached until shortly before they expire, renewed in the background, and re-issued
+//! when the API says a token was rejected, with the request replayed so that callers
+//! never see an expiry.
+//!
+//! # Quick start
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_oauth::{ClientCredentials, OAuthLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_oauth::BoxError> {
+//! # let mock = tower_oauth::mock::MockServer::start().await?;
+//! # let (token_url, client_id, client_secret) =
+//! #     (mock.token_url(), mock.client_id().to_owned(), mock.client_secret().to_owned());
+//! # let base = mock.base_url();
+//! // For SimpleDocs: ClientCredentials::simpledocs(client_id, client_secret)
+//! let creds = ClientCredentials::new(&token_url, client_id, client_secret).scope("read");
+//! let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let api = ServiceBuilder::new()
+//!     .layer(OAuthLayer::new(creds))
+//!     .service(http);
+//!
+//! let request = http::Request::get(format!("{base}/api/v1/workflows")).body(Full::default())?;
+//! let response = api.oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cache and renewal
+//!
+//! Each scope set has one cached token, held in an [`arc_swap`] cell: a request that finds
+//! a usable token takes no lock and allocates nothing on the layer's behalf; it clones
+//! the prebuilt header value (marked sensitive) into the request. The token's phase moves
+//! on tokio timers (so tests can use `tokio::time::pause`):
+//!
+//! - **fresh** until `renew_ahead` (default 60 s, at most half the lifetime) before it
+//!   expires; then **renewal due**: the first request to see it starts a background
+//!   fetch and every request keeps using the current token meanwhile;
+//! - **expired** `expiry_margin` (default 5 s, at most a tenth of the lifetime) before
+//!   the server's stated expiry; an expired token is never sent, requests wait for the
+//!   new one.
+//!
+//! Lifetimes count from when the token request was sent. A response without
+//! `expires_in`, or with zero, gets `default_lifetime` (300 s); larger values than
+//! `max_lifetime` (24 h) are clamped. However many requests need a token at once, the
+//! token endpoint sees one request (single flight). The fetch runs in its own task: a
+//! request that is dropped while waiting (a timeout, a caller gone) does not cancel it
+//! for the others. A Tokio runtime is required.
+//!
+//! # Re-issue on rejection
+//!
+//! A response that says the token was rejected — SimpleDocs' 401 `token_expired` (or
+//! `invalid_token`) problem document, an RFC 6750 `WWW-Authenticate: Bearer
+//! error="invalid_token"` challenge, or gRPC `UNAUTHENTICATED` in a trailers-only
+//! response (see [`classify`]) — marks that token unusable (only if it is still the
+//! current one: a token already replaced is not fetched again), gets a new token and
+//! replays the request once. If the replay is rejected too, that response goes to the
+//! caller: there is no loop. 401 `invalid_client`, 403 `insufficient_scope` and every
+//! other response pass through untouched, byte for byte; reading a 401 body to classify
+//! it is capped at `inspect_limit` (4 KiB).
+//!
+//! # Body replay limits
+//!
+//! Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) replay at no cost: a clone
+//! shares the bytes. Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`)
+//! are recorded while they are sent, up to `replay_limit` (64 KiB); a larger body, or one
+//! whose size hint says it will be larger, is not replayed: the token is still renewed
+//! and the caller gets the original 401. See [`body`].
+//!
+//! # Errors and retry
+//!
+//! The service error is [`BoxError`]. Errors of the inner service pass through as they
+//! are; a failure to get a token is an [`Error`] with an [`ErrorKind`] and
+//! [`Error::is_retryable`], so a `tower::retry` policy outside the layer can decide.
+//! Retryable fetch failures (transport, timeout, 5xx, 429) are retried inside the layer
+//! with jittered exponential backoff (100 ms doubling to 2 s, honouring `Retry-After` up
+//! to 60 s) while requests wait, within a `retry_budget` of 5 s; each attempt has its own
+//! `fetch_timeout` of 10 s. Then, and at once for non-retryable failures such as
+//! `invalid_client`, every waiting request gets the error, and requests arriving during
+//! the following cooldown (the next backoff delay, at least `max_backoff` for
+//! non-retryable errors) get it too without a new fetch. If a renewal fails while the
+//! current token is still valid, the token stays in use and the renewal is retried.
+//!
+//! # Security defaults
+//!
+//! - [`ClientSecret`] and [`AccessToken`] redact themselves in `Debug` and `Display` and
+//!   are wiped from memory on drop; errors and log events never contain them; the
+//!   `Authorization` header is marked sensitive.
+//! - The built-in fetcher refuses a plain `http://` token URL except on loopback, unless
+//!   [`ClientCredentials::allow_insecure_http`] says otherwise, and never follows
+//!   redirects.
+//! - Token responses are capped at 64 KiB; tokens that are empty or hold characters that
+//!   are not visible ASCII are refused.
+//! - A request that already carries an `Authorization` header is left alone.
+//!
+//! # Feature flags
+//!
+//! - `https` (default): the built-in token client (hyper, hyper-util, rustls with the
+//!   webpki roots), [`OAuthLayer::new`], [`OAuthLayer::builder`] and
+//!   [`fetch::HttpFetcher::https`].
+//! - `test-util`: the embedded mock SimpleDocs server, `mock`.
+//! - `tonic`: replayable `tonic::body::Body` request bodies.
+//!
+//! # Observability
+//!
+//! `tracing` events: an `oauth.fetch` span per fetch (scope, reason: `first`,
+//! `ahead_of_expiry`, `expired`, `rejected`, `forced`) with the outcome and duration of
+//! each attempt and the backoff delays; an event per replay. No secret or token is ever
+//! recorded.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,

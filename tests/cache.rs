@@ -85,7 +85,11 @@ async fn dropping_the_request_that_started_the_fetch_does_not_fail_the_others() 
     let mut second = svc.clone();
     let res = send(&mut second, get("/b")).await.unwrap();
     assert_eq!(seen(&res), Some("Bearer tok-1"));
-    assert_eq!(fetcher.calls(), 1, "the second request joined the same fetch");
+    assert_eq!(
+        fetcher.calls(),
+        1,
+        "the second request joined the same fetch"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,14 +123,24 @@ async fn a_token_is_renewed_ahead_of_expiry_while_requests_keep_using_it() {
         assert_eq!(seen(&res), Some("Bearer tok-1"));
     }
     advance(Duration::ZERO).await;
-    assert_eq!(fetcher.calls(), 2, "one background renewal, however many requests");
+    assert_eq!(
+        fetcher.calls(),
+        2,
+        "one background renewal, however many requests"
+    );
     assert!(handle.state()[0].fetching);
 
     advance(6 * SEC).await;
     let res = send(&mut svc, get("/x")).await.unwrap();
     assert_eq!(seen(&res), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
-    let reasons: Vec<FetchReason> = fetcher.requests.lock().unwrap().iter().map(|r| r.reason).collect();
+    let reasons: Vec<FetchReason> = fetcher
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.reason)
+        .collect();
     assert_eq!(reasons, [FetchReason::First, FetchReason::AheadOfExpiry]);
 }
 
@@ -144,7 +158,10 @@ async fn an_expired_token_is_never_sent_and_requests_wait_for_a_new_one() {
     let res = send(&mut svc, get("/x")).await.unwrap();
     assert_eq!(seen(&res), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
-    assert_eq!(*echo.seen.lock().unwrap(), [Some("Bearer tok-2".to_owned())]);
+    assert_eq!(
+        *echo.seen.lock().unwrap(),
+        [Some("Bearer tok-2".to_owned())]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,8 +186,10 @@ async fn a_request_with_its_own_authorization_is_left_alone() {
     let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
     let mut svc = layer(&fetcher).layer(Echo::default());
     let mut req = get("/x");
-    req.headers_mut()
-        .insert(AUTHORIZATION, HeaderValue::from_static("Basic dXNlcjpwdw=="));
+    req.headers_mut().insert(
+        AUTHORIZATION,
+        HeaderValue::from_static("Basic dXNlcjpwdw=="),
+    );
     let res = send(&mut svc, req).await.unwrap();
     assert_eq!(seen(&res), Some("Basic dXNlcjpwdw=="));
     assert_eq!(fetcher.calls(), 0);

@@ -34,7 +34,15 @@ fn kind(err: &tower_oauth::BoxError) -> ErrorKind {
         .kind()
 }
 
-async fn storm(layer: &OAuthLayer, n: usize) -> Vec<Result<http::Response<tower_oauth::body::ResponseBody<http_body_util::Full<bytes::Bytes>>>, tower_oauth::BoxError>> {
+async fn storm(
+    layer: &OAuthLayer,
+    n: usize,
+) -> Vec<
+    Result<
+        http::Response<tower_oauth::body::ResponseBody<http_body_util::Full<bytes::Bytes>>>,
+        tower_oauth::BoxError,
+    >,
+> {
     let svc = layer.layer(Echo::default());
     let calls = (0..n).map(|_| {
         let mut svc = svc.clone();
@@ -52,7 +60,10 @@ async fn storm(layer: &OAuthLayer, n: usize) -> Vec<Result<http::Response<tower_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_requests_against_an_endpoint_that_always_fails_cause_a_handful_of_fetches() {
     let mock = MockServer::start().await.unwrap();
-    mock.fail_token_requests(usize::MAX, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
+    mock.fail_token_requests(
+        usize::MAX,
+        TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE),
+    );
     let layer = fast_retrying(creds(&mock, mock.client_secret()));
 
     let results = storm(&layer, 10_000).await;
@@ -84,10 +95,18 @@ async fn ten_thousand_requests_with_a_wrong_secret_cause_one_fetch() {
     for r in &results {
         assert_eq!(kind(r.as_ref().unwrap_err()), ErrorKind::InvalidClient);
     }
-    assert_eq!(mock.stats().token_requests, 1, "invalid_client is not retried");
+    assert_eq!(
+        mock.stats().token_requests,
+        1,
+        "invalid_client is not retried"
+    );
     let results = storm(&layer, 100).await;
     assert!(results.iter().all(|r| r.is_err()));
-    assert_eq!(mock.stats().token_requests, 1, "nor refetched during the cooldown");
+    assert_eq!(
+        mock.stats().token_requests,
+        1,
+        "nor refetched during the cooldown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +126,10 @@ async fn an_endpoint_that_fails_twice_then_recovers_costs_callers_a_wait_not_an_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
     let mock = MockServer::start().await.unwrap();
-    mock.fail_token_requests(1, TokenFailure::StatusWithRetryAfter(StatusCode::TOO_MANY_REQUESTS, 1));
+    mock.fail_token_requests(
+        1,
+        TokenFailure::StatusWithRetryAfter(StatusCode::TOO_MANY_REQUESTS, 1),
+    );
     let layer = OAuthLayer::builder(creds(&mock, mock.client_secret()))
         .initial_backoff(Duration::from_millis(10))
         .retry_budget(Duration::from_secs(3))
@@ -158,11 +180,20 @@ async fn a_failed_renewal_keeps_the_valid_token_and_tries_again_later() {
     }
     assert_eq!(tokens.first().map(String::as_str), Some("Bearer tok-1"));
     assert_eq!(tokens.last().map(String::as_str), Some("Bearer tok-4"));
-    assert!(tokens.iter().all(|t| t == "Bearer tok-1" || t == "Bearer tok-4"));
-    assert_eq!(fetcher.calls(), 4, "two failures, then the retry that worked");
+    assert!(tokens
+        .iter()
+        .all(|t| t == "Bearer tok-1" || t == "Bearer tok-4"));
+    assert_eq!(
+        fetcher.calls(),
+        4,
+        "two failures, then the retry that worked"
+    );
     assert_eq!(handle.state()[0].last_error, Some(ErrorKind::HttpStatus));
     assert_eq!(handle.state()[0].status, TokenStatus::Fresh);
-    assert!(echo.seen.lock().unwrap().iter().all(Option::is_some), "never without a token");
+    assert!(
+        echo.seen.lock().unwrap().iter().all(Option::is_some),
+        "never without a token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +215,9 @@ async fn a_hanging_token_endpoint_times_out_and_does_not_wedge_later_requests() 
     mock.clear_token_failures();
     tokio::time::sleep(Duration::from_millis(100)).await; // past the cooldown
     let results = storm(&layer, 100).await;
-    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|r| r.status() == StatusCode::OK)));
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| r.status() == StatusCode::OK)));
     assert_eq!(mock.stats().tokens_issued, 1);
 }
 
@@ -196,5 +229,8 @@ async fn warm_up_fails_fast_on_a_wrong_secret() {
     assert_eq!(err.kind(), ErrorKind::InvalidClient);
     assert_eq!(err.oauth_error(), Some("invalid_client"));
     assert_eq!(layer.handle().state()[0].status, TokenStatus::None);
-    assert_eq!(layer.handle().state()[0].last_error, Some(ErrorKind::InvalidClient));
+    assert_eq!(
+        layer.handle().state()[0].last_error,
+        Some(ErrorKind::InvalidClient)
+    );
 }

@@ -73,7 +73,10 @@ impl Api {
     }
 
     fn revoke(&self, token: &str) {
-        self.revoked.lock().unwrap().insert(format!("Bearer {token}"));
+        self.revoked
+            .lock()
+            .unwrap()
+            .insert(format!("Bearer {token}"));
     }
 
     fn calls(&self) -> usize {
@@ -141,9 +144,7 @@ where
             let mut body = req.into_body();
             if rejected {
                 match this.read {
-                    Read::All => {
-                        while body.frame().await.is_some() {}
-                    }
+                    Read::All => while body.frame().await.is_some() {},
                     Read::FirstFrame => {
                         let _ = body.frame().await;
                     }
@@ -235,7 +236,10 @@ async fn concurrent_rejections_of_one_token_cause_one_fetch() {
     }
     assert_eq!(fetcher.calls(), 2, "one initial fetch, one re-issue");
     assert_eq!(api.calls(), 400);
-    assert!(api.accepted().iter().all(|(auth, _)| auth == "Bearer tok-2"));
+    assert!(api
+        .accepted()
+        .iter()
+        .all(|(auth, _)| auth == "Bearer tok-2"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -248,9 +252,15 @@ async fn a_request_is_replayed_at_most_once() {
 
     let res = send(&mut svc, get("/x")).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(body_of(res).await.starts_with(br#"{"type":"token_expired""#));
+    assert!(body_of(res)
+        .await
+        .starts_with(br#"{"type":"token_expired""#));
     assert_eq!(api.calls(), 2, "the original and one replay, no loop");
-    assert_eq!(fetcher.calls(), 2, "the re-issued token is not fetched again");
+    assert_eq!(
+        fetcher.calls(),
+        2,
+        "the re-issued token is not fetched again"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -269,13 +279,19 @@ async fn a_request_rejected_after_another_replaced_the_token_uses_the_newer_one(
     // ... tok-1 is revoked, and a fast request gets it replaced by tok-2 ...
     api.revoke("tok-1");
     let mut fast = svc.clone();
-    assert_eq!(send(&mut fast, get("/fast")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        send(&mut fast, get("/fast")).await.unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(fetcher.calls(), 2);
     // ... so the slow one's rejection is replayed with tok-2, without another fetch.
     let res = slow.await.unwrap().unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(fetcher.calls(), 2);
-    assert!(api.accepted().iter().all(|(auth, _)| auth == "Bearer tok-2"));
+    assert!(api
+        .accepted()
+        .iter()
+        .all(|(auth, _)| auth == "Bearer tok-2"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -341,7 +357,9 @@ async fn a_body_whose_size_hint_exceeds_the_limit_is_not_replayed() {
     warm(&fetcher, &layer).await;
     api.revoke("tok-1");
 
-    let body = BoxBody::new(Full::new(Bytes::from(vec![7u8; 2048])).map_err(|e| -> BoxError { match e {} }));
+    let body = BoxBody::new(
+        Full::new(Bytes::from(vec![7u8; 2048])).map_err(|e| -> BoxError { match e {} }),
+    );
     let res = send(&mut svc, Request::post("/docs").body(body).unwrap())
         .await
         .unwrap();
@@ -352,7 +370,18 @@ async fn a_body_whose_size_hint_exceeds_the_limit_is_not_replayed() {
 }
 
 /// An inner service that always answers the same response.
-fn fixed(status: StatusCode, headers: &[(&'static str, &'static str)], body: &'static [u8]) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future = impl Send> + Clone + Send + 'static {
+fn fixed(
+    status: StatusCode,
+    headers: &[(&'static str, &'static str)],
+    body: &'static [u8],
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
     let headers: Vec<(&'static str, &'static str)> = headers.to_vec();
     tower::service_fn(move |_req: Request<Full<Bytes>>| {
         let mut res = Response::new(Full::new(Bytes::from_static(body)));
@@ -367,12 +396,20 @@ fn fixed(status: StatusCode, headers: &[(&'static str, &'static str)], body: &'s
 #[tokio::test(start_paused = true)]
 async fn a_response_that_is_not_an_expiry_passes_through_byte_for_byte() {
     let big = Box::leak(
-        format!(r#"{{"type":"token_expired","pad":"{}"}}"#, "x".repeat(10_000)).into_boxed_str(),
+        format!(
+            r#"{{"type":"token_expired","pad":"{}"}}"#,
+            "x".repeat(10_000)
+        )
+        .into_boxed_str(),
     );
     let cases: Vec<(StatusCode, Vec<(&'static str, &'static str)>, &'static [u8])> = vec![
         (
             StatusCode::UNAUTHORIZED,
-            vec![("content-type", "application/problem+json"), ("x-trace", "a"), ("x-trace", "b")],
+            vec![
+                ("content-type", "application/problem+json"),
+                ("x-trace", "a"),
+                ("x-trace", "b"),
+            ],
             br#"{"type":"invalid_client","status":401,"title":"Invalid Client"}"#,
         ),
         (
@@ -380,10 +417,22 @@ async fn a_response_that_is_not_an_expiry_passes_through_byte_for_byte() {
             vec![("content-type", "application/problem+json")],
             br#"{"type":"insufficient_scope","status":403}"#,
         ),
-        (StatusCode::UNAUTHORIZED, vec![("content-type", "text/html")], b"<h1>token_expired</h1>"),
-        (StatusCode::UNAUTHORIZED, vec![("content-type", "application/json")], b"{not json"),
+        (
+            StatusCode::UNAUTHORIZED,
+            vec![("content-type", "text/html")],
+            b"<h1>token_expired</h1>",
+        ),
+        (
+            StatusCode::UNAUTHORIZED,
+            vec![("content-type", "application/json")],
+            b"{not json",
+        ),
         // Longer than the inspection limit: not classified, still delivered whole.
-        (StatusCode::UNAUTHORIZED, vec![("content-type", "application/json")], big.as_bytes()),
+        (
+            StatusCode::UNAUTHORIZED,
+            vec![("content-type", "application/json")],
+            big.as_bytes(),
+        ),
         (StatusCode::NOT_FOUND, vec![], b"nope"),
     ];
     for (status, headers, body) in cases {

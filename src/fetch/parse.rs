@@ -65,7 +65,9 @@ pub fn parse_token_response(
         if let Some((code, detail)) = oauth_error(&map) {
             return Err(oauth_failure(status, code, detail, retry_after));
         }
-        return Err(Error::malformed("token response has an error field that is not a string"));
+        return Err(Error::malformed(
+            "token response has an error field that is not a string",
+        ));
     }
 
     let access_token = match map.remove("access_token") {
@@ -276,18 +278,36 @@ mod tests {
 
     #[test]
     fn maps_error_documents_in_both_forms() {
-        let e = err(401, r#"{"type":"invalid_client","status":401,"title":"Invalid Client","detail":"Bad id."}"#);
-        assert_eq!((e.kind(), e.oauth_error()), (ErrorKind::InvalidClient, Some("invalid_client")));
-        let e = err(400, r#"{"error":"invalid_client","error_description":"no"}"#);
+        let e = err(
+            401,
+            r#"{"type":"invalid_client","status":401,"title":"Invalid Client","detail":"Bad id."}"#,
+        );
+        assert_eq!(
+            (e.kind(), e.oauth_error()),
+            (ErrorKind::InvalidClient, Some("invalid_client"))
+        );
+        let e = err(
+            400,
+            r#"{"error":"invalid_client","error_description":"no"}"#,
+        );
         assert_eq!(e.kind(), ErrorKind::InvalidClient);
-        assert_eq!(err(400, r#"{"error":"invalid_scope"}"#).kind(), ErrorKind::InvalidScope);
-        assert_eq!(err(400, r#"{"error":"unauthorized_client"}"#).kind(), ErrorKind::UnauthorizedClient);
+        assert_eq!(
+            err(400, r#"{"error":"invalid_scope"}"#).kind(),
+            ErrorKind::InvalidScope
+        );
+        assert_eq!(
+            err(400, r#"{"error":"unauthorized_client"}"#).kind(),
+            ErrorKind::UnauthorizedClient
+        );
         let e = err(400, r#"{"error":"unsupported_grant_type"}"#);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, false));
         let e = err(503, r#"{"error":"temporarily_unavailable"}"#);
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, true));
         let e = err(502, "<html>Bad gateway</html>");
-        assert_eq!((e.kind(), e.is_retryable(), e.status()), (ErrorKind::HttpStatus, true, Some(StatusCode::BAD_GATEWAY)));
+        assert_eq!(
+            (e.kind(), e.is_retryable(), e.status()),
+            (ErrorKind::HttpStatus, true, Some(StatusCode::BAD_GATEWAY))
+        );
         let e = err(404, "not here");
         assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::HttpStatus, false));
         assert_eq!(err(429, "").kind(), ErrorKind::HttpStatus);

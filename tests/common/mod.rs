@@ -24,7 +24,10 @@ use tower_oauth::{BoxError, Error, Token, TokenRequest};
 #[derive(Clone)]
 pub enum Step {
     /// Answer a token after `delay` (tokio time).
-    Token { lifetime: Option<Duration>, delay: Duration },
+    Token {
+        lifetime: Option<Duration>,
+        delay: Duration,
+    },
     /// Fail with this error after `delay`.
     Fail(Error, Duration),
     /// Fail with a foreign error.
@@ -47,7 +50,10 @@ pub struct Fetcher {
 impl Fetcher {
     /// Tokens with `lifetime`, answered after `delay`.
     pub fn tokens(lifetime: Duration, delay: Duration) -> Self {
-        Self::script(vec![Step::Token { lifetime: Some(lifetime), delay }])
+        Self::script(vec![Step::Token {
+            lifetime: Some(lifetime),
+            delay,
+        }])
     }
 
     pub fn script(steps: Vec<Step>) -> Self {
@@ -186,7 +192,10 @@ pub async fn send<S, B>(svc: &mut S, req: Request<B>) -> Result<S::Response, S::
 where
     S: Service<Request<B>>,
 {
-    tower::ServiceExt::<Request<B>>::ready(svc).await?.call(req).await
+    tower::ServiceExt::<Request<B>>::ready(svc)
+        .await?
+        .call(req)
+        .await
 }
 
 /// Advances paused time and lets the tasks that wake up (renewal timers, fetches) run.
