@@ -17,7 +17,7 @@ use std::{
     fmt,
     pin::Pin,
     sync::{Arc, Mutex},
-    task::{ready, Context, Poll},
+    task::{ready, Context, Poll, Waker},
 };
 
 use bytes::{Buf, Bytes};
@@ -237,6 +237,8 @@ struct Shared<B> {
     trailers: Option<HeaderMap>,
     /// Set once the source has ended.
     done: bool,
+    /// Readers waiting on the source.
+    waiting: Vec<Waker>,
 }
 
 impl<B: Body<Data = Bytes>> Recording<B> {
@@ -250,6 +252,7 @@ impl<B: Body<Data = Bytes>> Recording<B> {
                 limit: 0,
                 trailers: None,
                 done: true,
+                waiting: Vec::new(),
             })),
         }
     }
@@ -267,6 +270,7 @@ impl<B: Body<Data = Bytes>> Recording<B> {
             limit,
             trailers: None,
             done: false,
+            waiting: Vec::new(),
         }));
         let body = RecordingBody {
             shared: shared.clone(),
@@ -343,7 +347,21 @@ where
         let Some(source) = shared.source.as_mut() else {
             return Poll::Ready(None);
         };
-        match ready!(Pin::new(source).poll_frame(cx)) {
+        let polled = Pin::new(source).poll_frame(cx);
+        if polled.is_pending() {
+            // The source keeps one waker; remember every reader waiting on it so that
+            // none is stranded when another one's poll takes the frame.
+            if !shared.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                shared.waiting.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        for waker in shared.waiting.drain(..) {
+            if !waker.will_wake(cx.waker()) {
+                waker.wake();
+            }
+        }
+        match ready!(polled) {
             None => {
                 shared.done = true;
                 shared.source = None;
@@ -554,4 +572,118 @@ where
 fn into_bytes<D: Buf>(mut data: D) -> Bytes {
     // For `Bytes` this is a move, not a copy.
     data.copy_to_bytes(data.remaining())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::BoxError;
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+
+    type Boxed = BoxBody<Bytes, BoxError>;
+
+    fn chunks(n: u8) -> (Boxed, Vec<u8>) {
+        let parts: Vec<Bytes> = (0..n).map(|i| Bytes::from(vec![i; 3])).collect();
+        let whole = parts.concat();
+        let mut frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            parts.into_iter().map(|c| Ok(Frame::data(c))).collect();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", "42".parse().unwrap());
+        frames.push(Ok(Frame::trailers(trailers)));
+        (BoxBody::new(StreamBody::new(stream::iter(frames))), whole)
+    }
+
+    async fn read_all(mut body: Boxed) -> (Vec<u8>, Option<HeaderMap>) {
+        let mut data = Vec::new();
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.unwrap();
+            match frame.into_data() {
+                Ok(d) => data.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            }
+        }
+        (data, trailers)
+    }
+
+    async fn read_n(body: &mut Boxed, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let frame = body.frame().await.unwrap().unwrap();
+            out.extend_from_slice(frame.data_ref().unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_replay_before_the_first_read_yields_every_byte_once() {
+        let (body, whole) = chunks(5);
+        let (first, replay) = body.prepare(1024);
+        let replay = Boxed::replay(replay.unwrap()).unwrap();
+        let (got, trailers) = read_all(replay).await;
+        assert_eq!(got, whole);
+        assert_eq!(trailers.unwrap()["x-checksum"], "42");
+        // The first body, read afterwards, still yields everything.
+        assert_eq!(read_all(first).await.0, whole);
+    }
+
+    #[tokio::test]
+    async fn a_replay_after_a_partial_read_yields_every_byte_once() {
+        let (body, whole) = chunks(6);
+        let (mut first, replay) = body.prepare(1024);
+        let head = read_n(&mut first, 2).await;
+        assert_eq!(head, whole[..6]);
+        let mut replay = Boxed::replay(replay.unwrap()).unwrap();
+        // Interleave: the replay reads past the first body's position.
+        let mut got = read_n(&mut replay, 4).await;
+        let rest_of_first = read_n(&mut first, 2).await;
+        assert_eq!(rest_of_first, whole[6..12]);
+        got.extend(read_all(replay).await.0);
+        assert_eq!(got, whole);
+        assert_eq!(read_all(first).await.0, whole[12..]);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_outgrows_the_limit_is_not_replayable() {
+        let (body, whole) = chunks(10);
+        let (first, replay) = body.prepare(10);
+        assert_eq!(read_all(first).await.0, whole, "the first body is unaffected");
+        assert!(Boxed::replay(replay.unwrap()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_lagging_reader_gets_an_error_instead_of_missing_bytes() {
+        let (body, _) = chunks(10);
+        let (mut first, replay) = body.prepare(10);
+        let mut replay = Boxed::replay(replay.unwrap()).unwrap();
+        read_n(&mut first, 5).await; // 15 bytes: past the limit, frames dropped
+        let err = replay.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<ReplayError>());
+    }
+
+    #[tokio::test]
+    async fn a_size_hint_over_the_limit_is_not_recorded() {
+        let body = Boxed::new(Full::new(Bytes::from(vec![1u8; 100])).map_err(|e| match e {}));
+        let (_, replay) = body.prepare(99);
+        assert!(replay.is_none());
+    }
+
+    #[tokio::test]
+    async fn buffered_bodies_replay_by_clone() {
+        let (body, replay) = Full::new(Bytes::from_static(b"abc")).prepare(0);
+        let replayed = <Full<Bytes>>::replay(replay.unwrap()).unwrap();
+        for b in [body, replayed] {
+            assert_eq!(b.collect().await.unwrap().to_bytes(), "abc");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_prefixed_response_body_yields_prefix_then_rest() {
+        let rest = Box::pin(Full::new(Bytes::from_static(b"world")));
+        let prefix = VecDeque::from([Frame::data(Bytes::from_static(b"hello "))]);
+        let body = ResponseBody::prefixed(prefix, Some(rest), None);
+        assert_eq!(body.size_hint().exact(), Some(11));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
+    }
 }
