@@ -402,7 +402,8 @@ async fn a_response_that_is_not_an_expiry_passes_through_byte_for_byte() {
         )
         .into_boxed_str(),
     );
-    let cases: Vec<(StatusCode, Vec<(&'static str, &'static str)>, &'static [u8])> = vec![
+    type Case = (StatusCode, Vec<(&'static str, &'static str)>, &'static [u8]);
+    let cases: Vec<Case> = vec![
         (
             StatusCode::UNAUTHORIZED,
             vec![
