@@ -4,8 +4,9 @@
 //! ([`Full`], [`Empty`], [`String`]) are cloned before sending, which costs
 //! no copy of the data. Streaming bodies ([`BoxBody`], [`UnsyncBoxBody`], tonic's body)
 //! are wrapped so that the frames are recorded as they are sent, up to the replay limit
-//! (64 KiB by default); a body larger than that, or whose size hint says it will be, is
-//! not replayable, and the caller then gets the rejection as it came.
+//! (64 KiB by default). A request whose body had sent more than that when the rejection
+//! arrived, or whose size hint says it will, is not replayable, and the caller then gets
+//! the rejection as it came; memory per request stays within the limit.
 //!
 //! The recording is shared by the body that is sent and the one that is replayed: either
 //! of them may read ahead of the other, so a response that arrives before the request
@@ -308,6 +309,20 @@ impl<B> fmt::Debug for RecordingBody<B> {
         f.debug_struct("RecordingBody")
             .field("pos", &self.pos)
             .finish_non_exhaustive()
+    }
+}
+
+impl<B> Drop for RecordingBody<B> {
+    fn drop(&mut self) {
+        // This reader may have been the one the source would wake; hand that over to the
+        // readers still waiting, so they poll the source themselves.
+        let waiting = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut shared.waiting)
+        };
+        for waker in waiting {
+            waker.wake();
+        }
     }
 }
 

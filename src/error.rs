@@ -39,11 +39,12 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Whether trying again later can help.
+    /// Whether errors of this kind are always worth retrying: transport failures,
+    /// timeouts and cancelled fetches.
     ///
-    /// Transport failures, timeouts, 5xx, 408 and 429 statuses and the OAuth codes
-    /// `server_error` and `temporarily_unavailable` are retryable; credential, scope and
-    /// configuration errors are not.
+    /// For [`ErrorKind::HttpStatus`] and [`ErrorKind::OAuth`] it depends on the status
+    /// or code (5xx, 408, 429, `server_error` and `temporarily_unavailable` are
+    /// retryable), so ask [`Error::is_retryable`] rather than the kind.
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Transport | Self::Timeout | Self::Cancelled)
     }

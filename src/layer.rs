@@ -165,6 +165,11 @@ impl Builder {
 
     /// How long requests without a usable token may wait while retryable failures are
     /// retried; after that they get the error. Default: 5 s.
+    ///
+    /// After giving up, the layer keeps answering that error, without a new fetch, for a
+    /// cooldown: the next backoff delay (at most [`max_backoff`](Self::max_backoff), or
+    /// what `Retry-After` asked for). A retry policy outside the layer should pause at
+    /// least that long between attempts.
     pub fn retry_budget(mut self, budget: Duration) -> Self {
         self.config.retry_budget = budget;
         self
@@ -184,7 +189,12 @@ impl Builder {
         self
     }
 
-    /// The largest streaming request body kept for a replay. Default: 64 KiB.
+    /// The most of a streaming request body kept for a replay. Default: 64 KiB.
+    ///
+    /// A request can be replayed when no more than this had been sent by the time the
+    /// rejection arrived (the rest is then read from the original body as the replay
+    /// goes), and when its size hint does not already exceed it. Buffered bodies
+    /// (`Full`, `Empty`, `String`) are always replayable.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
         self.config.replay_limit = bytes;
         self

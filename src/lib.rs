@@ -73,9 +73,10 @@
 //!
 //! Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) replay at no cost: a clone
 //! shares the bytes. Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`)
-//! are recorded while they are sent, up to `replay_limit` (64 KiB); a larger body, or one
-//! whose size hint says it will be larger, is not replayed: the token is still renewed
-//! and the caller gets the original 401. See [`body`].
+//! are recorded while they are sent, up to `replay_limit` (64 KiB); a body that had sent
+//! more than that when the rejection arrived, or whose size hint says it will, is not
+//! replayed: the token is still renewed and the caller gets the original 401. See
+//! [`body`].
 //!
 //! # Errors and retry
 //!
