@@ -74,16 +74,11 @@ async fn ten_thousand_requests_against_an_endpoint_that_always_fails_cause_a_han
         assert!(ours.is_retryable());
         assert_eq!(ours.oauth_error(), Some("temporarily_unavailable"));
     }
-    let first_wave = mock.stats().token_requests;
+    let fetches = mock.stats().token_requests;
     assert!(
-        (2..=10).contains(&first_wave),
-        "retried within the budget, not per request: {first_wave}"
+        (2..=10).contains(&fetches),
+        "retried within the budget, not per request: {fetches}"
     );
-
-    // Requests arriving during the cooldown get the error at once, no new fetch.
-    let results = storm(&layer, 1_000).await;
-    assert!(results.iter().all(|r| r.is_err()));
-    assert_eq!(mock.stats().token_requests, first_wave);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,13 +95,50 @@ async fn ten_thousand_requests_with_a_wrong_secret_cause_one_fetch() {
         1,
         "invalid_client is not retried"
     );
-    let results = storm(&layer, 100).await;
-    assert!(results.iter().all(|r| r.is_err()));
-    assert_eq!(
-        mock.stats().token_requests,
-        1,
-        "nor refetched during the cooldown"
-    );
+}
+
+/// Sends `n` concurrent requests through `layer` and returns how many failed with `kind`.
+async fn wave(layer: &OAuthLayer, n: usize, want: ErrorKind) -> usize {
+    let results = storm(layer, n).await;
+    results
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(|e| kind(e) == want))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_during_the_cooldown_get_the_error_at_once_without_a_fetch() {
+    let unavailable = tower_oauth::fetch::parse_token_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &Default::default(),
+        b"",
+    )
+    .unwrap_err();
+    let invalid = tower_oauth::fetch::parse_token_response(
+        StatusCode::UNAUTHORIZED,
+        &Default::default(),
+        br#"{"error":"invalid_client"}"#,
+    )
+    .unwrap_err();
+    for (err, retryable) in [(unavailable, true), (invalid, false)] {
+        let want = err.kind();
+        let fetcher = Fetcher::script(vec![Step::Fail(err, Duration::ZERO)]);
+        let layer = OAuthLayer::with_fetcher(fetcher.clone())
+            .initial_backoff(Duration::from_millis(100))
+            .max_backoff(2 * SEC)
+            .retry_budget(SEC)
+            .build();
+        assert_eq!(wave(&layer, 1_000, want).await, 1_000);
+        let first = fetcher.calls();
+        assert_eq!(first > 1, retryable, "only retryable failures are retried");
+        // No time has passed: the next wave is answered from the cooldown.
+        assert_eq!(wave(&layer, 1_000, want).await, 1_000);
+        assert_eq!(fetcher.calls(), first);
+        // After the cooldown, the next request tries again.
+        advance(2 * SEC).await;
+        assert_eq!(wave(&layer, 10, want).await, 10);
+        assert!(fetcher.calls() > first);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
