@@ -387,8 +387,10 @@ impl Slot {
             _ => config.default_lifetime,
         };
         // Count from when the request was sent: the server's clock started no earlier.
-        let expires_at = requested_at + lifetime - config.expiry_margin.min(lifetime / 10);
-        let renew_at = requested_at + lifetime - config.renew_ahead.min(lifetime / 2);
+        let lifetime = lifetime.min(CEILING);
+        let end = requested_at + lifetime;
+        let expires_at = end - config.expiry_margin.min(lifetime / 10);
+        let renew_at = end - config.renew_ahead.min(lifetime / 2);
         let scope_ok = match (&self.scope, &token.scope) {
             (Some(requested), Some(granted)) => granted.contains(requested),
             _ => true,
@@ -456,6 +458,10 @@ async fn run_timers(token: Weak<Cached>, renew_at: Instant, expires_at: Instant)
 
 /// The fetch driver: retries within the budget, installs the token, tells the waiters.
 async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>) {
+    let _guard = FlightGuard {
+        slot: slot.clone(),
+        rx: tx.subscribe(),
+    };
     let config = &slot.core.config;
     let mut attempt: u32 = 0;
     // When requests started waiting (no usable token); the retry budget counts from there.
@@ -520,7 +526,7 @@ async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>)
             continue;
         }
         let since = *waiting_since.get_or_insert(now);
-        if err.is_retryable() && now + delay <= since + config.retry_budget {
+        if err.is_retryable() && later(now, delay) <= later(since, config.retry_budget) {
             tracing::info!(
                 delay_ms = delay.as_millis() as u64,
                 "backing off before retrying the token fetch"
@@ -538,12 +544,43 @@ async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>)
         {
             let mut state = slot.lock();
             state.flight = None;
-            state.cooldown = Some((Instant::now() + cooldown, err.clone()));
+            state.cooldown = Some((later(Instant::now(), cooldown), err.clone()));
         }
         let _ = tx.send(Some(Err(err)));
         return;
     }
 }
+
+/// Clears the slot's flight if the driver ends without doing so itself (the fetcher
+/// panicked, or the runtime shut down), so that the next request starts a new fetch
+/// instead of waiting on one that no longer exists. Its waiters see the sender dropped
+/// and get [`ErrorKind::Cancelled`].
+struct FlightGuard {
+    slot: Arc<Slot>,
+    rx: watch::Receiver<Outcome>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut state = self.slot.lock();
+        if state
+            .flight
+            .as_ref()
+            .is_some_and(|rx| rx.same_channel(&self.rx))
+        {
+            state.flight = None;
+        }
+    }
+}
+
+/// `at + d`, saturating at a hundred years ahead instead of overflowing, so that
+/// "forever" settings (`Duration::MAX`) mean forever rather than a panic.
+fn later(at: Instant, d: Duration) -> Instant {
+    at + d.min(CEILING)
+}
+
+/// The longest span the cache reckons with: a hundred years.
+const CEILING: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Growing backoff with jitter: `initial * 2^(attempt-1)`, capped, then scaled by a
 /// random factor in `[0.5, 1.0)`; at least what `Retry-After` asked for (itself capped).

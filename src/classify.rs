@@ -105,7 +105,8 @@ impl ClassifyRejection for StandardClassifier {
                 && headers
                     .get_all(header::WWW_AUTHENTICATE)
                     .iter()
-                    .filter_map(|v| v.to_str().ok())
+                    // Not `to_str`: a non-ASCII byte elsewhere must not hide the error.
+                    .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
                     .any(bearer_invalid_token)
             {
                 return Classification::Rejected;

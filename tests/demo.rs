@@ -1,0 +1,437 @@
+//! End-to-end runs of the `simpledocs` example binary against its embedded mock server.
+//!
+//! Each test runs the compiled example as a child process (killed after a minute) and
+//! reads its last stdout line, a JSON summary, and its stderr report. Fetch counts are
+//! asserted against bounds derived from the token lifetimes: a token is renewed no
+//! earlier than `lifetime - renew_ahead` after it was fetched (the layer clamps
+//! `renew_ahead` to half the lifetime) and stops being used `lifetime - margin` after
+//! it was fetched (`margin` is at most a tenth of the lifetime).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+/// No run may take longer than this; the demo itself takes about 7 s.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The example binary, built first when it is missing or older than this test binary
+/// (`cargo test --test demo` does not build examples; plain `cargo test` does).
+fn example() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary has a path");
+        // target/<profile>/deps/demo-<hash> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps");
+        let bin = profile_dir
+            .join("examples")
+            .join(format!("simpledocs{}", std::env::consts::EXE_SUFFIX));
+        let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+        let stale = match (modified(&bin), modified(&exe)) {
+            (Some(bin), Some(exe)) => bin < exe,
+            _ => true,
+        };
+        if stale {
+            let mut cargo = Command::new(env!("CARGO"));
+            // Drop what cargo set for this test run: build scripts that watch these
+            // variables would otherwise rebuild their crates.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                let set_by_cargo = [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
+                    || key == "CARGO_PRIMARY_PACKAGE"
+                    || key == "CARGO_TARGET_TMPDIR";
+                if set_by_cargo {
+                    cargo.env_remove(&*key);
+                }
+            }
+            cargo.args(["build", "--example", "simpledocs", "--manifest-path"]);
+            cargo.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+            if profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release")
+            {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().expect("cargo runs");
+            assert!(status.success(), "cargo build --example simpledocs failed");
+        }
+        assert!(bin.exists(), "no example binary at {}", bin.display());
+        bin
+    })
+}
+
+/// What one run of the example produced.
+struct Output {
+    args: Vec<String>,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "simpledocs {:?} exited with {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Output {
+    /// The last stdout line, parsed.
+    fn summary(&self) -> Value {
+        let last = self
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| panic!("no stdout\n{self}"));
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON: {e}\n{self}"))
+    }
+
+    fn number(&self, key: &str) -> u64 {
+        self.summary()[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} is not a number\n{self}"))
+    }
+
+    /// The `key=value` counters of the `mock:` stderr line.
+    fn mock_stats(&self) -> HashMap<String, u64> {
+        let line = self
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("mock: "))
+            .unwrap_or_else(|| panic!("no mock line\n{self}"));
+        line.split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.parse().expect("a counter")))
+            .collect()
+    }
+
+    fn last_stderr_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or_default()
+    }
+
+    /// How many stderr lines contain `text`.
+    fn lines_with(&self, text: &str) -> usize {
+        self.stderr.lines().filter(|l| l.contains(text)).count()
+    }
+}
+
+/// Runs the example with `args`, without any credentials from the environment.
+fn run(args: &[&str]) -> Output {
+    let started = Instant::now();
+    let mut child = Command::new(example())
+        .args(args)
+        .env_remove("SIMPLEDOCS_CLIENT_ID")
+        .env_remove("SIMPLEDOCS_CLIENT_SECRET")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the example starts");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("piped")));
+    let (code, timed_out) = loop {
+        if let Some(status) = child.try_wait().expect("wait for the example") {
+            break (status.code(), false);
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            break (child.wait().ok().and_then(|s| s.code()), true);
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let out = Output {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        elapsed: started.elapsed(),
+    };
+    assert!(!timed_out, "killed after {RUN_TIMEOUT:?}\n{out}");
+    out
+}
+
+#[test]
+fn the_demo_renews_tokens_ahead_of_expiry_and_recovers_from_a_revoke_without_a_failure() {
+    let out = run(&[]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let summary = out.summary();
+    assert_eq!(summary["requests"], 80, "{out}");
+    assert_eq!(summary["ok"], 80, "{out}");
+    assert_eq!(summary["errors"], 0, "{out}");
+    assert_eq!(summary["statuses"], json!({"200": 80}), "{out}");
+
+    // 3 s tokens renewed 1 s ahead: renewal is due 2 s after a fetch, the token is
+    // unusable after 2.7 s. Each half of the run (requests 1-40 before the revoke, 41-80
+    // after) lasts at least 9 x 350 ms = 3.15 s > 2.7 s, so each half needs a renewal:
+    // first + renewal + re-issue after the revoke + renewal = 4 at least. And fetches
+    // are at least 2 s apart except for the re-issue, so at most 2 + elapsed / 2 s
+    // (4 in a run of 7.1 s; 5 only if the machine stalled the run past 8 s).
+    let fetches = out.number("token_fetches");
+    let most = 2 + (out.elapsed.as_secs_f64() / 2.0) as u64;
+    assert!(
+        (4..=most).contains(&fetches),
+        "{fetches} fetches, at most {most}\n{out}"
+    );
+
+    // The renewals happened while the old token was still usable, and every fetch was
+    // reported.
+    assert!(out.lines_with("renewed ahead of expiry") >= 2, "{out}");
+    assert_eq!(out.lines_with("** token fetch #") as u64, fetches, "{out}");
+
+    // The recovery: the revoked token was rejected, and every rejected request was
+    // replayed once and succeeded.
+    assert_eq!(out.lines_with("RECOVERY TEST"), 1, "{out}");
+    assert_eq!(
+        out.lines_with("re-issued: the API rejected the token"),
+        1,
+        "{out}"
+    );
+    let mock = out.mock_stats();
+    assert!(mock["api_token_expired"] >= 1, "{out}");
+    assert_eq!(mock["api_ok"], 80, "{out}");
+    assert_eq!(
+        mock["api_requests"],
+        80 + mock["api_token_expired"],
+        "{out}"
+    );
+    assert_eq!(mock["tokens_issued"], fetches, "{out}");
+}
+
+#[test]
+fn one_second_tokens_are_renewed_before_the_server_expires_them() {
+    let out = run(&[
+        "--requests",
+        "60",
+        "--concurrency",
+        "4",
+        "--interval-ms",
+        "100",
+        "--token-lifetime-secs",
+        "1",
+    ]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.number("ok"), 60, "{out}");
+    assert_eq!(out.number("errors"), 0, "{out}");
+
+    // 1 s tokens: renewal due after 667 ms, unusable after 900 ms. Each worker sleeps
+    // 15 x 100 ms, so its requests span at least 1.4 s: at least 2 fetches. Renewals are
+    // at least 667 ms apart: at most 1 + elapsed / 667 ms (3 in a run of 1.6 s).
+    let fetches = out.number("token_fetches");
+    let most = 1 + (out.elapsed.as_secs_f64() / (2.0 / 3.0)) as u64;
+    assert!(
+        (2..=most).contains(&fetches),
+        "{fetches} fetches, at most {most}\n{out}"
+    );
+
+    // The server never saw an expired token: the layer renewed before it had to.
+    let mock = out.mock_stats();
+    assert_eq!(mock["api_token_expired"], 0, "{out}");
+    assert_eq!(mock["tokens_issued"], fetches, "{out}");
+}
+
+#[test]
+fn a_wrong_secret_fails_every_request_with_invalid_client_and_is_never_printed() {
+    let secret = "wrong-secret-Zq7xW2";
+    let out = run(&["--client-secret", secret]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let reason = out.last_stderr_line();
+    assert!(reason.starts_with("error: "), "{out}");
+    assert!(reason.contains("invalid_client"), "{out}");
+
+    let summary = out.summary();
+    assert_eq!(summary["requests"], 10, "{out}");
+    assert_eq!(summary["errors"], 10, "{out}");
+    assert_eq!(summary["ok"], 0, "{out}");
+    assert_eq!(summary["statuses"], json!({}), "{out}");
+    // A rejected client is not retried in a loop: one fetch per 2 s cooldown.
+    let fetches = out.number("token_fetches");
+    let most = 1 + (out.elapsed.as_secs_f64() / 2.0) as u64;
+    assert!((1..=most).contains(&fetches), "{fetches} fetches\n{out}");
+    assert_eq!(out.mock_stats()["api_requests"], 0, "{out}");
+
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(secret), "the secret was printed\n{out}");
+        assert!(
+            !text.contains("demo-secret"),
+            "the mock's secret was printed\n{out}"
+        );
+    }
+}
+
+#[test]
+fn by_method_scopes_fetch_exactly_one_read_and_one_write_token() {
+    let out = run(&[
+        "--scope-policy",
+        "by-method",
+        "--method",
+        "mixed",
+        "--scope",
+        "read write",
+        "--requests",
+        "12",
+    ]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let summary = out.summary();
+    assert_eq!(summary["statuses"], json!({"200": 6, "201": 6}), "{out}");
+    assert_eq!(summary["token_fetches"], 2, "{out}");
+    for scope in ["read", "write"] {
+        let slot = format!("token slot scope=\"{scope}\" granted=\"{scope}\" ");
+        let line = out.stderr.lines().find(|l| l.starts_with(&slot));
+        let line = line.unwrap_or_else(|| panic!("no {scope} slot\n{out}"));
+        assert!(line.ends_with(" fetches=1"), "{line}\n{out}");
+    }
+    assert_eq!(out.mock_stats()["tokens_issued"], 2, "{out}");
+}
+
+#[test]
+fn a_buffered_post_body_larger_than_the_replay_limit_is_replayed_intact_across_a_revoke() {
+    // 100 000 bytes is more than the 64 KiB replay limit for streaming bodies, but a
+    // `Full` body is already in memory: it is replayed whatever its size. The mock
+    // acknowledges each upload with its size and hash, which the example checks.
+    let out = run(&[
+        "--method",
+        "POST",
+        "--body-bytes",
+        "100000",
+        "--scope",
+        "write",
+        "--requests",
+        "8",
+        "--concurrency",
+        "2",
+        "--revoke-after",
+        "4",
+    ]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let summary = out.summary();
+    assert_eq!(summary["statuses"], json!({"201": 8}), "{out}");
+    assert_eq!(summary["errors"], 0, "{out}");
+    // 2-hour tokens: the first, and the re-issue after the revoke.
+    assert_eq!(summary["token_fetches"], 2, "{out}");
+
+    let mock = out.mock_stats();
+    let rejected = mock["api_token_expired"];
+    assert!(
+        rejected >= 1,
+        "no upload was rejected, so none was replayed\n{out}"
+    );
+    assert_eq!(mock["api_requests"], 8 + rejected, "{out}");
+    assert_eq!(mock["api_ok"], 8, "{out}");
+    assert_eq!(out.lines_with("body mismatch"), 0, "{out}");
+}
+
+#[test]
+fn a_plain_http_token_url_off_loopback_is_refused_before_any_connection() {
+    let out = run(&["--token-url", "http://example.invalid/token"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let reason = out.last_stderr_line();
+    assert!(
+        reason.starts_with("error: token request failed: config"),
+        "{out}"
+    );
+    assert!(reason.contains("plain http"), "{out}");
+    // Had it tried to connect, resolving `example.invalid` would have failed as a
+    // transport error instead.
+    assert_eq!(out.lines_with("transport"), 0, "{out}");
+
+    let summary = out.summary();
+    assert_eq!(summary["errors"], 10, "{out}");
+    assert_eq!(summary["ok"], 0, "{out}");
+    let mock = out.mock_stats();
+    assert_eq!(
+        (mock["token_requests"], mock["api_requests"]),
+        (0, 0),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_token_without_the_write_scope_is_reported_as_insufficient_scope() {
+    // Without a scope the mock grants `read`; uploads need `write`.
+    let out = run(&["--method", "POST", "--requests", "6"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(
+        out.last_stderr_line(),
+        "error: 403 insufficient_scope",
+        "{out}"
+    );
+    let summary = out.summary();
+    assert_eq!(summary["statuses"], json!({"403": 6}), "{out}");
+    assert_eq!(summary["errors"], 0, "{out}");
+    // A 403 is not a rejected token: no re-issue.
+    assert_eq!(summary["token_fetches"], 1, "{out}");
+}
+
+#[test]
+fn partial_failures_are_counted_per_status_and_named_with_their_share() {
+    // A read-only token: the GETs succeed, the POSTs of `mixed` get 403.
+    let out = run(&["--method", "mixed", "--scope", "read", "--requests", "10"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(
+        out.last_stderr_line(),
+        "error: 5 of 10 requests failed: 403 insufficient_scope",
+        "{out}"
+    );
+    let summary = out.summary();
+    assert_eq!(summary["ok"], 5, "{out}");
+    assert_eq!(summary["statuses"], json!({"200": 5, "403": 5}), "{out}");
+    assert_eq!(summary["errors"], 0, "{out}");
+}
+
+#[test]
+fn basic_client_authentication_gets_a_token_from_the_mock() {
+    let out = run(&["--auth-method", "basic", "--requests", "5"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.number("ok"), 5, "{out}");
+    assert_eq!(out.number("token_fetches"), 1, "{out}");
+}
+
+#[test]
+fn help_lists_the_options_and_an_unknown_option_is_a_usage_error() {
+    let help = run(&["--help"]);
+    assert_eq!(help.code, Some(0), "{help}");
+    for option in [
+        "--base-url",
+        "--token-url",
+        "--scope-policy",
+        "--revoke-after",
+    ] {
+        assert!(help.stdout.contains(option), "{option} missing\n{help}");
+    }
+
+    let bad = run(&["--frobnicate"]);
+    assert_eq!(bad.code, Some(2), "{bad}");
+    assert!(bad.stderr.contains("unknown option"), "{bad}");
+    assert!(bad.stdout.is_empty(), "{bad}");
+}
