@@ -663,7 +663,11 @@ mod tests {
     async fn a_body_that_outgrows_the_limit_is_not_replayable() {
         let (body, whole) = chunks(10);
         let (first, replay) = body.prepare(10);
-        assert_eq!(read_all(first).await.0, whole, "the first body is unaffected");
+        assert_eq!(
+            read_all(first).await.0,
+            whole,
+            "the first body is unaffected"
+        );
         assert!(Boxed::replay(replay.unwrap()).is_none());
     }
 

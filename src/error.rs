@@ -217,7 +217,12 @@ impl ErrorBuilder {
 fn sanitize(text: &str) -> String {
     let mut out: String = text
         .chars()
-        .filter(|c| !c.is_control())
+        // Control characters, and the bidirectional controls that can make a log line
+        // read differently from what it says.
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
         .take(MAX_TEXT)
         .collect();
     if text.chars().count() > MAX_TEXT {
@@ -294,10 +299,10 @@ mod tests {
 
     #[test]
     fn server_text_is_stripped_of_control_characters_and_cut() {
-        let long = format!("a\r\nb{}", "x".repeat(500));
+        let long = format!("a\r\nb\u{202e}{}", "x".repeat(500));
         let err = Error::builder(ErrorKind::OAuth).detail(&long).build();
         let shown = err.to_string();
-        assert!(!shown.contains('\n') && !shown.contains('\r'));
+        assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{202e}'));
         assert!(shown.len() < 300);
     }
 

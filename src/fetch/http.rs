@@ -137,9 +137,38 @@ where
                 }
                 Err(e) => return Err(Error::with_source(ErrorKind::Transport, e)),
             };
-            parse_token_response(parts.status, &parts.headers, &bytes)
+            parse_token_response(parts.status, &parts.headers, &bytes).map_err(|err| {
+                // A server may echo what it was sent in its error description; keep the
+                // secret out of the error (and so out of logs).
+                match scrub(&bytes, creds.client_secret().expose()) {
+                    Some(clean) => parse_token_response(parts.status, &parts.headers, &clean)
+                        .err()
+                        .unwrap_or(err),
+                    None => err,
+                }
+            })
         })
     }
+}
+
+/// `body` with every occurrence of `secret` replaced, if there is any.
+fn scrub(body: &[u8], secret: &str) -> Option<Vec<u8>> {
+    let secret = secret.as_bytes();
+    if secret.len() < 4 || !body.windows(secret.len()).any(|w| w == secret) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(secret) {
+            out.extend_from_slice(b"<redacted>");
+            i += secret.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 fn too_large(status: http::StatusCode) -> Error {
@@ -153,4 +182,20 @@ fn too_large(status: http::StatusCode) -> Error {
         .retryable(status.is_server_error())
         .detail("token response body exceeds 64 KiB")
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_replaces_every_occurrence_of_the_secret() {
+        let body = br#"{"error":"invalid_client","error_description":"s3cr3t is not s3cr3t"}"#;
+        let clean = scrub(body, "s3cr3t").unwrap();
+        let err = parse_token_response(http::StatusCode::UNAUTHORIZED, &Default::default(), &clean)
+            .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("s3cr3t"));
+        assert!(err.to_string().contains("<redacted> is not <redacted>"));
+        assert!(scrub(b"nothing here", "s3cr3t").is_none());
+    }
 }
