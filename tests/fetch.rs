@@ -20,9 +20,13 @@ use tower_oauth::{
 const HOSTILE: &str = "p+l&u=s%2B/\"q\\ u\u{fc}ber secret";
 
 async fn hostile_mock() -> MockServer {
-    MockServer::start_with(MockConfig::new().client_id("id with space+plus").client_secret(HOSTILE))
-        .await
-        .unwrap()
+    MockServer::start_with(
+        MockConfig::new()
+            .client_id("id with space+plus")
+            .client_secret(HOSTILE),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -36,7 +40,10 @@ async fn a_hostile_secret_works_with_both_authentication_methods() {
             .ready()
             .await
             .unwrap()
-            .call(TokenRequest::new(Some(Scope::new("write read")), FetchReason::First))
+            .call(TokenRequest::new(
+                Some(Scope::new("write read")),
+                FetchReason::First,
+            ))
             .await
             .unwrap_or_else(|e| panic!("{method:?}: {e}"));
         assert_eq!(token.scope, Some(Scope::new("read write")));
@@ -81,7 +88,14 @@ async fn a_dynamic_scope_policy_keeps_one_token_per_scope_it_returns() {
     let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret());
     let layer = OAuthLayer::builder(creds)
         .scope_policy(ScopePolicy::from_fn(|req| {
-            Some(if req.uri.path().starts_with("/admin") { "read write" } else { "read" }.into())
+            Some(
+                if req.uri.path().starts_with("/admin") {
+                    "read write"
+                } else {
+                    "read"
+                }
+                .into(),
+            )
         }))
         .build();
     let handle = layer.handle();
