@@ -47,7 +47,8 @@ pub(crate) struct Config {
     pub(crate) retry_budget: Duration,
     pub(crate) max_retry_after: Duration,
     pub(crate) strict_scope: bool,
-    pub(crate) replay_limit: usize,
+    /// `None`: replay is off.
+    pub(crate) replay_limit: Option<usize>,
     pub(crate) inspect_limit: usize,
 }
 
@@ -64,7 +65,7 @@ impl Default for Config {
             retry_budget: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(60),
             strict_scope: false,
-            replay_limit: 64 * 1024,
+            replay_limit: Some(64 * 1024),
             inspect_limit: 4 * 1024,
         }
     }

@@ -24,7 +24,7 @@
 //! assert_eq!(c.classify_head(StatusCode::OK, &HeaderMap::new()), Classification::NotRejected);
 //! ```
 
-use http::{header, HeaderMap, StatusCode};
+use http::{header, HeaderMap, HeaderName, StatusCode};
 
 /// What the head of a response says about the token that the request carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,9 @@ impl StandardClassifier {
     }
 }
 
+/// Built once: looking a header up by `&str` parses the name on every response.
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 /// Error codes and problem types that mean "this token is no good, get another".
 const REJECTED_TYPES: [&str; 2] = ["token_expired", "invalid_token"];
 
@@ -117,7 +120,7 @@ impl ClassifyRejection for StandardClassifier {
             return Classification::NotRejected;
         }
         if self.grpc {
-            if let Some(code) = headers.get("grpc-status") {
+            if let Some(code) = headers.get(&GRPC_STATUS) {
                 if code.as_bytes() == b"16" {
                     return Classification::Rejected;
                 }

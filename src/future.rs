@@ -88,13 +88,14 @@ pub(crate) struct Replay<B: ReplayableBody> {
     body: B::Replay,
 }
 
-/// The request head without its `Authorization`; small header sets stay inline, so
-/// keeping the copy allocates nothing.
+/// The request head without its `Authorization`. Up to four other headers stay inline,
+/// so the copy allocates nothing of its own (a larger set spills to the heap); inline
+/// space is paid for in every move of the response future, hence not more.
 struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: SmallVec<[(HeaderName, HeaderValue); 8]>,
+    headers: SmallVec<[(HeaderName, HeaderValue); 4]>,
     extensions: Extensions,
 }
 
@@ -135,10 +136,13 @@ pub(crate) fn authorize<B: ReplayableBody>(
     mut parts: Parts,
     body: B,
     authorization: HeaderValue,
-    replay_limit: usize,
+    replay_limit: Option<usize>,
 ) -> (Request<B>, Option<Replay<B>>) {
     parts.headers.insert(AUTHORIZATION, authorization);
-    let (body, body_replay) = body.prepare(replay_limit);
+    let Some(limit) = replay_limit else {
+        return (Request::from_parts(parts, body), None);
+    };
+    let (body, body_replay) = body.prepare(limit);
     let replay = body_replay.map(|body| Replay {
         head: Head::copy(&parts),
         body,
@@ -237,8 +241,7 @@ where
     ResB::Error: Send,
 {
     let cred = slot.clone().acquire().await?;
-    let limit = slot.core.config.replay_limit;
-    let (req, replay) = authorize(parts, body, cred.header, limit);
+    let (req, replay) = authorize(parts, body, cred.header, slot.core.config.replay_limit);
     // `inner` was polled ready by `OAuth::poll_ready`; waiting does not undo that.
     let res = inner.call(req).await.map_err(Into::into)?;
     let decision = slot

@@ -196,7 +196,25 @@ impl Builder {
     /// goes), and when its size hint does not already exceed it. Buffered bodies
     /// (`Full`, `Empty`, `String`) are always replayable.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
-        self.config.replay_limit = bytes;
+        self.config.replay_limit = Some(bytes);
+        self
+    }
+
+    /// Whether a request rejected for its token is replayed with a new one. Default:
+    /// `true`.
+    ///
+    /// Replay keeps a copy of each request's head and body until its response head
+    /// arrives: a few reference-count increments for most requests, plus, by how the
+    /// `bytes` crate shares memory, one allocation for each header value, body or
+    /// relative URI built from a `Vec` (the first time it is shared). With replay off a
+    /// rejected token is still renewed, and the rejection reaches the caller; a
+    /// `tower::retry` outside the layer can then resend.
+    pub fn replay(mut self, on: bool) -> Self {
+        self.config.replay_limit = match (on, self.config.replay_limit) {
+            (false, _) => None,
+            (true, Some(limit)) => Some(limit),
+            (true, None) => Config::default().replay_limit,
+        };
         self
     }
 

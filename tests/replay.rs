@@ -484,3 +484,23 @@ fn tower_oauth_error(kind: tower_oauth::ErrorKind) -> tower_oauth::Error {
     )
     .unwrap_err()
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_replay_off_a_rejection_reaches_the_caller_and_the_token_is_renewed() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let api = Api::new(Style::Problem);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .replay(false)
+        .build();
+    let mut svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+    api.revoke("tok-1");
+
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.calls(), 1, "not replayed");
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(fetcher.calls(), 2);
+    assert_eq!(api.accepted()[0].0, "Bearer tok-2");
+}

@@ -1,0 +1,319 @@
+//! Token renewal under load, on a multi-thread runtime. Not criterion: the figures are a
+//! completion time with a fetch count, and latency percentiles.
+//!
+//! 1. Refresh storm: the cached token has expired (no request touched it while it was
+//!    due for renewal) and 10 000 requests, spawned as tasks and parked on a gate, are
+//!    released at once; the fetch takes 5 ms. Measured: the time from the release until
+//!    every request has its response, the fetches it took (one expected), how many
+//!    requests found no usable token and waited, and the same 10 000 requests with a
+//!    fresh token.
+//! 2. Renewal ahead of expiry: per-request latency (p50, p99) while a background
+//!    renewal is in flight (the fetch takes 50 ms; requests keep the current token), and
+//!    in steady state.
+//!
+//! `cargo bench --bench refresh`
+
+mod support;
+
+use std::{
+    future::{poll_fn, Future},
+    hint::black_box,
+    mem,
+    pin::pin,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use http::StatusCode;
+use tokio::sync::watch;
+use tower::{service_fn, Layer, ServiceExt};
+use tower_oauth::{BoxError, OAuth, OAuthLayer, Token, TokenHandle, TokenRequest, TokenStatus};
+
+use support::{quantile, send_now, static_request, Answer, TOKEN};
+
+const STORM_REQUESTS: usize = 10_000;
+const STORM_FETCH: Duration = Duration::from_millis(5);
+const STORM_ROUNDS: usize = 30;
+
+const RENEWAL_FETCH: Duration = Duration::from_millis(50);
+const RENEWAL_ROUNDS: usize = 5;
+
+/// How the next token fetch behaves; the benchmark changes it between phases.
+#[derive(Clone, Copy)]
+struct Plan {
+    delay: Duration,
+    lifetime: Duration,
+}
+
+/// A token fetcher that follows `plan`, counting the fetches it finished.
+#[derive(Clone)]
+struct Fetcher {
+    plan: Arc<Mutex<Plan>>,
+    finished: Arc<AtomicU64>,
+}
+
+impl Fetcher {
+    fn new(plan: Plan) -> Self {
+        Self {
+            plan: Arc::new(Mutex::new(plan)),
+            finished: Arc::default(),
+        }
+    }
+
+    fn set(&self, plan: Plan) {
+        *self.plan.lock().unwrap() = plan;
+    }
+
+    fn finished(&self) -> u64 {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    fn layer(
+        &self,
+        builder: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+    ) -> OAuthLayer {
+        let this = self.clone();
+        let fetcher = service_fn(move |_: TokenRequest| {
+            let plan = *this.plan.lock().unwrap();
+            let finished = this.finished.clone();
+            async move {
+                tokio::time::sleep(plan.delay).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, BoxError>(Token::new(TOKEN, Some(plan.lifetime)))
+            }
+        });
+        builder(OAuthLayer::with_fetcher(fetcher)).build()
+    }
+}
+
+fn status(handle: &TokenHandle) -> TokenStatus {
+    handle.state()[0].status
+}
+
+/// Waits (bounded) until the token has reached `wanted`, which its timers set.
+async fn until_status(handle: &TokenHandle, wanted: TokenStatus) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(handle) != wanted {
+        assert!(Instant::now() < deadline, "token never became {wanted:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One storm: `STORM_REQUESTS` tasks, spawned and parked first, then released at once.
+struct Storm {
+    /// From the release to the last response.
+    elapsed: Duration,
+    /// Requests whose first poll found no usable token and waited for the fetch.
+    waited: usize,
+}
+
+async fn fire(svc: &OAuth<Answer>) -> Storm {
+    let (go, gate) = watch::channel(false);
+    let parked = Arc::new(AtomicUsize::new(0));
+    let waited = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..STORM_REQUESTS)
+        .map(|_| {
+            let (svc, mut gate) = (svc.clone(), gate.clone());
+            let (parked, waited) = (parked.clone(), waited.clone());
+            tokio::spawn(async move {
+                parked.fetch_add(1, Ordering::SeqCst);
+                gate.wait_for(|go| *go).await.expect("the gate stays open");
+                let mut fut = pin!(svc.oneshot(static_request()));
+                let mut first = true;
+                poll_fn(|cx| {
+                    let poll = fut.as_mut().poll(cx);
+                    if mem::take(&mut first) && poll.is_pending() {
+                        waited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    poll
+                })
+                .await
+            })
+        })
+        .collect();
+    while parked.load(Ordering::SeqCst) < STORM_REQUESTS {
+        tokio::task::yield_now().await;
+    }
+    let started = Instant::now();
+    go.send_replace(true);
+    for task in tasks {
+        let res = task.await.expect("no panic").expect("the request succeeds");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    Storm {
+        elapsed: started.elapsed(),
+        waited: waited.load(Ordering::Relaxed),
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn storm(rt: &tokio::runtime::Runtime) {
+    const SHORT: Duration = Duration::from_millis(30);
+    const LONG: Duration = Duration::from_secs(3600);
+    let fetcher = Fetcher::new(Plan {
+        delay: STORM_FETCH,
+        lifetime: SHORT,
+    });
+    let layer = fetcher.layer(|b| b);
+    let handle = layer.handle();
+    let svc = layer.layer(Answer(StatusCode::OK));
+
+    let (mut storms, mut fresh, mut waited) = (Vec::new(), Vec::new(), Vec::new());
+    rt.block_on(async {
+        handle.warm_up().await.expect("warm-up");
+        for _ in 0..STORM_ROUNDS {
+            // A short-lived token, left unused until it expires: no renewal ahead of
+            // expiry starts, so the storm finds no usable token.
+            fetcher.set(Plan {
+                delay: STORM_FETCH,
+                lifetime: SHORT,
+            });
+            handle.force_refresh().await.expect("refresh");
+            until_status(&handle, TokenStatus::Expired).await;
+            fetcher.set(Plan {
+                delay: STORM_FETCH,
+                lifetime: LONG,
+            });
+
+            let before = handle.fetches();
+            let storm = fire(&svc).await;
+            let fetches = handle.fetches() - before;
+            assert_eq!(
+                fetches, 1,
+                "a storm of {STORM_REQUESTS} requests makes one fetch"
+            );
+            assert_eq!(status(&handle), TokenStatus::Fresh);
+            storms.push(storm.elapsed);
+            waited.push(storm.waited);
+
+            // The same requests with the fresh token: what the storm costs without a fetch.
+            let calm = fire(&svc).await;
+            assert_eq!(calm.waited, 0, "with a fresh token nobody waits");
+            fresh.push(calm.elapsed);
+            assert_eq!(handle.fetches() - before, 1, "a fresh token needs no fetch");
+        }
+    });
+
+    let (storm, fresh) = (median(storms.clone()), median(fresh));
+    println!(
+        "refresh storm: {STORM_REQUESTS} requests, token expired, fetch {} ms, {STORM_ROUNDS} rounds",
+        ms(STORM_FETCH)
+    );
+    println!(
+        "  all complete after     median {:7.2} ms   (min {:.2}, max {:.2})",
+        ms(storm),
+        ms(*storms.iter().min().unwrap()),
+        ms(*storms.iter().max().unwrap())
+    );
+    println!("  fresh token, no fetch  median {:7.2} ms", ms(fresh));
+    println!(
+        "  fetch + fresh          {:7.2} ms   storm / (fetch + fresh) = {:.2}",
+        ms(STORM_FETCH + fresh),
+        storm.as_secs_f64() / (STORM_FETCH + fresh).as_secs_f64()
+    );
+    waited.sort_unstable();
+    println!(
+        "  waited for the fetch   median {} of {STORM_REQUESTS} requests (min {}, max {})",
+        waited[waited.len() / 2],
+        waited[0],
+        waited[waited.len() - 1]
+    );
+    println!("  fetches per storm      1 (asserted for each of {STORM_ROUNDS} rounds)");
+}
+
+/// Sends requests one after another from this thread for as long as `go` says, and
+/// records each one's latency in nanoseconds.
+fn sample(svc: &mut OAuth<Answer>, out: &mut Vec<u64>, mut go: impl FnMut() -> bool) {
+    while go() {
+        let t = Instant::now();
+        let res = send_now(svc, static_request());
+        black_box(res.status());
+        drop(res);
+        out.push(t.elapsed().as_nanos() as u64);
+    }
+}
+
+fn renewal(rt: &tokio::runtime::Runtime) {
+    // Renewal is due after 1 s, the token expires after 1.8 s: the 50 ms renewal fetch
+    // ends long before the current token stops being usable.
+    let plan = Plan {
+        delay: RENEWAL_FETCH,
+        lifetime: Duration::from_secs(2),
+    };
+    let fetcher = Fetcher::new(plan);
+    let layer = fetcher.layer(|b| b.renew_ahead(Duration::from_secs(1)));
+    let handle = layer.handle();
+    let mut svc = layer.layer(Answer(StatusCode::OK));
+    let _rt = rt.enter();
+    rt.block_on(handle.warm_up()).expect("warm-up");
+
+    let mut steady = Vec::with_capacity(4 << 20);
+    let mut renewing = Vec::with_capacity(4 << 20);
+    let mut windows = Vec::new();
+    for _ in 0..RENEWAL_ROUNDS {
+        // Steady state: a fresh token, nothing in flight, for as long as a renewal takes.
+        assert_eq!(status(&handle), TokenStatus::Fresh);
+        let end = Instant::now() + RENEWAL_FETCH;
+        sample(&mut svc, &mut steady, || Instant::now() < end);
+
+        // Renewal: the first request in the renew-ahead window starts the fetch; sample
+        // until the fetcher has answered.
+        rt.block_on(until_status(&handle, TokenStatus::RenewalDue));
+        let (done, fetches) = (fetcher.finished(), handle.fetches());
+        let started = Instant::now();
+        sample(&mut svc, &mut renewing, || fetcher.finished() == done);
+        windows.push(started.elapsed());
+        assert_eq!(handle.fetches(), fetches + 1, "one background renewal");
+        rt.block_on(until_status(&handle, TokenStatus::Fresh));
+    }
+
+    steady.sort_unstable();
+    renewing.sort_unstable();
+    let (s50, s99) = (quantile(&steady, 0.5), quantile(&steady, 0.99));
+    let (r50, r99) = (quantile(&renewing, 0.5), quantile(&renewing, 0.99));
+    println!(
+        "renewal ahead of expiry: fetch {} ms, {RENEWAL_ROUNDS} rounds, renewal windows median {:.1} ms",
+        ms(RENEWAL_FETCH),
+        ms(median(windows))
+    );
+    println!(
+        "  steady state     p50 {s50:6} ns   p99 {s99:6} ns   ({} requests)",
+        steady.len()
+    );
+    println!(
+        "  during renewal   p50 {r50:6} ns   p99 {r99:6} ns   ({} requests)",
+        renewing.len()
+    );
+    println!(
+        "  during / steady  p50 {:.2}x        p99 {:.2}x",
+        r50 as f64 / s50 as f64,
+        r99 as f64 / s99 as f64
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument picks one of the two parts.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if wanted("storm") {
+        storm(&rt);
+    }
+    if wanted("renewal") {
+        renewal(&rt);
+    }
+}

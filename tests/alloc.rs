@@ -1,0 +1,279 @@
+//! A request that finds a cached token allocates exactly what it would allocate without
+//! the layer: the header value is cloned, not built, and the replay copy stays inline.
+//! The one exception is measured exactly: the replay copy of request parts built from a
+//! `Vec` at runtime, which `Builder::replay(false)` turns off.
+//!
+//! A counting global allocator counts the allocations of the current thread only, so
+//! tests running side by side (and tokio's worker threads) do not disturb each other.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    convert::Infallible,
+    future::{ready, Future, Ready},
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{
+    header::{ACCEPT, CONTENT_TYPE},
+    HeaderValue, Request, Response, StatusCode,
+};
+use http_body_util::{Empty, Full};
+use tower::{service_fn, Layer, Service};
+use tower_oauth::{BoxError, OAuthLayer, Token, TokenRequest};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: the slot is gone while the thread tears down; those are not counted.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
+// only a const-initialised thread-local `Cell`, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// An inner service that answers at once, allocating nothing of its own.
+#[derive(Clone, Copy)]
+struct Answer(StatusCode);
+
+impl<B> Service<Request<B>> for Answer {
+    type Response = Response<Empty<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        drop(req);
+        let mut res = Response::new(Empty::new());
+        *res.status_mut() = self.0;
+        ready(Ok(res))
+    }
+}
+
+/// The layer (as `configure` sets it up), with a token fetched and installed; the runtime
+/// must outlive the test because the token's renewal timers live on it.
+fn warmed_layer(
+    rt: &tokio::runtime::Runtime,
+    configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+) -> OAuthLayer {
+    let fetcher = service_fn(|_: TokenRequest| async {
+        Ok::<_, BoxError>(Token::new(
+            "eyJhbGciOiJSUzI1NiJ9.benchmark-token",
+            Some(Duration::from_secs(3600)),
+        ))
+    });
+    let layer = configure(OAuthLayer::with_fetcher(fetcher)).build();
+    rt.block_on(layer.handle().warm_up()).expect("warm-up");
+    layer
+}
+
+/// Allocations made by `n` requests: build, `poll_ready`, `call`, poll the future to
+/// completion, drop the response. The same code measures both services.
+fn allocations_per_requests<S, B, R>(svc: &mut S, make: &impl Fn() -> Request<B>, n: u64) -> u64
+where
+    S: Service<Request<B>, Response = R>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let before = allocations();
+    for _ in 0..n {
+        let req = make();
+        match svc.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            _ => panic!("the service is always ready"),
+        }
+        let fut = pin!(svc.call(req));
+        match fut.poll(&mut cx) {
+            Poll::Ready(Ok(res)) => drop(res),
+            Poll::Ready(Err(e)) => panic!("request failed: {e:?}"),
+            Poll::Pending => panic!("a cache hit must not wait"),
+        }
+    }
+    allocations() - before
+}
+
+/// Allocations per request added by the layer (as `configure` sets it up) on `make`'s
+/// requests, over the bare service, after a warm-up that lets per-thread state
+/// (arc-swap's debt list, lazy statics) settle.
+fn extra_allocations_per_request<B>(
+    configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+    status: StatusCode,
+    make: impl Fn() -> Request<B>,
+) -> f64
+where
+    B: tower_oauth::body::ReplayableBody + Send + 'static,
+{
+    const N: u64 = 1000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let layer = warmed_layer(&rt, configure);
+    let _guard = rt.enter();
+
+    let mut bare = Answer(status);
+    let mut layered = layer.layer(Answer(status));
+    allocations_per_requests(&mut bare, &make, 100);
+    allocations_per_requests(&mut layered, &make, 100);
+
+    let without = allocations_per_requests(&mut bare, &make, N);
+    let with = allocations_per_requests(&mut layered, &make, N);
+    assert!(
+        without > 0,
+        "the counting allocator counts (building a request allocates)"
+    );
+    assert_eq!(layer.handle().fetches(), 1, "every request was a cache hit");
+    (with as f64 - without as f64) / N as f64
+}
+
+fn assert_no_extra_allocations<B>(status: StatusCode, make: impl Fn() -> Request<B>)
+where
+    B: tower_oauth::body::ReplayableBody + Send + 'static,
+{
+    assert_eq!(extra_allocations_per_request(|b| b, status, make), 0.0);
+}
+
+const URL: &str = "https://api.simpledocs.example/v1/documents/42?fields=title,owner";
+
+// The first three tests isolate the layer's own hot path: everything in the request is
+// either `'static` or already shared, so cloning it for the replay copy is free. The last
+// three are requests as applications build them (header values, bodies and relative URIs
+// made at runtime); `Bytes` made from a `Vec` allocates on its first clone, so any copy
+// of such a request made on a cache hit shows up here.
+
+fn full_request() -> Request<Full<Bytes>> {
+    Request::post(URL)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .body(Full::new(Bytes::from_static(
+            br#"{"title":"quarterly report"}"#,
+        )))
+        .unwrap()
+}
+
+fn empty_request() -> Request<Empty<Bytes>> {
+    Request::get(URL)
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .body(Empty::new())
+        .unwrap()
+}
+
+#[test]
+fn a_cache_hit_with_a_full_body_allocates_no_more_than_without_the_layer() {
+    assert_no_extra_allocations(StatusCode::OK, full_request);
+}
+
+#[test]
+fn a_cache_hit_with_an_empty_body_allocates_no_more_than_without_the_layer() {
+    assert_no_extra_allocations(StatusCode::OK, empty_request);
+}
+
+#[test]
+fn a_not_found_answer_allocates_no_more_than_without_the_layer() {
+    assert_no_extra_allocations(StatusCode::NOT_FOUND, empty_request);
+}
+
+// Requests as applications build them: header values, bodies and relative URIs made at
+// runtime. `Bytes` made from a `Vec` allocates its shared form on its first clone, so
+// the replay copy costs one allocation per such part; with replay off, nothing.
+
+fn runtime_headers() -> Request<Empty<Bytes>> {
+    // A parsed value, a custom name and its parsed value: three `Vec`-backed parts.
+    Request::get(URL)
+        .header(ACCEPT, "application/json")
+        .header("x-request-id", "5f0c7d3e-1b2a")
+        .body(Empty::<Bytes>::new())
+        .unwrap()
+}
+
+fn runtime_body() -> Request<Full<Bytes>> {
+    // A body from a `Vec` whose length is its capacity, as `format!` leaves it.
+    let body = format!(r#"{{"title":"{}"}}"#, "quarterly report").into_bytes();
+    Request::post(URL)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+fn relative_uri() -> Request<Empty<Bytes>> {
+    // As requests to a client with a base URL often carry.
+    Request::get("/v1/documents/42")
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .body(Empty::<Bytes>::new())
+        .unwrap()
+}
+
+#[test]
+fn with_replay_off_runtime_built_requests_allocate_no_more_than_without_the_layer() {
+    let off = |b: tower_oauth::Builder| b.replay(false);
+    assert_eq!(
+        extra_allocations_per_request(off, StatusCode::OK, runtime_headers),
+        0.0
+    );
+    assert_eq!(
+        extra_allocations_per_request(off, StatusCode::OK, runtime_body),
+        0.0
+    );
+    assert_eq!(
+        extra_allocations_per_request(off, StatusCode::OK, relative_uri),
+        0.0
+    );
+}
+
+#[test]
+fn the_replay_copy_of_a_runtime_built_request_costs_one_allocation_per_vec_backed_part() {
+    let on = |b: tower_oauth::Builder| b;
+    assert_eq!(
+        extra_allocations_per_request(on, StatusCode::OK, runtime_headers),
+        3.0
+    );
+    assert_eq!(
+        extra_allocations_per_request(on, StatusCode::OK, runtime_body),
+        1.0
+    );
+    assert_eq!(
+        extra_allocations_per_request(on, StatusCode::OK, relative_uri),
+        1.0
+    );
+}
