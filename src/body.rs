@@ -38,12 +38,13 @@ pub trait ReplayableBody: Body + Sized {
     /// What is kept to rebuild the body.
     type Replay: Send + 'static;
 
-    /// Prepares the body for sending, returning the body to send and, when it can be
-    /// replayed within `limit` bytes, what rebuilds it.
-    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>);
+    /// Prepares the body for sending, in place (a streaming body is wrapped to record
+    /// what it sends), and returns what rebuilds it when it can be replayed within
+    /// `limit` bytes.
+    fn prepare(&mut self, limit: usize) -> Option<Self::Replay>;
 
-    /// Rebuilds the body, or `None` if it turned out not to be replayable (it grew past
-    /// the limit while it was sent).
+    /// Rebuilds the body, or `None` if it turned out not to be replayable (more than the
+    /// limit had been sent when the replay was asked for).
     fn replay(replay: Self::Replay) -> Option<Self>;
 }
 
@@ -52,10 +53,9 @@ macro_rules! cloned_replay {
         impl ReplayableBody for $ty {
             type Replay = $ty;
 
-            fn prepare(self, _limit: usize) -> (Self, Option<Self::Replay>) {
+            fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
                 // Already in memory: keeping a clone costs a reference count, not a copy.
-                let copy = self.clone();
-                (self, Some(copy))
+                Some(self.clone())
             }
 
             fn replay(replay: Self::Replay) -> Option<Self> {
@@ -67,23 +67,35 @@ macro_rules! cloned_replay {
 
 cloned_replay!(Full<Bytes>, Empty<Bytes>, String);
 
+/// Replaces a streaming body with its recording wrapper, made by `wrap`.
+fn record<B, F>(body: &mut B, limit: usize, wrap: F) -> Option<Recording<B>>
+where
+    B: Body<Data = Bytes> + Default,
+    F: FnOnce(RecordingBody<B>) -> B,
+{
+    if body.is_end_stream() {
+        return Some(Recording::empty());
+    }
+    match Recording::start(std::mem::take(body), limit) {
+        Ok((recording_body, recording)) => {
+            *body = wrap(recording_body);
+            Some(recording)
+        }
+        Err(original) => {
+            *body = original;
+            None
+        }
+    }
+}
+
 impl<E> ReplayableBody for BoxBody<Bytes, E>
 where
     E: From<ReplayError> + Send + 'static,
 {
     type Replay = Recording<Self>;
 
-    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
-        if self.is_end_stream() {
-            return (
-                BoxBody::new(Empty::new().map_err(|never| match never {})),
-                Some(Recording::empty()),
-            );
-        }
-        match Recording::start(self, limit) {
-            Ok((body, rec)) => (BoxBody::new(body.map_err(E::from_recorded)), Some(rec)),
-            Err(body) => (body, None),
-        }
+    fn prepare(&mut self, limit: usize) -> Option<Self::Replay> {
+        record(self, limit, |b| BoxBody::new(b.map_err(E::from_recorded)))
     }
 
     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -99,20 +111,10 @@ where
 {
     type Replay = Recording<Self>;
 
-    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
-        if self.is_end_stream() {
-            return (
-                UnsyncBoxBody::new(Empty::new().map_err(|never| match never {})),
-                Some(Recording::empty()),
-            );
-        }
-        match Recording::start(self, limit) {
-            Ok((body, rec)) => (
-                UnsyncBoxBody::new(body.map_err(E::from_recorded)),
-                Some(rec),
-            ),
-            Err(body) => (body, None),
-        }
+    fn prepare(&mut self, limit: usize) -> Option<Self::Replay> {
+        record(self, limit, |b| {
+            UnsyncBoxBody::new(b.map_err(E::from_recorded))
+        })
     }
 
     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -126,14 +128,8 @@ where
 impl ReplayableBody for tonic::body::Body {
     type Replay = Recording<Self>;
 
-    fn prepare(self, limit: usize) -> (Self, Option<Self::Replay>) {
-        if self.is_end_stream() {
-            return (tonic::body::Body::empty(), Some(Recording::empty()));
-        }
-        match Recording::start(self, limit) {
-            Ok((body, rec)) => (tonic::body::Body::new(body), Some(rec)),
-            Err(body) => (body, None),
-        }
+    fn prepare(&mut self, limit: usize) -> Option<Self::Replay> {
+        record(self, limit, tonic::body::Body::new)
     }
 
     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -146,8 +142,8 @@ impl ReplayableBody for hyper::body::Incoming {
     type Replay = std::convert::Infallible;
 
     /// An incoming body (a proxy forwarding a request) cannot be rebuilt: never replayed.
-    fn prepare(self, _limit: usize) -> (Self, Option<Self::Replay>) {
-        (self, None)
+    fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
+        None
     }
 
     fn replay(replay: Self::Replay) -> Option<Self> {
@@ -634,7 +630,8 @@ mod tests {
     #[tokio::test]
     async fn a_replay_before_the_first_read_yields_every_byte_once() {
         let (body, whole) = chunks(5);
-        let (first, replay) = body.prepare(1024);
+        let mut first = body;
+        let replay = first.prepare(1024);
         let replay = Boxed::replay(replay.unwrap()).unwrap();
         let (got, trailers) = read_all(replay).await;
         assert_eq!(got, whole);
@@ -646,7 +643,8 @@ mod tests {
     #[tokio::test]
     async fn a_replay_after_a_partial_read_yields_every_byte_once() {
         let (body, whole) = chunks(6);
-        let (mut first, replay) = body.prepare(1024);
+        let mut first = body;
+        let replay = first.prepare(1024);
         let head = read_n(&mut first, 2).await;
         assert_eq!(head, whole[..6]);
         let mut replay = Boxed::replay(replay.unwrap()).unwrap();
@@ -662,7 +660,8 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_outgrows_the_limit_is_not_replayable() {
         let (body, whole) = chunks(10);
-        let (first, replay) = body.prepare(10);
+        let mut first = body;
+        let replay = first.prepare(10);
         assert_eq!(
             read_all(first).await.0,
             whole,
@@ -674,7 +673,8 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_reader_gets_an_error_instead_of_missing_bytes() {
         let (body, _) = chunks(10);
-        let (mut first, replay) = body.prepare(10);
+        let mut first = body;
+        let replay = first.prepare(10);
         let mut replay = Boxed::replay(replay.unwrap()).unwrap();
         read_n(&mut first, 5).await; // 15 bytes: past the limit, frames dropped
         let err = replay.frame().await.unwrap().unwrap_err();
@@ -684,13 +684,15 @@ mod tests {
     #[tokio::test]
     async fn a_size_hint_over_the_limit_is_not_recorded() {
         let body = Boxed::new(Full::new(Bytes::from(vec![1u8; 100])).map_err(|e| match e {}));
-        let (_, replay) = body.prepare(99);
+        let mut body = body;
+        let replay = body.prepare(99);
         assert!(replay.is_none());
     }
 
     #[tokio::test]
     async fn buffered_bodies_replay_by_clone() {
-        let (body, replay) = Full::new(Bytes::from_static(b"abc")).prepare(0);
+        let mut body = Full::new(Bytes::from_static(b"abc"));
+        let replay = body.prepare(0);
         let replayed = <Full<Bytes>>::replay(replay.unwrap()).unwrap();
         for b in [body, replayed] {
             assert_eq!(b.collect().await.unwrap().to_bytes(), "abc");

@@ -12,8 +12,8 @@ use std::{
 
 use bytes::{Buf, Bytes};
 use http::{
-    header::AUTHORIZATION, request::Parts, Extensions, HeaderName, HeaderValue, Method, Request,
-    Response, Uri, Version,
+    header::AUTHORIZATION, Extensions, HeaderName, HeaderValue, Method, Request, Response, Uri,
+    Version,
 };
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -100,18 +100,18 @@ struct Head {
 }
 
 impl Head {
-    fn copy(parts: &Parts) -> Self {
+    fn copy<B>(req: &Request<B>) -> Self {
         Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts
-                .headers
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req
+                .headers()
                 .iter()
                 .filter(|(name, _)| *name != AUTHORIZATION)
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect(),
-            extensions: parts.extensions.clone(),
+            extensions: req.extensions().clone(),
         }
     }
 
@@ -131,23 +131,18 @@ impl Head {
     }
 }
 
-/// Adds the token to a request and keeps what a replay needs, when it can be replayed.
-pub(crate) fn authorize<B: ReplayableBody>(
-    mut parts: Parts,
-    body: B,
-    authorization: HeaderValue,
+/// Prepares a request that will carry a token for a possible replay: the body is made
+/// replayable in place, and the head copied. `None` when it cannot be replayed (or replay
+/// is off).
+pub(crate) fn replay_copy<B: ReplayableBody>(
+    req: &mut Request<B>,
     replay_limit: Option<usize>,
-) -> (Request<B>, Option<Replay<B>>) {
-    parts.headers.insert(AUTHORIZATION, authorization);
-    let Some(limit) = replay_limit else {
-        return (Request::from_parts(parts, body), None);
-    };
-    let (body, body_replay) = body.prepare(limit);
-    let replay = body_replay.map(|body| Replay {
-        head: Head::copy(&parts),
+) -> Option<Replay<B>> {
+    let body = req.body_mut().prepare(replay_limit?)?;
+    Some(Replay {
+        head: Head::copy(req),
         body,
-    });
-    (Request::from_parts(parts, body), replay)
+    })
 }
 
 impl<S, B, ResB> ResponseFuture<S, B, ResB>
@@ -228,8 +223,7 @@ where
 pub(crate) async fn call_after_token<S, B, ResB>(
     slot: Arc<Slot>,
     mut inner: S,
-    parts: Parts,
-    body: B,
+    mut req: Request<B>,
 ) -> Output<ResB>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Send + 'static,
@@ -241,7 +235,8 @@ where
     ResB::Error: Send,
 {
     let cred = slot.clone().acquire().await?;
-    let (req, replay) = authorize(parts, body, cred.header, slot.core.config.replay_limit);
+    req.headers_mut().insert(AUTHORIZATION, cred.header);
+    let replay = replay_copy(&mut req, slot.core.config.replay_limit);
     // `inner` was polled ready by `OAuth::poll_ready`; waiting does not undo that.
     let res = inner.call(req).await.map_err(Into::into)?;
     let decision = slot

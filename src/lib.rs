@@ -148,7 +148,7 @@ pub use crate::{
     error::{BoxError, Error, ErrorKind},
     future::ResponseFuture,
     layer::{Builder, OAuthLayer, TokenHandle},
-    scope::ScopePolicy,
+    scope::{RequestHead, ScopePolicy},
     service::OAuth,
     token::{AccessToken, FetchReason, Scope, Token, TokenRequest},
 };

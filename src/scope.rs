@@ -6,14 +6,30 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use http::{request::Parts, Method};
+use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
 use crate::{
     cache::{Core, Slot},
     token::Scope,
 };
 
-type ScopeFn = dyn Fn(&Parts) -> Option<Scope> + Send + Sync;
+type ScopeFn = dyn Fn(&RequestHead<'_>) -> Option<Scope> + Send + Sync;
+
+/// The head of a request, as a [`ScopePolicy::from_fn`] closure sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI.
+    pub uri: &'a Uri,
+    /// The HTTP version.
+    pub version: Version,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The extensions.
+    pub extensions: &'a Extensions,
+}
 
 /// Chooses the scope for each request; the layer keeps one token per distinct scope set.
 ///
@@ -56,7 +72,7 @@ impl ScopePolicy {
     /// The scope computed by `f` from the request head.
     pub fn from_fn<F>(f: F) -> Self
     where
-        F: Fn(&Parts) -> Option<Scope> + Send + Sync + 'static,
+        F: Fn(&RequestHead<'_>) -> Option<Scope> + Send + Sync + 'static,
     {
         Self(Kind::Custom(Arc::new(f)))
     }
@@ -111,11 +127,11 @@ pub(crate) enum Slots {
 impl Slots {
     /// The slot for a request.
     #[inline]
-    pub(crate) fn resolve(&self, parts: &Parts) -> Arc<Slot> {
+    pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Arc<Slot> {
         match self {
             Slots::One(slot) => slot.clone(),
             Slots::ByMethod { read, write } => {
-                if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
                     read.clone()
                 } else {
                     write.clone()
@@ -127,7 +143,13 @@ impl Slots {
                 insert,
                 core,
             } => {
-                let scope = f(parts);
+                let scope = f(&RequestHead {
+                    method: req.method(),
+                    uri: req.uri(),
+                    version: req.version(),
+                    headers: req.headers(),
+                    extensions: req.extensions(),
+                });
                 if let Some(slot) = known.load().iter().find(|s| s.scope() == scope.as_ref()) {
                     return slot.clone();
                 }

@@ -6,7 +6,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{header::AUTHORIZATION, Request, Response};
+use http::{
+    header::{Entry, AUTHORIZATION},
+    Request, Response,
+};
 use http_body::Body;
 use tower_service::Service;
 
@@ -82,20 +85,20 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // Call the instance that was polled ready; keep the clone for next time.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
-        if req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::passthrough(inner.call(req));
-        }
-        let (parts, body) = req.into_parts();
-        let slot = self.shared.slots.resolve(&parts);
+        let slot = self.shared.slots.resolve(&req);
+        let vacant = match req.headers_mut().entry(AUTHORIZATION) {
+            Entry::Vacant(vacant) => vacant,
+            Entry::Occupied(_) => return ResponseFuture::passthrough(inner.call(req)),
+        };
         match slot.fast() {
             Some(cred) => {
-                let limit = slot.core.config.replay_limit;
-                let (req, replay) = future::authorize(parts, body, cred.header, limit);
+                vacant.insert(cred.header);
+                let replay = future::replay_copy(&mut req, slot.core.config.replay_limit);
                 let fut = inner.call(req);
                 ResponseFuture::called(
                     fut,
@@ -107,7 +110,7 @@ where
                     },
                 )
             }
-            None => ResponseFuture::slow(future::call_after_token(slot, inner, parts, body)),
+            None => ResponseFuture::slow(future::call_after_token(slot, inner, req)),
         }
     }
 }
