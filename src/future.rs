@@ -237,22 +237,16 @@ where
     let cred = slot.clone().acquire().await?;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
     let replay = replay_copy(&mut req, slot.core.config.replay_limit);
-    // `inner` was polled ready by `OAuth::poll_ready`; waiting does not undo that.
-    let res = inner.call(req).await.map_err(Into::into)?;
-    let decision = slot
-        .core
-        .classifier
-        .classify_head(res.status(), res.headers());
-    if decision == Classification::NotRejected {
-        return Ok(res.map(ResponseBody::inner));
-    }
+    // `inner` was polled ready by `OAuth::poll_ready`; waiting does not undo that. From
+    // here on it is the hot path's future.
+    let fut = inner.call(req);
     let ctx = Ctx {
         slot,
         generation: cred.generation,
         inner,
         replay,
     };
-    recover(res, ctx, decision).await
+    ResponseFuture::called(fut, ctx).await
 }
 
 /// The response may say the token was rejected: find out, renew the token, replay once.
