@@ -224,8 +224,11 @@ impl Slot {
             RENEW_DUE => {
                 if !cached.renewal_started.load(Ordering::Relaxed)
                     && !cached.renewal_started.swap(true, Ordering::AcqRel)
+                    && !self.renew_in_background(FetchReason::AheadOfExpiry)
                 {
-                    self.renew_in_background(FetchReason::AheadOfExpiry);
+                    // Could not start (no runtime here, or a cooldown): let a later
+                    // request try again.
+                    cached.renewal_started.store(false, Ordering::Release);
                 }
             }
             _ => return None,
@@ -296,16 +299,18 @@ impl Slot {
     }
 
     /// Starts a fetch unless one is running, without waiting for it.
-    pub(crate) fn renew_in_background(self: &Arc<Self>, reason: FetchReason) {
+    pub(crate) fn renew_in_background(self: &Arc<Self>, reason: FetchReason) -> bool {
         let mut state = self.lock();
         if state.flight.is_none() {
             if let Some((until, _)) = &state.cooldown {
                 if Instant::now() < *until {
-                    return;
+                    return false;
                 }
             }
             self.start_flight(&mut state, reason);
         }
+        // Not started when there is no runtime to run it on.
+        state.flight.is_some()
     }
 
     /// Fetches a new token now (joining a fetch in flight) and waits for it.

@@ -282,7 +282,7 @@ where
     let Some((head, body)) = replay else {
         // Not replayable: the token is still renewed, and the caller gets the 401 as it came.
         tracing::debug!("rejected request body is not replayable; returning the response");
-        slot.renew_in_background(FetchReason::Rejected);
+        let _ = slot.renew_in_background(FetchReason::Rejected);
         return Ok(res);
     };
     drop(res);

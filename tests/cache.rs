@@ -232,3 +232,32 @@ async fn a_full_body_reaches_the_inner_service_intact() {
         .to_bytes();
     assert_eq!(&body[..], b"hello world");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_could_not_start_outside_a_runtime_is_started_by_a_later_request() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let layer = layer(&fetcher);
+    let handle = layer.handle();
+    let svc = layer.layer(Echo::default());
+    handle.warm_up().await.unwrap();
+    advance(81 * SEC).await;
+
+    // A request from a thread with no tokio runtime still gets the current token, but
+    // cannot spawn the renewal.
+    let mut elsewhere = svc.clone();
+    let seen_there = std::thread::spawn(move || {
+        let fut = send(&mut elsewhere, get("/x"));
+        let res = fut.now_or_never().expect("a cache hit").unwrap();
+        seen(&res).map(str::to_owned)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(seen_there.as_deref(), Some("Bearer tok-1"));
+    assert_eq!(fetcher.calls(), 1);
+
+    // The next request on the runtime starts it.
+    let mut here = svc.clone();
+    send(&mut here, get("/x")).await.unwrap();
+    advance(Duration::ZERO).await;
+    assert_eq!(fetcher.calls(), 2);
+}
