@@ -50,6 +50,7 @@ pub(crate) struct Config {
     /// `None`: replay is off.
     pub(crate) replay_limit: Option<usize>,
     pub(crate) inspect_limit: usize,
+    pub(crate) reissue_interval: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +68,7 @@ impl Default for Config {
             strict_scope: false,
             replay_limit: Some(64 * 1024),
             inspect_limit: 4 * 1024,
+            reissue_interval: Duration::from_secs(1),
         }
     }
 }
@@ -101,6 +103,10 @@ pub(crate) struct Cached {
     scope_ok: bool,
     granted: Option<Scope>,
     expires_at: Instant,
+    /// Why it was fetched, and when it arrived: a token fetched because its predecessor
+    /// was rejected is not itself replaced for a rejection right away.
+    reason: FetchReason,
+    installed_at: Instant,
 }
 
 impl Cached {
@@ -289,13 +295,31 @@ impl Slot {
 
     /// Marks the token `generation` as rejected by the API, if it is still the current
     /// one; a newer token is left alone.
-    pub(crate) fn reject(&self, generation: u64) {
-        if let Some(current) = self.current.load().as_deref() {
-            if current.generation == generation {
-                current.advance(REJECTED);
-                tracing::debug!(scope = ?self.scope, "api rejected the current token");
-            }
+    ///
+    /// Returns `false` when the rejection is held off: the current token was itself
+    /// fetched because of a rejection less than `reissue_interval` ago, which says the
+    /// server rejects fresh tokens too; fetching another at once would only load the
+    /// token endpoint.
+    pub(crate) fn reject(&self, generation: u64) -> bool {
+        let guard = self.current.load();
+        let Some(current) = guard.as_deref() else {
+            return true;
+        };
+        if current.generation != generation {
+            return true;
         }
+        if current.reason == FetchReason::Rejected
+            && current.installed_at.elapsed() < self.core.config.reissue_interval
+        {
+            tracing::warn!(
+                scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
+                "api rejected a token fetched moments ago for the same reason; not re-issuing yet"
+            );
+            return false;
+        }
+        current.advance(REJECTED);
+        tracing::debug!(scope = ?self.scope, "api rejected the current token");
+        true
     }
 
     /// Starts a fetch unless one is running, without waiting for it.
@@ -385,7 +409,12 @@ impl Slot {
     }
 
     /// Turns a fetched token into the installed one.
-    fn install(&self, token: Token, requested_at: Instant) -> Result<Arc<Cached>, Error> {
+    fn install(
+        &self,
+        token: Token,
+        requested_at: Instant,
+        reason: FetchReason,
+    ) -> Result<Arc<Cached>, Error> {
         let config = &self.core.config;
         let header = bearer_header(token.access_token.secret())?;
         let lifetime = match token.expires_in {
@@ -416,6 +445,8 @@ impl Slot {
             scope_ok,
             granted: token.scope,
             expires_at,
+            reason,
+            installed_at: Instant::now(),
         });
         tokio::spawn(run_timers(Arc::downgrade(&cached), renew_at, expires_at));
         Ok(cached)
@@ -483,7 +514,7 @@ async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>)
         )
         .await
         {
-            Ok(Ok(token)) => slot.install(token, started),
+            Ok(Ok(token)) => slot.install(token, started, reason),
             Ok(Err(err)) => Err(Error::from_fetcher(err)),
             Err(_) => Err(Error::builder(ErrorKind::Timeout)
                 .detail(&format!("no answer within {:?}", config.fetch_timeout))

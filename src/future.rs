@@ -277,7 +277,9 @@ where
         mut inner,
         replay,
     } = ctx;
-    slot.reject(generation);
+    if !slot.reject(generation) {
+        return Ok(res);
+    }
     let replay = replay.and_then(|r| B::replay(r.body).map(|body| (r.head, body)));
     let Some((head, body)) = replay else {
         // Not replayable: the token is still renewed, and the caller gets the 401 as it came.

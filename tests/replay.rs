@@ -504,3 +504,27 @@ async fn with_replay_off_a_rejection_reaches_the_caller_and_the_token_is_renewed
     assert_eq!(fetcher.calls(), 2);
     assert_eq!(api.accepted()[0].0, "Bearer tok-2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_rejects_every_token_costs_one_reissue_per_interval() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let mut api = Api::new(Style::Problem);
+    api.reject_all = true;
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .reissue_interval(2 * SEC)
+        .build();
+    let mut svc = layer.layer(api.clone());
+
+    // tok-1 is rejected, tok-2 fetched and rejected too: the caller gets that 401.
+    for _ in 0..5 {
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(fetcher.calls(), 2, "tok-2 is not replaced within the interval");
+    assert_eq!(api.calls(), 2 + 4, "the four later requests were not replayed");
+
+    common::advance(3 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(fetcher.calls(), 3, "after the interval, one more re-issue");
+}
