@@ -520,8 +520,16 @@ async fn a_server_that_rejects_every_token_costs_one_reissue_per_interval() {
         let res = send(&mut svc, get("/x")).await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(fetcher.calls(), 2, "tok-2 is not replaced within the interval");
-    assert_eq!(api.calls(), 2 + 4, "the four later requests were not replayed");
+    assert_eq!(
+        fetcher.calls(),
+        2,
+        "tok-2 is not replaced within the interval"
+    );
+    assert_eq!(
+        api.calls(),
+        2 + 4,
+        "the four later requests were not replayed"
+    );
 
     common::advance(3 * SEC).await;
     let res = send(&mut svc, get("/x")).await.unwrap();
