@@ -118,6 +118,13 @@ impl Cached {
         self.phase() <= RENEW_DUE
     }
 
+    fn credential(&self) -> Credential {
+        Credential {
+            header: self.header.clone(),
+            generation: self.generation,
+        }
+    }
+
     /// Moves the phase forward, never back (a rejected token stays rejected).
     fn advance(&self, to: u8) {
         self.phase.fetch_max(to, Ordering::AcqRel);
@@ -242,10 +249,7 @@ impl Slot {
         if !cached.scope_ok && self.core.config.strict_scope {
             return None;
         }
-        Some(Credential {
-            header: cached.header.clone(),
-            generation: cached.generation,
-        })
+        Some(cached.credential())
     }
 
     /// The slow path: waits for a usable token, fetching one if needed.
@@ -287,10 +291,7 @@ impl Slot {
                 ))
                 .build());
         }
-        Ok(Credential {
-            header: cached.header.clone(),
-            generation: cached.generation,
-        })
+        Ok(cached.credential())
     }
 
     /// Marks the token `generation` as rejected by the API, if it is still the current
