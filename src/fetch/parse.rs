@@ -325,5 +325,29 @@ mod tests {
         h.insert(header::RETRY_AFTER, "7".parse().unwrap());
         let e = parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &h, b"").unwrap_err();
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+        h.insert(header::RETRY_AFTER, in_a_minute.parse().unwrap());
+        let e = parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &h, b"").unwrap_err();
+        let after = e.retry_after().unwrap();
+        assert!(
+            after > Duration::from_secs(55) && after <= Duration::from_secs(60),
+            "{after:?}"
+        );
+
+        h.insert(
+            header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        let e = parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &h, b"").unwrap_err();
+        assert_eq!(
+            e.retry_after(),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+
+        h.insert(header::RETRY_AFTER, "soon".parse().unwrap());
+        let e = parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &h, b"").unwrap_err();
+        assert_eq!(e.retry_after(), None);
     }
 }
