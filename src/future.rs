@@ -105,12 +105,15 @@ impl Head {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            headers: req
-                .headers()
-                .iter()
-                .filter(|(name, _)| *name != AUTHORIZATION)
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect(),
+            headers: {
+                let mut headers = SmallVec::new();
+                for (name, value) in req.headers() {
+                    if name != AUTHORIZATION {
+                        headers.push((name.clone(), value.clone()));
+                    }
+                }
+                headers
+            },
             extensions: req.extensions().clone(),
         }
     }
