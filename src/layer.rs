@@ -210,10 +210,10 @@ impl Builder {
     /// rejected token is still renewed, and the rejection reaches the caller; a
     /// `tower::retry` outside the layer can then resend.
     pub fn replay(mut self, on: bool) -> Self {
-        self.config.replay_limit = match (on, self.config.replay_limit) {
-            (false, _) => None,
-            (true, Some(limit)) => Some(limit),
-            (true, None) => Config::default().replay_limit,
+        self.config.replay_limit = if on {
+            self.config.replay_limit.or(Config::default().replay_limit)
+        } else {
+            None
         };
         self
     }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
+use tower::ServiceExt;
 use tower_service::Service;
 
 use super::parse::{parse_token_response, MAX_TOKEN_RESPONSE_BYTES};
@@ -112,11 +113,8 @@ where
             if let Some(basic) = creds.basic_authorization() {
                 req.headers_mut().insert(header::AUTHORIZATION, basic);
             }
-            let mut client = client;
-            let ready = std::future::poll_fn(|cx| client.poll_ready(cx)).await;
-            ready.map_err(|e| Error::with_source(ErrorKind::Transport, e))?;
             let response = client
-                .call(req)
+                .oneshot(req)
                 .await
                 .map_err(|e| Error::with_source(ErrorKind::Transport, e))?;
             let (parts, body) = response.into_parts();
