@@ -25,7 +25,7 @@ use tower::{util::BoxCloneSyncService, ServiceExt};
 use tracing::Instrument;
 
 use crate::{
-    classify::ClassifyRejection,
+    classify::Classifier,
     error::{BoxError, Error, ErrorKind},
     token::{FetchReason, Scope, Token, TokenRequest},
 };
@@ -77,7 +77,7 @@ impl Default for Config {
 pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) fetcher: BoxFetcher,
-    pub(crate) classifier: Arc<dyn ClassifyRejection>,
+    pub(crate) classifier: Classifier,
 }
 
 impl fmt::Debug for Core {
@@ -110,6 +110,7 @@ pub(crate) struct Cached {
 }
 
 impl Cached {
+    #[inline]
     fn phase(&self) -> u8 {
         self.phase.load(Ordering::Acquire)
     }
@@ -118,6 +119,7 @@ impl Cached {
         self.phase() <= RENEW_DUE
     }
 
+    #[inline]
     fn credential(&self) -> Credential {
         Credential {
             header: self.header.clone(),
@@ -136,6 +138,23 @@ impl Cached {
 pub(crate) struct Credential {
     pub(crate) header: HeaderValue,
     pub(crate) generation: u64,
+}
+
+/// A slot's current token as one service clone sees it: the `Arc` it last loaded,
+/// revalidated on each request with a single relaxed load of the shared pointer, so a
+/// cache hit writes no memory that another thread reads.
+pub(crate) type TokenCache = arc_swap::cache::Cache<Current, Option<Arc<Cached>>>;
+
+/// A slot, seen as the `ArcSwap` of its current token.
+#[derive(Clone)]
+pub(crate) struct Current(pub(crate) Arc<Slot>);
+
+impl std::ops::Deref for Current {
+    type Target = ArcSwapOption<Cached>;
+
+    fn deref(&self) -> &ArcSwapOption<Cached> {
+        &self.0.current
+    }
 }
 
 type Outcome = Option<Result<Arc<Cached>, Error>>;
@@ -226,12 +245,18 @@ impl Slot {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The hot path: the current token if it can be used as it is. Takes no lock and
-    /// allocates nothing; starts a background renewal when one is due.
+    /// The current token if it can be used as it is, loaded through the shared
+    /// `ArcSwap` (services with a per-clone [`TokenCache`] use [`Slot::check`] directly).
     #[inline]
     pub(crate) fn fast(self: &Arc<Self>) -> Option<Credential> {
         let guard = self.current.load();
-        let cached = guard.as_deref()?;
+        self.check(guard.as_deref()?)
+    }
+
+    /// The hot path: whether `cached`, this slot's current token, can be used as it is.
+    /// Takes no lock and allocates nothing; starts a background renewal when one is due.
+    #[inline]
+    pub(crate) fn check(self: &Arc<Self>, cached: &Cached) -> Option<Credential> {
         match cached.phase() {
             FRESH => {}
             RENEW_DUE => {

@@ -24,6 +24,8 @@
 //! assert_eq!(c.classify_head(StatusCode::OK, &HeaderMap::new()), Classification::NotRejected);
 //! ```
 
+use std::{any::Any, sync::Arc};
+
 use http::{header, HeaderMap, HeaderName, StatusCode};
 
 /// What the head of a response says about the token that the request carried.
@@ -52,6 +54,43 @@ pub trait ClassifyRejection: Send + Sync + 'static {
     fn classify_body(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
         let _ = (status, headers, body);
         false
+    }
+}
+
+/// A layer's classifier as each request carries it: the standard one by value (nothing
+/// shared is touched per request), any other behind an `Arc`.
+#[derive(Clone)]
+pub(crate) enum Classifier {
+    Standard(StandardClassifier),
+    Custom(Arc<dyn ClassifyRejection>),
+}
+
+impl Classifier {
+    pub(crate) fn new<C: ClassifyRejection>(classifier: C) -> Self {
+        match (&classifier as &dyn Any).downcast_ref::<StandardClassifier>() {
+            Some(standard) => Self::Standard(*standard),
+            None => Self::Custom(Arc::new(classifier)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Classification {
+        match self {
+            Self::Standard(c) => c.classify_head(status, headers),
+            Self::Custom(c) => c.classify_head(status, headers),
+        }
+    }
+
+    pub(crate) fn classify_body(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> bool {
+        match self {
+            Self::Standard(c) => c.classify_body(status, headers, body),
+            Self::Custom(c) => c.classify_body(status, headers, body),
+        }
     }
 }
 
@@ -102,6 +141,7 @@ static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const REJECTED_TYPES: [&str; 2] = ["token_expired", "invalid_token"];
 
 impl ClassifyRejection for StandardClassifier {
+    #[inline]
     fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Classification {
         if status == StatusCode::UNAUTHORIZED {
             if self.rfc6750

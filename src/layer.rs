@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use crate::{
     cache::{Config, Core, TokenState},
-    classify::{ClassifyRejection, StandardClassifier},
+    classify::{Classifier, ClassifyRejection, StandardClassifier},
     error::{BoxError, Error},
     scope::{ScopePolicy, Slots},
     service::OAuth,
@@ -21,7 +21,7 @@ use crate::{
 /// [crate docs](crate) for the behaviour, and [`Builder`] for the settings.
 #[derive(Clone)]
 pub struct OAuthLayer {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// What a layer and its services share.
@@ -67,7 +67,7 @@ impl OAuthLayer {
         Builder {
             fetcher: BoxCloneSyncService::new(tower::ServiceExt::map_err(fetcher, Into::into)),
             policy: ScopePolicy::fixed(None),
-            classifier: Arc::new(StandardClassifier::default()),
+            classifier: Classifier::new(StandardClassifier::default()),
             config: Config::default(),
         }
     }
@@ -80,7 +80,10 @@ impl OAuthLayer {
     }
 }
 
-impl<S> Layer<S> for OAuthLayer {
+impl<S> Layer<S> for OAuthLayer
+where
+    S: Clone + Send + 'static,
+{
     type Service = OAuth<S>;
 
     fn layer(&self, inner: S) -> OAuth<S> {
@@ -92,7 +95,7 @@ impl<S> Layer<S> for OAuthLayer {
 pub struct Builder {
     fetcher: crate::cache::BoxFetcher,
     policy: ScopePolicy,
-    classifier: Arc<dyn ClassifyRejection>,
+    classifier: Classifier,
     config: Config,
 }
 
@@ -237,7 +240,7 @@ impl Builder {
 
     /// What counts as a rejected token. Default: [`StandardClassifier`].
     pub fn classifier(mut self, classifier: impl ClassifyRejection) -> Self {
-        self.classifier = Arc::new(classifier);
+        self.classifier = Classifier::new(classifier);
         self
     }
 

@@ -140,6 +140,7 @@ mod future;
 mod layer;
 #[cfg(feature = "test-util")]
 pub mod mock;
+mod replay;
 mod scope;
 mod service;
 mod token;

@@ -124,17 +124,23 @@ pub(crate) enum Slots {
     },
 }
 
+/// Whether a method takes the `read` scope of [`ScopePolicy::by_method`].
+#[inline]
+pub(crate) fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 impl Slots {
-    /// The slot for a request.
-    #[inline]
-    pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Arc<Slot> {
+    /// The slot for a request, and its index (stable for the life of the layer; see
+    /// [`Slots::get`]).
+    pub(crate) fn resolve<B>(&self, req: &Request<B>) -> (u32, Arc<Slot>) {
         match self {
-            Slots::One(slot) => slot.clone(),
+            Slots::One(slot) => (0, slot.clone()),
             Slots::ByMethod { read, write } => {
-                if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-                    read.clone()
+                if is_read(req.method()) {
+                    (0, read.clone())
                 } else {
-                    write.clone()
+                    (1, write.clone())
                 }
             }
             Slots::Dynamic {
@@ -150,21 +156,37 @@ impl Slots {
                     headers: req.headers(),
                     extensions: req.extensions(),
                 });
-                if let Some(slot) = known.load().iter().find(|s| s.scope() == scope.as_ref()) {
-                    return slot.clone();
+                let find = |slots: &[Arc<Slot>]| {
+                    let i = slots.iter().position(|s| s.scope() == scope.as_ref())?;
+                    Some((i as u32, slots[i].clone()))
+                };
+                if let Some(found) = find(&known.load()) {
+                    return found;
                 }
                 let _guard = insert.lock().unwrap_or_else(|e| e.into_inner());
                 let current = known.load_full();
-                if let Some(slot) = current.iter().find(|s| s.scope() == scope.as_ref()) {
-                    return slot.clone();
+                if let Some(found) = find(&current) {
+                    return found;
                 }
+                // Slots are only ever appended, so an index keeps naming the same slot.
                 let slot = Arc::new(Slot::new(core.clone(), scope));
                 let mut next = Vec::with_capacity(current.len() + 1);
                 next.extend(current.iter().cloned());
                 next.push(slot.clone());
                 known.store(Arc::new(next));
-                slot
+                (current.len() as u32, slot)
             }
+        }
+    }
+
+    /// The slot at `index`, as [`Slots::resolve`] gave it.
+    pub(crate) fn get(&self, index: u32) -> Option<Arc<Slot>> {
+        match (self, index) {
+            (Slots::One(slot), 0) => Some(slot.clone()),
+            (Slots::ByMethod { read, .. }, 0) => Some(read.clone()),
+            (Slots::ByMethod { write, .. }, 1) => Some(write.clone()),
+            (Slots::Dynamic { known, .. }, i) => known.load().get(i as usize).cloned(),
+            _ => None,
         }
     }
 

@@ -1,23 +1,24 @@
 //! The service: the request hot path.
 
 use std::{
-    fmt,
+    fmt, mem,
     sync::Arc,
     task::{Context, Poll},
 };
 
-use http::{
-    header::{Entry, AUTHORIZATION},
-    Request, Response,
-};
+use http::{header::AUTHORIZATION, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use crate::{
     body::{ReplayableBody, ResponseBody},
+    cache::{Credential, Current, Slot, TokenCache},
+    classify::Classifier,
     error::BoxError,
     future::{self, Ctx, ResponseFuture},
     layer::Shared,
+    replay::{Home, Replay},
+    scope::{is_read, Slots},
 };
 
 /// Adds `Authorization: Bearer <token>` to requests and re-issues rejected tokens.
@@ -26,14 +27,54 @@ use crate::{
 /// `Authorization` header is passed through untouched.
 pub struct OAuth<S> {
     inner: S,
-    shared: Arc<Shared>,
+    home: Arc<Home<S>>,
+    tokens: Tokens,
+    classifier: Classifier,
+    replay_limit: Option<usize>,
+}
+
+/// This clone's view of the layer's tokens.
+#[derive(Clone)]
+enum Tokens {
+    One(Local),
+    ByMethod {
+        read: Local,
+        write: Local,
+    },
+    /// Scopes computed per request: looked up in the layer's list each time.
+    Dynamic,
+}
+
+/// One slot and this clone's cached load of its current token.
+#[derive(Clone)]
+struct Local {
+    slot: Arc<Slot>,
+    cache: TokenCache,
+}
+
+impl Local {
+    fn new(slot: &Arc<Slot>) -> Self {
+        Self {
+            slot: slot.clone(),
+            cache: TokenCache::new(Current(slot.clone())),
+        }
+    }
+
+    #[inline]
+    fn credential(&mut self) -> Option<Credential> {
+        let cached = self.cache.load().as_deref()?;
+        self.slot.check(cached)
+    }
 }
 
 impl<S: Clone> Clone for OAuth<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            home: self.home.clone(),
+            tokens: self.tokens.clone(),
+            classifier: self.classifier.clone(),
+            replay_limit: self.replay_limit,
         }
     }
 }
@@ -46,11 +87,32 @@ impl<S: fmt::Debug> fmt::Debug for OAuth<S> {
     }
 }
 
-impl<S> OAuth<S> {
+impl<S> OAuth<S>
+where
+    S: Clone + Send + 'static,
+{
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+        let tokens = match &shared.slots {
+            Slots::One(slot) => Tokens::One(Local::new(slot)),
+            Slots::ByMethod { read, write } => Tokens::ByMethod {
+                read: Local::new(read),
+                write: Local::new(write),
+            },
+            Slots::Dynamic { .. } => Tokens::Dynamic,
+        };
+        let classifier = shared.core.classifier.clone();
+        let replay_limit = shared.core.config.replay_limit;
+        Self {
+            home: Home::register(shared, &inner),
+            inner,
+            tokens,
+            classifier,
+            replay_limit,
+        }
     }
+}
 
+impl<S> OAuth<S> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -86,31 +148,53 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // Call the instance that was polled ready; keep the clone for next time.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-
-        let slot = self.shared.slots.resolve(&req);
-        let vacant = match req.headers_mut().entry(AUTHORIZATION) {
-            Entry::Vacant(vacant) => vacant,
-            Entry::Occupied(_) => return ResponseFuture::passthrough(inner.call(req)),
-        };
-        match slot.fast() {
-            Some(cred) => {
-                vacant.insert(cred.header);
-                let replay = future::replay_copy(&mut req, slot.core.config.replay_limit);
-                let fut = inner.call(req);
-                ResponseFuture::called(
-                    fut,
-                    Ctx {
-                        slot,
-                        generation: cred.generation,
-                        inner,
-                        replay,
-                    },
-                )
+        let (slot, cred) = match &mut self.tokens {
+            Tokens::One(local) => (0, local.credential()),
+            Tokens::ByMethod { read, write } => {
+                if is_read(req.method()) {
+                    (0, read.credential())
+                } else {
+                    (1, write.credential())
+                }
             }
-            None => ResponseFuture::slow(future::call_after_token(slot, inner, req)),
+            Tokens::Dynamic => {
+                let (index, slot) = self.home.shared.slots.resolve(&req);
+                (index, slot.fast())
+            }
+        };
+        if req.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        let Some(cred) = cred else {
+            // Cold: wait for a token. The instance polled ready goes with the request.
+            let clone = self.inner.clone();
+            let inner = mem::replace(&mut self.inner, clone);
+            let slot_ref = self.home.shared.slots.get(slot).expect("resolved above");
+            return ResponseFuture::slow(future::call_after_token(
+                slot_ref,
+                self.ctx(slot, 0),
+                inner,
+                req,
+            ));
+        };
+        let mut ctx = self.ctx(slot, cred.generation);
+        if let Some(limit) = self.replay_limit {
+            ctx.replay = Replay::prepare(&mut req, limit);
+        }
+        req.headers_mut().insert(AUTHORIZATION, cred.header);
+        ResponseFuture::called(self.inner.call(req), ctx)
+    }
+}
+
+impl<S> OAuth<S> {
+    #[inline]
+    fn ctx<B: ReplayableBody>(&self, slot: u32, generation: u64) -> Ctx<B> {
+        Ctx {
+            home: self.home.id,
+            slot,
+            generation,
+            classifier: self.classifier.clone(),
+            replay: None,
         }
     }
 }

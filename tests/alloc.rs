@@ -134,8 +134,8 @@ where
 }
 
 /// Allocations per request added by the layer (as `configure` sets it up) on `make`'s
-/// requests, over the bare service, after a warm-up that lets per-thread state
-/// (arc-swap's debt list, lazy statics) settle.
+/// requests, over the bare service, after a warm-up that lets per-thread state settle
+/// (the free list of replay head copies, lazy statics).
 fn extra_allocations_per_request<B>(
     configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
     status: StatusCode,
