@@ -115,6 +115,8 @@ const SPARE_HEADS: usize = 256;
 const SPARE_HEADERS: usize = 64;
 
 thread_local! {
+    // Boxed on purpose: a box moves between this list and a response future.
+    #[allow(clippy::vec_box)]
     static SPARE: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
 }
 
