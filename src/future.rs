@@ -215,7 +215,7 @@ where
     if !rejected || !slot.reject(ctx.generation) {
         return Ok(res);
     }
-    let Some((head, body)) = ctx.replay.and_then(Replay::into_parts) else {
+    let Some(mut req) = ctx.replay.and_then(Replay::into_request) else {
         // Not replayable: the token is still renewed, and the caller gets the 401 as it came.
         tracing::debug!("rejected request body is not replayable; returning the response");
         let _ = slot.renew_in_background(FetchReason::Rejected);
@@ -229,7 +229,7 @@ where
     );
     // Replayed once, on a fresh clone of the service: whatever this answers goes to the
     // caller.
-    let req = head.into_request(body, cred.header);
+    req.headers_mut().insert(AUTHORIZATION, cred.header);
     let res = home.service().oneshot(req).await.map_err(Into::into)?;
     Ok(res.map(ResponseBody::inner))
 }

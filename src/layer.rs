@@ -206,12 +206,13 @@ impl Builder {
     /// Whether a request rejected for its token is replayed with a new one. Default:
     /// `true`.
     ///
-    /// Replay keeps a copy of each request's head and body until its response head
-    /// arrives: a few reference-count increments for most requests, plus, by how the
-    /// `bytes` crate shares memory, one allocation for each header value, body or
-    /// relative URI built from a `Vec` (the first time it is shared). With replay off a
-    /// rejected token is still renewed, and the rejection reaches the caller; a
-    /// `tower::retry` outside the layer can then resend.
+    /// Replay keeps a copy of each request until its response head arrives: the URI,
+    /// header names and short header values copied as bytes into a buffer reused per
+    /// thread (a few hundred bytes for most requests, no allocation once the thread has
+    /// sent one), longer values and the body by a clone that shares their bytes (a body
+    /// built from a `Vec` allocates its shared form then). A copied head is parsed back
+    /// only for a replay. With replay off a rejected token is still renewed, and the
+    /// rejection reaches the caller; a `tower::retry` outside the layer can then resend.
     pub fn replay(mut self, on: bool) -> Self {
         self.config.replay_limit = if on {
             self.config.replay_limit.or(Config::default().replay_limit)

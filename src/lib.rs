@@ -67,9 +67,14 @@
 //! replays the request once. If the replay is rejected too, that response goes to the
 //! caller: there is no loop. A token that was itself fetched because of a rejection is
 //! not replaced for another rejection within `reissue_interval` (1 s), so a server that
-//! rejects every token costs one token request per interval, not one per request. 401 `invalid_client`, 403 `insufficient_scope` and every
-//! other response pass through untouched, byte for byte; reading a 401 body to classify
-//! it is capped at `inspect_limit` (4 KiB).
+//! rejects every token costs one token request per interval, not one per request.
+//! 401 `invalid_client`, 403 `insufficient_scope` and every other response pass through
+//! untouched, byte for byte; reading a 401 body to classify it is capped at
+//! `inspect_limit` (4 KiB).
+//!
+//! A replay goes to a clone of the inner service that the service keeps for the purpose.
+//! If every clone of the service has been dropped by the time a rejection arrives, the
+//! response goes to the caller as it came.
 //!
 //! # Body replay limits
 //!
