@@ -536,3 +536,43 @@ async fn a_server_that_rejects_every_token_costs_one_reissue_per_interval() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(fetcher.calls(), 3, "after the interval, one more re-issue");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_after_every_clone_of_the_service_was_dropped_reaches_the_caller() {
+    use tower::ServiceExt;
+
+    for keep_service in [true, false] {
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let mut api = Api::new(Style::Problem);
+        api.slow = Some(("/slow", SEC));
+        let layer = layer(&fetcher);
+        let mut svc = layer.layer(api.clone());
+        warm(&fetcher, &layer).await;
+        api.revoke("tok-1");
+
+        let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+            .await
+            .unwrap();
+        let pending = tokio::spawn(ready.call(get("/slow")));
+        let kept = keep_service.then_some(svc);
+        tokio::time::advance(2 * SEC).await;
+        let res = pending.await.unwrap().unwrap();
+        if keep_service {
+            assert_eq!(res.status(), StatusCode::OK, "replayed");
+            assert_eq!((api.calls(), fetcher.calls()), (2, 2));
+        } else {
+            // Nothing to renew or replay with: the response as it came.
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                res.headers()[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
+            assert_eq!(
+                body_of(res).await,
+                &br#"{"type":"token_expired","status":401,"title":"Token Expired","detail":"The access token has expired."}"#[..],
+            );
+            assert_eq!((api.calls(), fetcher.calls()), (1, 1));
+        }
+        drop(kept);
+    }
+}
