@@ -216,8 +216,9 @@ where
         return Ok(res);
     }
     let Some(mut req) = ctx.replay.and_then(Replay::into_request) else {
-        // Not replayable: the token is still renewed, and the caller gets the 401 as it came.
-        tracing::debug!("rejected request body is not replayable; returning the response");
+        // Not replayable (a body past the limit, or a head that does not parse back): the
+        // token is still renewed, and the caller gets the 401 as it came.
+        tracing::debug!("rejected request cannot be replayed; returning the response");
         let _ = slot.renew_in_background(FetchReason::Rejected);
         return Ok(res);
     };
