@@ -124,10 +124,14 @@ pub(crate) enum Slots {
     },
 }
 
-/// Whether a method takes the `read` scope of [`ScopePolicy::by_method`].
+/// The slot index of a method under [`ScopePolicy::by_method`]: 0 for `read` (`GET`,
+/// `HEAD`, `OPTIONS`), 1 for `write`.
 #[inline]
-pub(crate) fn is_read(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+pub(crate) fn by_method_index(method: &Method) -> u32 {
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => 0,
+        _ => 1,
+    }
 }
 
 impl Slots {
@@ -137,11 +141,8 @@ impl Slots {
         match self {
             Slots::One(slot) => (0, slot.clone()),
             Slots::ByMethod { read, write } => {
-                if is_read(req.method()) {
-                    (0, read.clone())
-                } else {
-                    (1, write.clone())
-                }
+                let index = by_method_index(req.method());
+                (index, [read, write][index as usize].clone())
             }
             Slots::Dynamic {
                 f,

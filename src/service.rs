@@ -18,7 +18,7 @@ use crate::{
     future::{self, Ctx, ResponseFuture},
     layer::Shared,
     replay::{Home, Replay},
-    scope::{is_read, Slots},
+    scope::{by_method_index, Slots},
 };
 
 /// Adds `Authorization: Bearer <token>` to requests and re-issues rejected tokens.
@@ -29,6 +29,7 @@ pub struct OAuth<S> {
     inner: S,
     home: Arc<Home<S>>,
     tokens: Tokens,
+    // Copied from the layer's settings: read on every request, kept one pointer away.
     classifier: Classifier,
     replay_limit: Option<usize>,
 }
@@ -37,10 +38,8 @@ pub struct OAuth<S> {
 #[derive(Clone)]
 enum Tokens {
     One(Local),
-    ByMethod {
-        read: Local,
-        write: Local,
-    },
+    /// `read` and `write`, at their slot indexes.
+    ByMethod([Local; 2]),
     /// Scopes computed per request: looked up in the layer's list each time.
     Dynamic,
 }
@@ -94,10 +93,9 @@ where
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
         let tokens = match &shared.slots {
             Slots::One(slot) => Tokens::One(Local::new(slot)),
-            Slots::ByMethod { read, write } => Tokens::ByMethod {
-                read: Local::new(read),
-                write: Local::new(write),
-            },
+            Slots::ByMethod { read, write } => {
+                Tokens::ByMethod([Local::new(read), Local::new(write)])
+            }
             Slots::Dynamic { .. } => Tokens::Dynamic,
         };
         let classifier = shared.core.classifier.clone();
@@ -148,23 +146,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if req.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
         let (slot, cred) = match &mut self.tokens {
             Tokens::One(local) => (0, local.credential()),
-            Tokens::ByMethod { read, write } => {
-                if is_read(req.method()) {
-                    (0, read.credential())
-                } else {
-                    (1, write.credential())
-                }
+            Tokens::ByMethod(locals) => {
+                let index = by_method_index(req.method());
+                (index, locals[index as usize].credential())
             }
             Tokens::Dynamic => {
                 let (index, slot) = self.home.shared.slots.resolve(&req);
                 (index, slot.fast())
             }
         };
-        if req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
         let Some(cred) = cred else {
             // Cold: wait for a token. The instance polled ready goes with the request.
             let clone = self.inner.clone();
