@@ -6,21 +6,31 @@
 //! response future (the inner service answers at once), then drops the response; the
 //! same code runs for every variant.
 //!
-//! `cargo bench --bench hot_path`
+//! After the criterion groups, a paired pass measures each variant's ratio to the floor
+//! again, in short rounds alternating floor and variant, so that the machine's drift over
+//! the minutes a criterion group takes cancels out of the ratio (the criterion figures
+//! measure the variants one after another).
+//!
+//! `cargo bench --bench hot_path` (`paired` to run the paired pass alone)
 
 mod support;
 
-use std::{hint::black_box, time::Duration};
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, Service};
 use tower_http::auth::AddAuthorization;
 use tower_oauth::OAuthLayer;
 
-use support::{send_now, static_request, Answer, CachedToken, MutexCache, RwLockCache, TOKEN};
+use support::{
+    quantile, send_now, static_request, Answer, CachedToken, MutexCache, RwLockCache, TOKEN,
+};
 
 fn bench_one<S, ResB>(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -111,6 +121,109 @@ fn hot_path(c: &mut Criterion) {
     }
 }
 
+/// Requests per timed block in the paired pass, and rounds per variant.
+const BLOCK: u32 = 20_000;
+const ROUNDS: usize = 31;
+
+/// Time of `BLOCK` requests through `svc`.
+fn block<S, ResB>(svc: &mut S, make: fn() -> Request<Full<Bytes>>) -> Duration
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    S::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for _ in 0..BLOCK {
+        black_box(send_now(svc, make()).status());
+    }
+    start.elapsed()
+}
+
+/// `svc`'s time over the floor's, per round, in rounds that alternate which goes first.
+fn paired_ratios<S, ResB>(
+    floor: &mut AddAuthorization<Answer>,
+    svc: &mut S,
+    make: fn() -> Request<Full<Bytes>>,
+) -> Vec<u64>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    S::Error: std::fmt::Debug,
+{
+    // Warm both up before the first round counts.
+    block(floor, make);
+    block(svc, make);
+    let mut ratios: Vec<u64> = (0..ROUNDS)
+        .map(|round| {
+            let (f, v) = if round % 2 == 0 {
+                let f = block(floor, make);
+                (f, block(svc, make))
+            } else {
+                let v = block(svc, make);
+                (block(floor, make), v)
+            };
+            // In thousandths, to sort as integers.
+            (v.as_secs_f64() / f.as_secs_f64() * 1000.0).round() as u64
+        })
+        .collect();
+    ratios.sort_unstable();
+    ratios
+}
+
+fn paired(layers: &[OAuthLayer; 2]) {
+    println!(
+        "paired: ratio to add_authorization, {ROUNDS} rounds of {BLOCK} requests each, \
+         alternating; median [25th, 75th percentile]"
+    );
+    type Make = fn() -> Request<Full<Bytes>>;
+    let requests: [(&str, StatusCode, Make); 3] = [
+        ("ok", StatusCode::OK, static_request),
+        ("not_found", StatusCode::NOT_FOUND, static_request),
+        (
+            "ok_runtime_request",
+            StatusCode::OK,
+            support::runtime_request,
+        ),
+    ];
+    for (name, status, make) in requests {
+        let inner = Answer(status);
+        let mut floor = AddAuthorization::bearer(inner, TOKEN);
+        let rows = [
+            (
+                "mutex_cache",
+                paired_ratios(
+                    &mut floor,
+                    &mut MutexCache::new(inner, CachedToken::fresh()),
+                    make,
+                ),
+            ),
+            (
+                "rwlock_cache",
+                paired_ratios(
+                    &mut floor,
+                    &mut RwLockCache::new(inner, CachedToken::fresh()),
+                    make,
+                ),
+            ),
+            (
+                "oauth",
+                paired_ratios(&mut floor, &mut layers[0].layer(inner), make),
+            ),
+            (
+                "oauth_replay_off",
+                paired_ratios(&mut floor, &mut layers[1].layer(inner), make),
+            ),
+        ];
+        for (variant, ratios) in rows {
+            let q = |p| quantile(&ratios, p) as f64 / 1000.0;
+            println!(
+                "  {name:<20} {variant:<18} {:.3}x  [{:.3}, {:.3}]",
+                q(0.5),
+                q(0.25),
+                q(0.75)
+            );
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -119,4 +232,27 @@ criterion_group! {
         .sample_size(50);
     targets = hot_path
 }
-criterion_main!(benches);
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument narrows what runs.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.as_deref() != Some("paired") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    if filter.as_deref().is_none_or(|f| f == "paired") {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let layers = [
+            rt.block_on(support::warmed_layer(true)),
+            rt.block_on(support::warmed_layer(false)),
+        ];
+        let _guard = rt.enter();
+        paired(&layers);
+        for layer in &layers {
+            assert_eq!(layer.handle().fetches(), 1, "every request was a cache hit");
+        }
+    }
+}

@@ -110,7 +110,7 @@ impl<B: ReplayableBody> Replay<B> {
 /// Boxes kept per thread for head copies; more than this many free at once are dropped.
 const SPARE_HEADS: usize = 256;
 /// A box whose buffers grew past these is not kept.
-const SPARE_BYTES: usize = 16 * 1024;
+const SPARE_BYTES: usize = 4 * 1024;
 const SPARE_HEADERS: usize = 64;
 /// Header values longer than this are shared (a reference count) rather than copied.
 const COPY_VALUE_MAX: usize = 128;
