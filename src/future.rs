@@ -175,10 +175,10 @@ where
 {
     let cred = slot.clone().acquire().await?;
     ctx.generation = cred.generation;
+    req.headers_mut().insert(AUTHORIZATION, cred.header);
     if let Some(limit) = slot.core.config.replay_limit {
         ctx.replay = Replay::prepare(&mut req, limit);
     }
-    req.headers_mut().insert(AUTHORIZATION, cred.header);
     // `inner` was polled ready by `OAuth::poll_ready`; waiting does not undo that. From
     // here on it is the hot path's future.
     ResponseFuture::<S, B, ResB>::called(inner.call(req), ctx).await

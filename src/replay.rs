@@ -26,7 +26,9 @@ use std::{
     },
 };
 
-use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{
+    header::AUTHORIZATION, Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version,
+};
 
 use crate::{body::ReplayableBody, layer::Shared};
 
@@ -164,7 +166,7 @@ impl Head {
 pub(crate) struct HeadCopy(Option<Box<Head>>);
 
 impl HeadCopy {
-    /// Copies the head of a request that has no `Authorization` (yet).
+    /// Copies the head of a request, all but its `Authorization`.
     fn of<B>(req: &Request<B>) -> Self {
         let mut head = SPARE
             .try_with(|spare| spare.borrow_mut().pop())
@@ -193,6 +195,9 @@ impl HeadCopy {
         let headers = req.headers();
         head.headers.reserve(headers.len());
         for (name, value) in headers {
+            if name == AUTHORIZATION {
+                continue;
+            }
             let name_end = head.push(name.as_str().as_bytes());
             let value = if value.len() <= COPY_VALUE_MAX {
                 ValueCopy::Copied {

@@ -145,10 +145,8 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
         let (slot, cred) = match &mut self.tokens {
             Tokens::One(local) => (0, local.credential()),
             Tokens::ByMethod(locals) => {
@@ -160,6 +158,15 @@ where
                 (index, slot.fast())
             }
         };
+        // A request with its own `Authorization` passes through. With a token at hand, one
+        // `insert` both adds ours and finds theirs (put back below); that is lossless
+        // unless some header has several values, when `contains_key` asks first.
+        let headers = req.headers();
+        if (cred.is_none() || headers.len() != headers.keys_len())
+            && headers.contains_key(AUTHORIZATION)
+        {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
         let Some(cred) = cred else {
             // Cold: wait for a token. The instance polled ready goes with the request.
             let clone = self.inner.clone();
@@ -172,11 +179,14 @@ where
                 req,
             ));
         };
+        if let Some(own) = req.headers_mut().insert(AUTHORIZATION, cred.header) {
+            req.headers_mut().insert(AUTHORIZATION, own);
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
         let mut ctx = self.ctx(slot, cred.generation);
         if let Some(limit) = self.replay_limit {
             ctx.replay = Replay::prepare(&mut req, limit);
         }
-        req.headers_mut().insert(AUTHORIZATION, cred.header);
         ResponseFuture::called(self.inner.call(req), ctx)
     }
 }

@@ -196,6 +196,57 @@ async fn a_request_with_its_own_authorization_is_left_alone() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn with_a_token_cached_a_request_with_its_own_authorization_is_passed_through_exactly() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let layer = layer(&fetcher);
+    layer.handle().warm_up().await.unwrap();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = heads.clone();
+    let mut svc = layer.layer(service_fn(move |req: Request<Full<Bytes>>| {
+        record.lock().unwrap().push(req.headers().clone());
+        async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new()))) }
+    }));
+
+    let mut own = HeaderValue::from_static("Basic dXNlcjpwdw==");
+    own.set_sensitive(true);
+    // One value; then two `Authorization` values among other repeated headers.
+    let mut single = get("/x");
+    single
+        .headers_mut()
+        .insert("x-a", HeaderValue::from_static("1"));
+    single.headers_mut().insert(AUTHORIZATION, own.clone());
+    single
+        .headers_mut()
+        .insert("x-b", HeaderValue::from_static("2"));
+    let mut several = single.clone();
+    several
+        .headers_mut()
+        .append(AUTHORIZATION, HeaderValue::from_static("Basic second"));
+    several
+        .headers_mut()
+        .append("x-a", HeaderValue::from_static("3"));
+    let sent = [single.headers().clone(), several.headers().clone()];
+    send(&mut svc, single).await.unwrap();
+    send(&mut svc, several).await.unwrap();
+
+    let heads = heads.lock().unwrap();
+    for (got, want) in heads.iter().zip(&sent) {
+        let order = |h: &http::HeaderMap| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.clone(), v.is_sensitive()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(got),
+            order(want),
+            "the same headers, in the same order"
+        );
+    }
+    assert_eq!(heads.len(), 2);
+    assert_eq!(fetcher.calls(), 1, "only the warm-up");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_fetcher_is_asked_for_the_policy_scope() {
     let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
     let mut svc = OAuthLayer::with_fetcher(fetcher.clone())
