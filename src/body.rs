@@ -1,8 +1,9 @@
 //! Body wrappers: replayable request bodies and the layer's response body.
 //!
 //! A request is replayed once when the API rejects its token. Buffered bodies
-//! ([`Full`], [`Empty`], [`String`]) are cloned before sending, which costs
-//! no copy of the data. Streaming bodies ([`BoxBody`], [`UnsyncBoxBody`], tonic's body)
+//! ([`Full`], [`Empty`], [`String`]) are kept before sending without allocating: a body
+//! of up to 512 bytes is copied into a buffer reused per thread, a larger `Full` body is
+//! cloned, which shares its bytes (see [`BufferedReplay`]). Streaming bodies ([`BoxBody`], [`UnsyncBoxBody`], tonic's body)
 //! are wrapped so that the frames are recorded as they are sent, up to the replay limit
 //! (64 KiB by default). A request whose body had sent more than that when the rejection
 //! arrived, or whose size hint says it will, is not replayable, and the caller then gets
@@ -30,6 +31,8 @@ use http_body_util::{
 };
 use pin_project_lite::pin_project;
 
+use crate::replay::{BodyCopy, COPY_BODY_MAX};
+
 /// A request body the layer knows how to replay.
 ///
 /// Implemented for the common body types; for another type, convert it to one of them
@@ -48,24 +51,98 @@ pub trait ReplayableBody: Body + Sized {
     fn replay(replay: Self::Replay) -> Option<Self>;
 }
 
-macro_rules! cloned_replay {
-    ($($ty:ty),*) => {$(
-        impl ReplayableBody for $ty {
-            type Replay = $ty;
+impl ReplayableBody for Empty<Bytes> {
+    type Replay = Self;
 
-            fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
-                // Already in memory: keeping a clone costs a reference count, not a copy.
-                Some(self.clone())
-            }
+    fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
+        Some(Self::new())
+    }
 
-            fn replay(replay: Self::Replay) -> Option<Self> {
-                Some(replay)
-            }
-        }
-    )*};
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        Some(replay)
+    }
 }
 
-cloned_replay!(Full<Bytes>, Empty<Bytes>, String);
+/// What a buffered body ([`Full`], [`String`]) keeps for its replay: the bytes of a body
+/// of up to 512 bytes copied into a buffer reused per thread, or a clone of a larger body.
+///
+/// A clone of `Bytes` costs atomic reference-count updates, and an allocation when the
+/// `Bytes` was made from a `Vec` (its shared form is made on the first clone); a clone of a
+/// `String` allocates. Copying a small body costs less than either. Bytes that are
+/// `'static` or already shared with others are cloned whatever their size.
+pub struct BufferedReplay<B>(Kept<B>);
+
+enum Kept<B> {
+    Copied(BodyCopy),
+    Cloned(B),
+}
+
+impl<B> fmt::Debug for BufferedReplay<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body may be a secret: its length only.
+        let (kind, len) = match &self.0 {
+            Kept::Copied(copy) => ("copied", Some(copy.as_slice().len())),
+            Kept::Cloned(_) => ("cloned", None),
+        };
+        f.debug_struct("BufferedReplay")
+            .field("kind", &kind)
+            .field("len", &len)
+            .finish()
+    }
+}
+
+/// Takes the bytes out of a `Full` body, leaving it empty; `None` if it has none.
+fn take_full(body: &mut Full<Bytes>) -> Option<Bytes> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+        _ => None,
+    }
+}
+
+impl ReplayableBody for Full<Bytes> {
+    type Replay = BufferedReplay<Self>;
+
+    fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
+        // `Full` lends no view of its bytes: they are taken out and put back as they were.
+        let Some(data) = take_full(self) else {
+            return Some(BufferedReplay(Kept::Cloned(Self::default())));
+        };
+        let kept = if data.len() <= COPY_BODY_MAX && data.is_unique() {
+            Kept::Copied(BodyCopy::of(&data))
+        } else {
+            Kept::Cloned(Self::new(data.clone()))
+        };
+        *self = Self::new(data);
+        Some(BufferedReplay(kept))
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        Some(match replay.0 {
+            Kept::Copied(copy) => Self::new(Bytes::copy_from_slice(copy.as_slice())),
+            Kept::Cloned(body) => body,
+        })
+    }
+}
+
+impl ReplayableBody for String {
+    type Replay = BufferedReplay<Self>;
+
+    fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
+        Some(BufferedReplay(if self.len() <= COPY_BODY_MAX {
+            Kept::Copied(BodyCopy::of(self.as_bytes()))
+        } else {
+            Kept::Cloned(self.clone())
+        }))
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        match replay.0 {
+            Kept::Copied(copy) => Self::from_utf8(copy.as_slice().to_vec()).ok(),
+            Kept::Cloned(body) => Some(body),
+        }
+    }
+}
 
 /// Replaces a streaming body with its recording wrapper, made by `wrap`.
 fn record<B, F>(body: &mut B, limit: usize, wrap: F) -> Option<Recording<B>>
@@ -706,5 +783,61 @@ mod tests {
         let body = ResponseBody::prefixed(prefix, Some(rest), None);
         assert_eq!(body.size_hint().exact(), Some(11));
         assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
+    }
+
+    async fn bytes_of<B: Body<Data = Bytes>>(body: B) -> Bytes
+    where
+        B::Error: fmt::Debug,
+    {
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_full_body_is_sent_and_replayed_byte_for_byte_however_it_is_kept() {
+        let shared = Bytes::from(vec![9u8; 16]);
+        type Make = fn(&Bytes) -> Bytes;
+        let cases: [(Make, &str); 5] = [
+            // Only this body's: copied.
+            (|_| Bytes::from(vec![7u8; COPY_BODY_MAX]), "copied"),
+            (|_| Bytes::from(vec![8u8; COPY_BODY_MAX + 1]), "cloned"),
+            (|_| Bytes::from_static(b"static"), "cloned"),
+            // Shared with another holder.
+            (|shared| shared.clone(), "cloned"),
+            (|_| Bytes::new(), "cloned"),
+        ];
+        for (make, kind) in cases {
+            let mut body = Full::new(make(&shared));
+            let expected = make(&shared).to_vec();
+            let replay = body.prepare(0).unwrap();
+            let debug = format!("{replay:?}");
+            assert!(debug.contains(kind), "{} bytes: {debug}", expected.len());
+            assert_eq!(bytes_of(body).await, expected, "the body sent is unchanged");
+            let again = Full::replay(replay).unwrap();
+            assert_eq!(bytes_of(again).await, expected, "the replay is identical");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_string_body_is_replayed_exactly() {
+        for text in ["", "héllo", &"x".repeat(COPY_BODY_MAX + 10)] {
+            let mut body = text.to_owned();
+            let replay = body.prepare(0).unwrap();
+            assert_eq!(body, text);
+            assert_eq!(String::replay(replay).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn body_copies_reuse_their_buffers_on_the_same_thread() {
+        std::thread::spawn(|| {
+            let first = BodyCopy::of(b"first");
+            let addr = first.as_slice().as_ptr();
+            drop(first);
+            let second = BodyCopy::of(b"second body");
+            assert_eq!(second.as_slice(), b"second body");
+            assert_eq!(second.as_slice().as_ptr(), addr);
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -10,11 +10,11 @@
 //!   future keeps the number and looks the home up on the cold path. If every clone of the
 //!   service is gone by then, there is nothing to replay with and the response is returned
 //!   as it came.
-//! - **The copy of the request head.** Method, URI, headers and extensions are cloned
-//!   (reference counts, no bytes copied) into a [`HeadCopy`], a box taken from a
-//!   per-thread free list and given back when the future is done, so a cache hit allocates
-//!   nothing after the first request on a thread, and the response future stays small to
-//!   move.
+//! - **The copy of the request.** The URI, the headers (but `Authorization`) and a small
+//!   body are copied as bytes into buffers taken from per-thread free lists and given
+//!   back when the future is done, so a cache hit allocates nothing after the first
+//!   requests on a thread, touches no reference count for what it copied, and the
+//!   response future stays small to move. The copy is parsed back only for a replay.
 
 use std::{
     any::Any,
@@ -109,49 +109,66 @@ impl<B: ReplayableBody> Replay<B> {
     }
 }
 
-/// Boxes kept per thread for head copies; more than this many free at once are dropped.
-const SPARE_HEADS: usize = 256;
-/// A box whose buffers grew past these is not kept.
+/// Boxes and buffers kept per thread; more than this many free at once are dropped.
+const SPARE_COUNT: usize = 256;
+/// A head box whose buffers grew past these is not kept.
 const SPARE_BYTES: usize = 4 * 1024;
-const SPARE_HEADERS: usize = 64;
+const SPARE_SHARED: usize = 16;
 /// Header values longer than this are shared (a reference count) rather than copied.
 const COPY_VALUE_MAX: usize = 128;
+/// Bodies longer than this are shared rather than copied (see [`BodyCopy`]).
+pub(crate) const COPY_BODY_MAX: usize = 512;
 
 thread_local! {
     // Boxed on purpose: a box moves between this list and a response future.
     #[allow(clippy::vec_box)]
-    static SPARE: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_HEADS: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_BODIES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The copy itself. The URI, the header names and the short header values are copied as
-/// bytes into one buffer that the box keeps between uses: copying a few dozen bytes costs
-/// less than the atomic reference-count updates of cloning them (two for each `Bytes`,
-/// one on clone and one on drop), and unlike a clone of a `Vec`-backed `Bytes` it never
-/// allocates. They are parsed back only for a replay.
+/// Takes a spare from this thread's free list, if it has one.
+fn take_spare<T>(list: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+    list.try_with(|spare| spare.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+}
+
+/// Gives a spare back to this thread's free list, unless the list is full (or gone:
+/// during thread teardown the spare is simply dropped).
+fn give_spare<T>(list: &'static std::thread::LocalKey<RefCell<Vec<T>>>, spare: T) {
+    let _ = list.try_with(|list| {
+        if let Ok(mut list) = list.try_borrow_mut() {
+            if list.len() < SPARE_COUNT {
+                list.push(spare);
+            }
+        }
+    });
+}
+
+/// The copy itself. The URI and the headers are copied as bytes into one buffer that the
+/// box keeps between uses: copying a few dozen bytes costs less than the atomic
+/// reference-count updates of cloning them (two for each `Bytes`, one on clone and one on
+/// drop), and unlike a clone of a `Vec`-backed `Bytes` it never allocates. They are
+/// parsed back only for a replay.
+///
+/// The buffer holds the URI's scheme, authority and path-and-query (each that is present,
+/// ending where `uri` says), then one record per header: an eight-byte prefix (the name's
+/// length, and a tag: the value's length and whether it is sensitive, or that the value
+/// is the next one in `shared`), the name, and the value when copied.
 struct Head {
     method: Method,
     version: Version,
     extensions: Extensions,
     bytes: Vec<u8>,
-    /// Where the scheme, authority and path-and-query end in `bytes`, for those present.
     uri: [Option<u32>; 3],
-    headers: Vec<HeaderCopy>,
+    /// Header values too long to copy, in the order of their records.
+    shared: Vec<HeaderValue>,
 }
 
-struct HeaderCopy {
-    /// The name is `bytes[previous end..name_end]`.
-    name_end: u32,
-    value: ValueCopy,
-}
-
-enum ValueCopy {
-    /// `bytes[name_end..end]`.
-    Copied {
-        end: u32,
-        sensitive: bool,
-    },
-    Shared(HeaderValue),
-}
+/// Tag bits of a header record.
+const SHARED: u32 = 1 << 31;
+const SENSITIVE: u32 = 1 << 30;
+const VALUE_LEN: u32 = SENSITIVE - 1;
 
 impl Head {
     #[inline]
@@ -160,6 +177,34 @@ impl Head {
         // Headers and URIs past 4 GiB are refused long before this.
         self.bytes.len() as u32
     }
+
+    #[inline]
+    fn push_header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        let name = name.as_str().as_bytes();
+        let raw = value.as_bytes();
+        let copied = raw.len() <= COPY_VALUE_MAX;
+        let tag = if copied {
+            raw.len() as u32 | if value.is_sensitive() { SENSITIVE } else { 0 }
+        } else {
+            self.shared.push(value.clone());
+            SHARED
+        };
+        let mut prefix = [0; 8];
+        prefix[..4].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        prefix[4..].copy_from_slice(&tag.to_le_bytes());
+        self.bytes.extend_from_slice(&prefix);
+        self.bytes.extend_from_slice(name);
+        if copied {
+            self.bytes.extend_from_slice(raw);
+        }
+    }
+}
+
+/// Splits `n` bytes off the front of `rest`.
+fn split<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (part, tail) = rest.split_at_checked(n)?;
+    *rest = tail;
+    Some(part)
 }
 
 /// A request head without its `Authorization`, in a box reused from this thread's free list.
@@ -168,20 +213,16 @@ pub(crate) struct HeadCopy(Option<Box<Head>>);
 impl HeadCopy {
     /// Copies the head of a request, all but its `Authorization`.
     fn of<B>(req: &Request<B>) -> Self {
-        let mut head = SPARE
-            .try_with(|spare| spare.borrow_mut().pop())
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
-                Box::new(Head {
-                    method: Method::GET,
-                    version: Version::default(),
-                    extensions: Extensions::new(),
-                    bytes: Vec::new(),
-                    uri: [None; 3],
-                    headers: Vec::new(),
-                })
-            });
+        let mut head = take_spare(&SPARE_HEADS).unwrap_or_else(|| {
+            Box::new(Head {
+                method: Method::GET,
+                version: Version::default(),
+                extensions: Extensions::new(),
+                bytes: Vec::new(),
+                uri: [None; 3],
+                shared: Vec::new(),
+            })
+        });
         head.method = req.method().clone();
         head.version = req.version();
         head.extensions = req.extensions().clone();
@@ -192,22 +233,10 @@ impl HeadCopy {
             uri.path_and_query()
                 .map(|p| head.push(p.as_str().as_bytes())),
         ];
-        let headers = req.headers();
-        head.headers.reserve(headers.len());
-        for (name, value) in headers {
-            if name == AUTHORIZATION {
-                continue;
+        for (name, value) in req.headers() {
+            if name != AUTHORIZATION {
+                head.push_header(name, value);
             }
-            let name_end = head.push(name.as_str().as_bytes());
-            let value = if value.len() <= COPY_VALUE_MAX {
-                ValueCopy::Copied {
-                    end: head.push(value.as_bytes()),
-                    sensitive: value.is_sensitive(),
-                }
-            } else {
-                ValueCopy::Shared(value.clone())
-            };
-            head.headers.push(HeaderCopy { name_end, value });
         }
         Self(Some(head))
     }
@@ -216,46 +245,47 @@ impl HeadCopy {
     /// unchecked constructor could fail to).
     fn into_request<B>(mut self, body: B) -> Option<Request<B>> {
         let head = self.0.as_mut().expect("a head copy is used once");
-        let bytes = &head.bytes;
-        let mut start = 0;
-        let mut next = |end: u32| {
-            let part = &bytes[start..end as usize];
-            start = end as usize;
-            part
+        // The URI's parts, each that is present, end where `head.uri` says.
+        let mut taken = 0;
+        let mut uri_part = |end: Option<u32>| -> Option<Option<&[u8]>> {
+            let Some(end) = end else {
+                return Some(None);
+            };
+            let part = head.bytes.get(taken..end as usize)?;
+            taken = end as usize;
+            Some(Some(part))
         };
         let [scheme, authority, path] = head.uri;
-        let parts = {
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = match scheme {
-                Some(end) => Some(std::str::from_utf8(next(end)).ok()?.parse().ok()?),
-                None => None,
-            };
-            parts.authority = match authority {
-                Some(end) => Some(http::uri::Authority::try_from(next(end)).ok()?),
-                None => None,
-            };
-            parts.path_and_query = match path {
-                Some(end) => Some(http::uri::PathAndQuery::try_from(next(end)).ok()?),
-                None => None,
-            };
-            parts
-        };
+        let mut parts = http::uri::Parts::default();
+        if let Some(s) = uri_part(scheme)? {
+            parts.scheme = Some(std::str::from_utf8(s).ok()?.parse().ok()?);
+        }
+        if let Some(a) = uri_part(authority)? {
+            parts.authority = Some(http::uri::Authority::try_from(a).ok()?);
+        }
+        if let Some(p) = uri_part(path)? {
+            parts.path_and_query = Some(http::uri::PathAndQuery::try_from(p).ok()?);
+        }
+        let mut rest = &head.bytes[taken..];
         let mut req = Request::new(body);
         *req.uri_mut() = Uri::from_parts(parts).ok()?;
         *req.method_mut() = std::mem::replace(&mut head.method, Method::GET);
         *req.version_mut() = head.version;
         *req.extensions_mut() = std::mem::take(&mut head.extensions);
         let headers = req.headers_mut();
-        headers.reserve(head.headers.len() + 1);
-        for copy in head.headers.drain(..) {
-            let name = HeaderName::from_bytes(next(copy.name_end)).ok()?;
-            let value = match copy.value {
-                ValueCopy::Copied { end, sensitive } => {
-                    let mut value = HeaderValue::from_bytes(next(end)).ok()?;
-                    value.set_sensitive(sensitive);
-                    value
-                }
-                ValueCopy::Shared(value) => value,
+        let mut shared = head.shared.drain(..);
+        while !rest.is_empty() {
+            let prefix = split(&mut rest, 8)?;
+            let name_len = u32::from_le_bytes(prefix[..4].try_into().ok()?);
+            let tag = u32::from_le_bytes(prefix[4..].try_into().ok()?);
+            let name = HeaderName::from_bytes(split(&mut rest, name_len as usize)?).ok()?;
+            let value = if tag & SHARED != 0 {
+                shared.next()?
+            } else {
+                let raw = split(&mut rest, (tag & VALUE_LEN) as usize)?;
+                let mut value = HeaderValue::from_bytes(raw).ok()?;
+                value.set_sensitive(tag & SENSITIVE != 0);
+                value
             };
             headers.append(name, value);
         }
@@ -271,19 +301,42 @@ impl Drop for HeadCopy {
         // Let go of the request's parts now, not when the box is next used.
         head.method = Method::GET;
         head.extensions = Extensions::new();
-        head.headers.clear();
+        head.shared.clear();
         head.bytes.clear();
-        if head.bytes.capacity() > SPARE_BYTES || head.headers.capacity() > SPARE_HEADERS {
-            return;
+        if head.bytes.capacity() <= SPARE_BYTES && head.shared.capacity() <= SPARE_SHARED {
+            give_spare(&SPARE_HEADS, head);
         }
-        // During thread teardown the free list may be gone: the box is simply freed.
-        let _ = SPARE.try_with(|spare| {
-            if let Ok(mut spare) = spare.try_borrow_mut() {
-                if spare.len() < SPARE_HEADS {
-                    spare.push(head);
-                }
-            }
-        });
+    }
+}
+
+/// A small request body kept as a copy of its bytes, in a buffer reused per thread.
+///
+/// Keeping a body by cloning its `Bytes` costs an atomic reference count on clone and on
+/// drop, and when the `Bytes` was made from a `Vec`, an allocation for its shared form on
+/// the first clone. A copy of a few hundred bytes costs less than either.
+pub(crate) struct BodyCopy(Vec<u8>);
+
+impl BodyCopy {
+    /// Copies `data` (at most [`COPY_BODY_MAX`] bytes: longer bodies are shared instead).
+    pub(crate) fn of(data: &[u8]) -> Self {
+        debug_assert!(data.len() <= COPY_BODY_MAX);
+        let mut buf =
+            take_spare(&SPARE_BODIES).unwrap_or_else(|| Vec::with_capacity(COPY_BODY_MAX));
+        buf.extend_from_slice(data);
+        Self(buf)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for BodyCopy {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        buf.clear();
+        // Never grown: every copy fits the capacity it was made with.
+        give_spare(&SPARE_BODIES, buf);
     }
 }
 
@@ -360,16 +413,16 @@ mod tests {
             let first = HeadCopy::of(&request("/a"));
             let addr = first.0.as_deref().map(|h| h as *const Head as usize);
             drop(first);
-            let spare = SPARE.with_borrow(|s| {
+            let spare = SPARE_HEADS.with_borrow(|s| {
                 assert_eq!(s.len(), 1);
-                assert!(s[0].bytes.is_empty() && s[0].headers.is_empty());
+                assert!(s[0].bytes.is_empty() && s[0].shared.is_empty());
                 assert!(s[0].extensions.get::<u32>().is_none());
                 s[0].as_ref() as *const Head as usize
             });
             assert_eq!(Some(spare), addr);
             let second = HeadCopy::of(&request("/b"));
             assert_eq!(second.0.as_deref().map(|h| h as *const Head as usize), addr);
-            assert_eq!(SPARE.with_borrow(Vec::len), 0);
+            assert_eq!(SPARE_HEADS.with_borrow(Vec::len), 0);
         })
         .join()
         .unwrap();

@@ -232,6 +232,33 @@ async fn an_expired_token_is_renewed_and_the_request_replayed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn small_bodies_built_at_runtime_are_replayed_byte_for_byte() {
+    // Bodies of up to 512 bytes that only the request holds are kept as a copy rather
+    // than a clone: around that boundary, the replay must carry the very same bytes.
+    for len in [1, 511, 512, 513] {
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let api = Api::new(Style::Problem);
+        let layer = layer(&fetcher);
+        let mut svc = layer.layer(api.clone());
+        warm(&fetcher, &layer).await;
+        api.revoke("tok-1");
+
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let req = Request::post("/docs")
+            .body(Full::new(Bytes::from(body.clone())))
+            .unwrap();
+        let res = send(&mut svc, req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{len} bytes");
+        assert_eq!(body_of(res).await, body, "{len} bytes");
+        assert_eq!(api.calls(), 2, "one rejection, one replay");
+        assert_eq!(
+            api.accepted(),
+            [("Bearer tok-2".to_owned(), Bytes::from(body))]
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn concurrent_rejections_of_one_token_cause_one_fetch() {
     let fetcher = Fetcher::tokens(100 * SEC, Duration::from_millis(20));
     let mut api = Api::new(Style::Problem);
