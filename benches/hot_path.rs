@@ -9,9 +9,11 @@
 //! After the criterion groups, a paired pass measures each variant's ratio to the floor
 //! again, in short rounds alternating floor and variant, so that the machine's drift over
 //! the minutes a criterion group takes cancels out of the ratio (the criterion figures
-//! measure the variants one after another).
+//! measure the variants one after another). It runs in several processes, because where
+//! a process's stack and heap land moves the figures too (see `paired_processes`).
 //!
-//! `cargo bench --bench hot_path` (`paired` to run the paired pass alone)
+//! `cargo bench --bench hot_path` (`paired` to run the paired pass alone;
+//! `PAIRED_PROCESSES=n` for another number of processes than 5)
 
 mod support;
 
@@ -168,11 +170,8 @@ where
     ratios
 }
 
+/// One process's paired pass: prints `<request> <variant> <median> <p25> <p75>` per row.
 fn paired(layers: &[OAuthLayer; 2]) {
-    println!(
-        "paired: ratio to add_authorization, {ROUNDS} rounds of {BLOCK} requests each, \
-         alternating; median [25th, 75th percentile]"
-    );
     type Make = fn() -> Request<Full<Bytes>>;
     let requests: [(&str, StatusCode, Make); 3] = [
         ("ok", StatusCode::OK, static_request),
@@ -213,14 +212,66 @@ fn paired(layers: &[OAuthLayer; 2]) {
             ),
         ];
         for (variant, ratios) in rows {
-            let q = |p| quantile(&ratios, p) as f64 / 1000.0;
-            println!(
-                "  {name:<20} {variant:<18} {:.3}x  [{:.3}, {:.3}]",
-                q(0.5),
-                q(0.25),
-                q(0.75)
-            );
+            let q = |p| quantile(&ratios, p);
+            println!("{name} {variant} {} {} {}", q(0.5), q(0.25), q(0.75));
         }
+    }
+}
+
+/// Processes the paired pass runs in, unless `PAIRED_PROCESSES` says otherwise.
+const PROCESSES: usize = 5;
+
+/// Runs the paired pass in several processes and prints each ratio's median over them.
+///
+/// One process's ratios are steady (their interquartile range is about ±1 %), but they
+/// move by up to ±8 % from one process to the next: where the stack and the heap land
+/// (address randomisation) changes how the same code runs. A figure from one process is
+/// one draw of that; the median over processes is the figure to quote.
+fn paired_processes() {
+    let processes = std::env::var("PAIRED_PROCESSES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(PROCESSES);
+    println!(
+        "paired: ratio to add_authorization, {ROUNDS} alternating rounds of {BLOCK} requests \
+         each, in {processes} processes; median over the processes [lowest, highest], then \
+         each process's median"
+    );
+    let exe = std::env::current_exe().expect("the bench binary");
+    let mut rows: Vec<(String, Vec<u64>)> = Vec::new();
+    for _ in 0..processes {
+        let out = std::process::Command::new(&exe)
+            .args(["--bench", "paired"])
+            .env("PAIRED_CHILD", "1")
+            .output()
+            .expect("the paired pass runs");
+        assert!(out.status.success(), "the paired pass failed: {out:?}");
+        for (i, line) in String::from_utf8_lossy(&out.stdout).lines().enumerate() {
+            let mut parts = line.split_whitespace();
+            let (Some(request), Some(variant), Some(median)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let key = format!("{request:<20} {variant:<18}");
+            let median: u64 = median.parse().expect("a ratio in thousandths");
+            match rows.get_mut(i) {
+                Some((k, values)) if *k == key => values.push(median),
+                _ => rows.push((key, vec![median])),
+            }
+        }
+    }
+    let x = |r: u64| r as f64 / 1000.0;
+    for (key, mut values) in rows {
+        let each: Vec<String> = values.iter().map(|&v| format!("{:.3}", x(v))).collect();
+        values.sort_unstable();
+        println!(
+            "  {key} {:.3}x  [{:.3}, {:.3}]  ({})",
+            x(quantile(&values, 0.5)),
+            x(values[0]),
+            x(values[values.len() - 1]),
+            each.join(", ")
+        );
     }
 }
 
@@ -241,6 +292,10 @@ fn main() {
         Criterion::default().configure_from_args().final_summary();
     }
     if filter.as_deref().is_none_or(|f| f == "paired") {
+        if std::env::var_os("PAIRED_CHILD").is_none() {
+            paired_processes();
+            return;
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -104,6 +104,10 @@ impl ReplayableBody for Full<Bytes> {
     type Replay = BufferedReplay<Self>;
 
     fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
+        if self.is_end_stream() {
+            // No bytes (a `GET`): nothing to keep.
+            return Some(BufferedReplay(Kept::Cloned(Self::default())));
+        }
         // `Full` lends no view of its bytes: they are taken out and put back as they were.
         let Some(data) = take_full(self) else {
             return Some(BufferedReplay(Kept::Cloned(Self::default())));

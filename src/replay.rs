@@ -171,6 +171,18 @@ const SENSITIVE: u32 = 1 << 30;
 const VALUE_LEN: u32 = SENSITIVE - 1;
 
 impl Head {
+    #[cold]
+    fn new_boxed() -> Box<Self> {
+        Box::new(Self {
+            method: Method::GET,
+            version: Version::default(),
+            extensions: Extensions::new(),
+            bytes: Vec::new(),
+            uri: [None; 3],
+            shared: Vec::new(),
+        })
+    }
+
     #[inline]
     fn push(&mut self, part: &[u8]) -> u32 {
         self.bytes.extend_from_slice(part);
@@ -213,16 +225,7 @@ pub(crate) struct HeadCopy(Option<Box<Head>>);
 impl HeadCopy {
     /// Copies the head of a request, all but its `Authorization`.
     fn of<B>(req: &Request<B>) -> Self {
-        let mut head = take_spare(&SPARE_HEADS).unwrap_or_else(|| {
-            Box::new(Head {
-                method: Method::GET,
-                version: Version::default(),
-                extensions: Extensions::new(),
-                bytes: Vec::new(),
-                uri: [None; 3],
-                shared: Vec::new(),
-            })
-        });
+        let mut head = take_spare(&SPARE_HEADS).unwrap_or_else(Head::new_boxed);
         head.method = req.method().clone();
         head.version = req.version();
         head.extensions = req.extensions().clone();
