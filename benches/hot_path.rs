@@ -262,16 +262,53 @@ fn paired_processes() {
         }
     }
     let x = |r: u64| r as f64 / 1000.0;
-    for (key, mut values) in rows {
+    for (key, values) in &rows {
         let each: Vec<String> = values.iter().map(|&v| format!("{:.3}", x(v))).collect();
-        values.sort_unstable();
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
         println!(
             "  {key} {:.3}x  [{:.3}, {:.3}]  ({})",
-            x(quantile(&values, 0.5)),
-            x(values[0]),
-            x(values[values.len() - 1]),
+            x(quantile(&sorted, 0.5)),
+            x(sorted[0]),
+            x(sorted[sorted.len() - 1]),
             each.join(", ")
         );
+    }
+    // The targets compare the layer with the caches: that comparison is taken within each
+    // process, where both met the same layout.
+    println!("paired, against the hand-written caches: per process, the layer's time over the cache's; median [lowest, highest]");
+    let find = |request: &str, variant: &str| {
+        rows.iter()
+            .find(|(k, _)| {
+                let mut words = k.split_whitespace();
+                words.next() == Some(request) && words.next() == Some(variant)
+            })
+            .map(|(_, v)| v.clone())
+    };
+    for request in ["ok", "not_found", "ok_runtime_request"] {
+        for variant in ["oauth", "oauth_replay_off"] {
+            for cache in ["mutex_cache", "rwlock_cache"] {
+                let (Some(ours), Some(theirs)) = (find(request, variant), find(request, cache))
+                else {
+                    continue;
+                };
+                // In thousandths again.
+                let mut ratios: Vec<u64> = ours
+                    .iter()
+                    .zip(&theirs)
+                    .map(|(&o, &t)| (o as f64 / t as f64 * 1000.0).round() as u64)
+                    .collect();
+                ratios.sort_unstable();
+                let faster = ratios.iter().filter(|&&r| r < 1000).count();
+                println!(
+                    "  {request:<20} {variant:<18} / {cache:<13} {:.3}x  [{:.3}, {:.3}]  faster in {faster} of {}",
+                    x(quantile(&ratios, 0.5)),
+                    x(ratios[0]),
+                    x(ratios[ratios.len() - 1]),
+                    ratios.len()
+                );
+            }
+        }
     }
 }
 
