@@ -3,9 +3,9 @@
 //! A request is replayed once when the API rejects its token. Buffered bodies
 //! ([`Full`], [`Empty`], [`String`]) are kept before sending without allocating: a body
 //! of up to 512 bytes is copied into a buffer reused per thread, a larger `Full` body is
-//! cloned, which shares its bytes (see [`BufferedReplay`]). Streaming bodies ([`BoxBody`], [`UnsyncBoxBody`], tonic's body)
-//! are wrapped so that the frames are recorded as they are sent, up to the replay limit
-//! (64 KiB by default). A request whose body had sent more than that when the rejection
+//! cloned, which shares its bytes (see [`BufferedReplay`]). Streaming bodies
+//! ([`BoxBody`], [`UnsyncBoxBody`], tonic's body) are wrapped so that the frames are
+//! recorded as they are sent, up to the replay limit (64 KiB by default). A request whose body had sent more than that when the rejection
 //! arrived, or whose size hint says it will, is not replayable, and the caller then gets
 //! the rejection as it came; memory per request stays within the limit.
 //!
@@ -104,12 +104,14 @@ impl ReplayableBody for Full<Bytes> {
     type Replay = BufferedReplay<Self>;
 
     fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
-        if self.is_end_stream() {
-            // No bytes (a `GET`): nothing to keep.
-            return Some(BufferedReplay(Kept::Cloned(Self::default())));
-        }
-        // `Full` lends no view of its bytes: they are taken out and put back as they were.
-        let Some(data) = take_full(self) else {
+        // `Full` lends no view of its bytes: they are taken out and put back as they were
+        // (unless there are none, as for a `GET`).
+        let data = if self.is_end_stream() {
+            None
+        } else {
+            take_full(self)
+        };
+        let Some(data) = data else {
             return Some(BufferedReplay(Kept::Cloned(Self::default())));
         };
         let kept = if data.len() <= COPY_BODY_MAX && data.is_unique() {
@@ -133,7 +135,9 @@ impl ReplayableBody for String {
     type Replay = BufferedReplay<Self>;
 
     fn prepare(&mut self, _limit: usize) -> Option<Self::Replay> {
-        Some(BufferedReplay(if self.len() <= COPY_BODY_MAX {
+        Some(BufferedReplay(if self.is_empty() {
+            Kept::Cloned(Self::new())
+        } else if self.len() <= COPY_BODY_MAX {
             Kept::Copied(BodyCopy::of(self.as_bytes()))
         } else {
             Kept::Cloned(self.clone())
