@@ -444,4 +444,87 @@ mod tests {
         drop(home);
         assert!(Home::<()>::find(id).is_none());
     }
+
+    mod round_trip {
+        use super::*;
+        use proptest::{collection::vec, prelude::*, sample::select};
+
+        fn name() -> impl Strategy<Value = HeaderName> {
+            prop_oneof![
+                select(vec![
+                    http::header::ACCEPT,
+                    http::header::CONTENT_TYPE,
+                    http::header::COOKIE,
+                    http::header::AUTHORIZATION,
+                    http::header::USER_AGENT,
+                ]),
+                "[a-z][a-z0-9-]{0,40}".prop_map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap()),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = HeaderValue> {
+            // Every byte a header value may hold: visible ASCII, space, tab and obs-text,
+            // in lengths on both sides of the copy limit.
+            let byte = prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff, Just(b'\t')];
+            (vec(byte, 0..COPY_VALUE_MAX * 2), any::<bool>()).prop_map(|(bytes, sensitive)| {
+                let mut value = HeaderValue::from_bytes(&bytes).unwrap();
+                value.set_sensitive(sensitive);
+                value
+            })
+        }
+
+        fn uri() -> impl Strategy<Value = Uri> {
+            (
+                select(vec!["", "http://", "https://"]),
+                "[a-z]{1,12}(\\.[a-z]{2,5})?(:[0-9]{1,5})?",
+                "(/[a-zA-Z0-9._~%!$&'()*+,;=:@-]{0,20}){0,4}",
+                "(\\?[a-zA-Z0-9._~%!$&'()*+,;=:@/?-]{0,30})?",
+            )
+                .prop_map(|(scheme, host, path, query)| {
+                    let text = if scheme.is_empty() {
+                        format!("/{path}{query}")
+                    } else {
+                        format!("{scheme}{host}{path}{query}")
+                    };
+                    text.parse().unwrap()
+                })
+        }
+
+        /// The headers as a list: name, value, sensitivity, in the map's order.
+        fn listed(req: &Request<()>) -> Vec<(HeaderName, HeaderValue, bool)> {
+            req.headers()
+                .iter()
+                .filter(|(n, _)| *n != AUTHORIZATION)
+                .map(|(n, v)| (n.clone(), v.clone(), v.is_sensitive()))
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn any_head_is_copied_and_rebuilt_exactly(
+                uri in uri(),
+                headers in vec((name(), value()), 0..24),
+                method in select(vec![Method::GET, Method::POST, Method::DELETE]),
+            ) {
+                let mut req = Request::new(());
+                *req.uri_mut() = uri;
+                *req.method_mut() = method;
+                for (name, value) in headers {
+                    req.headers_mut().append(name, value);
+                }
+                let copy = HeadCopy::of(&req);
+                let again = copy.into_request(()).expect("a copied head parses back");
+                prop_assert_eq!(again.uri(), req.uri());
+                prop_assert_eq!(again.method(), req.method());
+                prop_assert_eq!(listed(&again), listed(&req));
+                prop_assert!(!again.headers().contains_key(AUTHORIZATION));
+            }
+        }
+    }
 }
