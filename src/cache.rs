@@ -266,6 +266,13 @@ impl Slot {
     /// Takes no lock and allocates nothing; starts a background renewal when one is due.
     #[inline]
     pub(crate) fn check(self: &Arc<Self>, cached: &Cached) -> Option<Credential> {
+        self.admits(cached).then(|| cached.credential())
+    }
+
+    /// Whether `cached`, this slot's current token, can be used as it is; starts a
+    /// background renewal when one is due.
+    #[inline]
+    pub(crate) fn admits(self: &Arc<Self>, cached: &Cached) -> bool {
         match cached.phase() {
             FRESH => {}
             RENEW_DUE => {
@@ -278,12 +285,9 @@ impl Slot {
                     cached.renewal_started.store(false, Ordering::Release);
                 }
             }
-            _ => return None,
+            _ => return false,
         }
-        if !cached.scope_ok && self.core.config.strict_scope {
-            return None;
-        }
-        Some(cached.credential())
+        cached.scope_ok || !self.core.config.strict_scope
     }
 
     /// The slow path: waits for a usable token, fetching one if needed.

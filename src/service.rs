@@ -6,7 +6,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{header::AUTHORIZATION, Request, Response};
+use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -49,6 +49,12 @@ enum Tokens {
 struct Local {
     slot: Arc<Slot>,
     cache: TokenCache,
+    /// This clone's own copy of the current token's `Authorization` value, and the
+    /// generation of the token it is of. Every request clones the header it sends, which
+    /// writes the reference count of the header's bytes: with one header shared by every
+    /// clone, that count would move between cores on every request. A service clone per
+    /// worker thread, as multi-threaded clients keep them, writes only its own.
+    own: Option<(u64, HeaderValue)>,
 }
 
 impl Local {
@@ -56,13 +62,40 @@ impl Local {
         Self {
             slot: slot.clone(),
             cache: TokenCache::new(Current(slot.clone())),
+            own: None,
         }
     }
 
     #[inline]
     fn credential(&mut self) -> Option<Credential> {
         let cached = self.cache.load().as_deref()?;
-        self.slot.check(cached)
+        if !self.slot.admits(cached) {
+            return None;
+        }
+        let generation = cached.generation;
+        let header = match &self.own {
+            Some((of, header)) if *of == generation => header.clone(),
+            // A token this clone has not sent yet: copy its header (once per token).
+            _ => {
+                let header = own_copy(&cached.header);
+                self.own = Some((generation, header.clone()));
+                header
+            }
+        };
+        Some(Credential { header, generation })
+    }
+}
+
+/// A copy of `header` in bytes of its own.
+#[cold]
+fn own_copy(header: &HeaderValue) -> HeaderValue {
+    match HeaderValue::from_bytes(header.as_bytes()) {
+        Ok(mut copy) => {
+            copy.set_sensitive(header.is_sensitive());
+            copy
+        }
+        // Cannot happen (the bytes came from a header value); sharing is still correct.
+        Err(_) => header.clone(),
     }
 }
 

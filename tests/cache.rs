@@ -52,6 +52,62 @@ async fn the_bearer_header_is_added_and_marked_sensitive() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_clone_sends_its_own_copy_of_the_header_made_once_per_token() {
+    // A clone per worker thread writes only its own header's reference count. Seen from
+    // the inner service: a clone's requests share one copy of the header's bytes, another
+    // clone's requests another, and a new token is sent at once by every clone.
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let captured: Arc<Mutex<Vec<HeaderValue>>> = Arc::default();
+    let sink = captured.clone();
+    let inner = service_fn(move |req: Request<Empty<Bytes>>| {
+        let sink = sink.clone();
+        async move {
+            sink.lock()
+                .unwrap()
+                .push(req.headers()[AUTHORIZATION].clone());
+            Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
+        }
+    });
+    let layer = layer(&fetcher);
+    layer.handle().warm_up().await.unwrap();
+    let mut a = layer.layer(inner);
+    let mut b = a.clone();
+    let get = || Request::get("/x").body(Empty::new()).unwrap();
+    send(&mut a, get()).await.unwrap();
+    send(&mut a, get()).await.unwrap();
+    send(&mut b, get()).await.unwrap();
+    send(&mut b, get()).await.unwrap();
+    layer.handle().force_refresh().await.unwrap();
+    send(&mut a, get()).await.unwrap();
+    send(&mut b, get()).await.unwrap();
+
+    let sent = captured.lock().unwrap();
+    let texts: Vec<&str> = sent.iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-2",
+            "Bearer tok-2"
+        ]
+    );
+    assert!(sent.iter().all(HeaderValue::is_sensitive));
+    let bytes_of = |i: usize| sent[i].as_bytes().as_ptr();
+    assert_eq!(
+        bytes_of(0),
+        bytes_of(1),
+        "one copy per clone, not per request"
+    );
+    assert_eq!(bytes_of(2), bytes_of(3));
+    assert_ne!(bytes_of(0), bytes_of(2), "each clone has its own copy");
+    assert_ne!(bytes_of(4), bytes_of(5));
+    assert_eq!(fetcher.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_thousand_concurrent_requests_without_a_token_cause_one_fetch() {
     let fetcher = Fetcher::tokens(100 * SEC, Duration::from_millis(50));
     let echo = Echo::default();
