@@ -55,7 +55,14 @@ struct Local {
     /// clone, that count would move between cores on every request. A service clone per
     /// worker thread, as multi-threaded clients keep them, writes only its own.
     own: Option<(u64, HeaderValue)>,
+    /// Requests sent with the layer's shared header since `own` was last up to date
+    /// (inherited by clones). The copy is made at [`OWN_COPY_AFTER`], so that clones made
+    /// for one request, which could not amortise it, never make one.
+    shared_sends: u32,
 }
+
+/// Requests a clone sends with the layer's shared header before it makes its own copy.
+const OWN_COPY_AFTER: u32 = 16;
 
 impl Local {
     fn new(slot: &Arc<Slot>) -> Self {
@@ -63,6 +70,7 @@ impl Local {
             slot: slot.clone(),
             cache: TokenCache::new(Current(slot.clone())),
             own: None,
+            shared_sends: 0,
         }
     }
 
@@ -75,10 +83,16 @@ impl Local {
         let generation = cached.generation;
         let header = match &self.own {
             Some((of, header)) if *of == generation => header.clone(),
-            // A token this clone has not sent yet: copy its header (once per token).
+            // Not yet copied for this token: share the layer's header for a few requests,
+            // then copy it (once per token).
+            _ if self.shared_sends < OWN_COPY_AFTER => {
+                self.shared_sends += 1;
+                cached.header.clone()
+            }
             _ => {
                 let header = own_copy(&cached.header);
                 self.own = Some((generation, header.clone()));
+                self.shared_sends = 0;
                 header
             }
         };

@@ -167,6 +167,52 @@ where
     (with as f64 - without as f64) / N as f64
 }
 
+/// Allocations made by `n` requests each sent through a fresh clone of `parent`, which
+/// itself never sends: the pattern of clients cloned per request (`svc.clone().oneshot`).
+fn allocations_per_cloned_requests<S, B, R>(
+    parent: &S,
+    make: &impl Fn() -> Request<B>,
+    n: u64,
+) -> u64
+where
+    S: Service<Request<B>, Response = R> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let before = allocations();
+    for _ in 0..n {
+        let mut svc = parent.clone();
+        allocations_per_requests(&mut svc, make, 1);
+    }
+    allocations() - before
+}
+
+#[test]
+fn a_service_cloned_for_every_request_allocates_no_more_than_without_the_layer() {
+    // A clone makes its own copy of the token header only after it has sent a few
+    // requests: clones that live for one request never copy.
+    const N: u64 = 1000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let layer = warmed_layer(&rt, |b| b);
+    let _guard = rt.enter();
+    let make = || {
+        Request::get(URL)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let bare = Answer(StatusCode::OK);
+    let layered = layer.layer(Answer(StatusCode::OK));
+    allocations_per_cloned_requests(&bare, &make, 100);
+    allocations_per_cloned_requests(&layered, &make, 100);
+    let without = allocations_per_cloned_requests(&bare, &make, N);
+    let with = allocations_per_cloned_requests(&layered, &make, N);
+    assert!(without > 0);
+    assert_eq!(with, without);
+}
+
 fn assert_no_extra_allocations<B>(status: StatusCode, make: impl Fn() -> Request<B>)
 where
     B: tower_oauth::body::ReplayableBody + Send + 'static,
