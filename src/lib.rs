@@ -40,10 +40,11 @@
 //!
 //! Each scope set has one cached token, held in an [`arc_swap`] cell: a request that finds
 //! a usable token takes no lock and allocates nothing on the layer's behalf; it clones
-//! the prebuilt header value (marked sensitive) into the request. Each clone of the
-//! service keeps its own copy of that value, made when it first sends a token, so clones
-//! on different threads do not write one shared reference count on every request. The
-//! token's phase moves on tokio timers (so tests can use `tokio::time::pause`):
+//! the prebuilt header value (marked sensitive) into the request. A clone of the service
+//! that keeps sending (16 requests with one token) makes its own copy of that value, so
+//! that clones on different threads do not write one shared reference count on every
+//! request; a clone made for a single request never copies. The token's phase moves on
+//! tokio timers (so tests can use `tokio::time::pause`):
 //!
 //! - **fresh** until `renew_ahead` (default 60 s, at most half the lifetime) before it
 //!   expires; then **renewal due**: the first request to see it starts a background
