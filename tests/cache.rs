@@ -23,11 +23,23 @@ fn layer(fetcher: &Fetcher) -> OAuthLayer {
         .build()
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_bearer_header_is_added_and_marked_sensitive() {
-    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
-    let captured: Arc<Mutex<Vec<HeaderValue>>> = Arc::default();
-    let sink = captured.clone();
+type Sent = Arc<Mutex<Vec<HeaderValue>>>;
+
+/// An inner service that answers at once and records the `Authorization` values it is
+/// sent.
+fn recording() -> (
+    Sent,
+    impl Service<
+            Request<Empty<Bytes>>,
+            Response = Response<Empty<Bytes>>,
+            Error = std::convert::Infallible,
+            Future = impl std::future::Future + Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+) {
+    let sent: Sent = Arc::default();
+    let sink = sent.clone();
     let inner = service_fn(move |req: Request<Empty<Bytes>>| {
         let sink = sink.clone();
         async move {
@@ -37,6 +49,13 @@ async fn the_bearer_header_is_added_and_marked_sensitive() {
             Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
         }
     });
+    (sent, inner)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bearer_header_is_added_and_marked_sensitive() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let (captured, inner) = recording();
     let mut svc = layer(&fetcher).layer(inner);
     for _ in 0..3 {
         let req = Request::get("/x").body(Empty::new()).unwrap();
@@ -59,17 +78,7 @@ async fn a_clone_that_keeps_sending_makes_its_own_copy_of_the_header_once_per_to
     // own, another clone's another; and a new token reaches every clone at once.
     const PER_CLONE: usize = 40;
     let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
-    let captured: Arc<Mutex<Vec<HeaderValue>>> = Arc::default();
-    let sink = captured.clone();
-    let inner = service_fn(move |req: Request<Empty<Bytes>>| {
-        let sink = sink.clone();
-        async move {
-            sink.lock()
-                .unwrap()
-                .push(req.headers()[AUTHORIZATION].clone());
-            Ok::<_, std::convert::Infallible>(Response::new(Empty::<Bytes>::new()))
-        }
-    });
+    let (captured, inner) = recording();
     let layer = layer(&fetcher);
     layer.handle().warm_up().await.unwrap();
     let mut a = layer.layer(inner);
