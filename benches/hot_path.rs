@@ -84,7 +84,23 @@ fn compare(
     g.finish();
 }
 
-fn hot_path(c: &mut Criterion) {
+type Make = fn() -> Request<Full<Bytes>>;
+
+/// The requests every pass measures: a static GET answered 200 and 404, and a POST whose
+/// header values and body are made at runtime (what the replay copy costs when cloning
+/// them is not free, see tests/alloc.rs).
+const REQUESTS: [(&str, StatusCode, Make); 3] = [
+    ("ok", StatusCode::OK, static_request),
+    ("not_found", StatusCode::NOT_FOUND, static_request),
+    (
+        "ok_runtime_request",
+        StatusCode::OK,
+        support::runtime_request,
+    ),
+];
+
+/// Runs `f` with the two layers measured (replay on, replay off), their token fetched.
+fn with_warmed_layers(f: impl FnOnce(&[OAuthLayer; 2])) {
     // The runtime outlives every measurement: the cached token's timers live on it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -95,32 +111,18 @@ fn hot_path(c: &mut Criterion) {
         rt.block_on(support::warmed_layer(false)),
     ];
     let _guard = rt.enter();
-
-    compare(c, &layers, "hot_path/ok", StatusCode::OK, static_request);
-    compare(
-        c,
-        &layers,
-        "hot_path/not_found",
-        StatusCode::NOT_FOUND,
-        static_request,
-    );
-    // Header values and a body made at runtime: what the replay copy costs when cloning
-    // them is not free (see tests/alloc.rs).
-    compare(
-        c,
-        &layers,
-        "hot_path/ok_runtime_request",
-        StatusCode::OK,
-        support::runtime_request,
-    );
-
+    f(&layers);
     for layer in &layers {
-        assert_eq!(
-            layer.handle().fetches(),
-            1,
-            "every measured request was a cache hit"
-        );
+        assert_eq!(layer.handle().fetches(), 1, "every request was a cache hit");
     }
+}
+
+fn hot_path(c: &mut Criterion) {
+    with_warmed_layers(|layers| {
+        for (name, status, make) in REQUESTS {
+            compare(c, layers, &format!("hot_path/{name}"), status, make);
+        }
+    });
 }
 
 /// Requests per timed block in the paired pass, and rounds per variant.
@@ -172,17 +174,7 @@ where
 
 /// One process's paired pass: prints `<request> <variant> <median> <p25> <p75>` per row.
 fn paired(layers: &[OAuthLayer; 2]) {
-    type Make = fn() -> Request<Full<Bytes>>;
-    let requests: [(&str, StatusCode, Make); 3] = [
-        ("ok", StatusCode::OK, static_request),
-        ("not_found", StatusCode::NOT_FOUND, static_request),
-        (
-            "ok_runtime_request",
-            StatusCode::OK,
-            support::runtime_request,
-        ),
-    ];
-    for (name, status, make) in requests {
+    for (name, status, make) in REQUESTS {
         let inner = Answer(status);
         let mut floor = AddAuthorization::bearer(inner, TOKEN);
         let rows = [
@@ -285,7 +277,7 @@ fn paired_processes() {
             })
             .map(|(_, v)| v.clone())
     };
-    for request in ["ok", "not_found", "ok_runtime_request"] {
+    for (request, _, _) in REQUESTS {
         for variant in ["oauth", "oauth_replay_off"] {
             for cache in ["mutex_cache", "rwlock_cache"] {
                 let (Some(ours), Some(theirs)) = (find(request, variant), find(request, cache))
@@ -333,18 +325,6 @@ fn main() {
             paired_processes();
             return;
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let layers = [
-            rt.block_on(support::warmed_layer(true)),
-            rt.block_on(support::warmed_layer(false)),
-        ];
-        let _guard = rt.enter();
-        paired(&layers);
-        for layer in &layers {
-            assert_eq!(layer.handle().fetches(), 1, "every request was a cache hit");
-        }
+        with_warmed_layers(paired);
     }
 }

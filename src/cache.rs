@@ -255,22 +255,16 @@ impl Slot {
     }
 
     /// The current token if it can be used as it is, loaded through the shared
-    /// `ArcSwap` (services with a per-clone [`TokenCache`] use [`Slot::check`] directly).
+    /// `ArcSwap` (services with a per-clone [`TokenCache`] use [`Slot::admits`] directly).
     #[inline]
     pub(crate) fn fast(self: &Arc<Self>) -> Option<Credential> {
         let guard = self.current.load();
-        self.check(guard.as_deref()?)
+        let cached = guard.as_deref()?;
+        self.admits(cached).then(|| cached.credential())
     }
 
     /// The hot path: whether `cached`, this slot's current token, can be used as it is.
     /// Takes no lock and allocates nothing; starts a background renewal when one is due.
-    #[inline]
-    pub(crate) fn check(self: &Arc<Self>, cached: &Cached) -> Option<Credential> {
-        self.admits(cached).then(|| cached.credential())
-    }
-
-    /// Whether `cached`, this slot's current token, can be used as it is; starts a
-    /// background renewal when one is due.
     #[inline]
     pub(crate) fn admits(self: &Arc<Self>, cached: &Cached) -> bool {
         match cached.phase() {

@@ -133,6 +133,39 @@ where
     allocations() - before
 }
 
+/// How requests reach the service measured.
+#[derive(Clone, Copy)]
+enum Sending {
+    /// All through one service.
+    Through,
+    /// Each through a fresh clone of the service, which itself never sends: the pattern
+    /// of clients cloned per request (`svc.clone().oneshot(req)`).
+    ClonePerRequest,
+}
+
+/// Allocations made by `n` requests sent to `svc` as `sending` says.
+fn allocations_sending<S, B, R>(
+    svc: &mut S,
+    make: &impl Fn() -> Request<B>,
+    n: u64,
+    sending: Sending,
+) -> u64
+where
+    S: Service<Request<B>, Response = R> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    match sending {
+        Sending::Through => allocations_per_requests(svc, make, n),
+        Sending::ClonePerRequest => {
+            let before = allocations();
+            for _ in 0..n {
+                allocations_per_requests(&mut svc.clone(), make, 1);
+            }
+            allocations() - before
+        }
+    }
+}
+
 /// Allocations per request added by the layer (as `configure` sets it up) on `make`'s
 /// requests, over the bare service, after a warm-up that lets per-thread state settle
 /// (the free list of replay head copies, lazy statics).
@@ -140,6 +173,19 @@ fn extra_allocations_per_request<B>(
     configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
     status: StatusCode,
     make: impl Fn() -> Request<B>,
+) -> f64
+where
+    B: tower_oauth::body::ReplayableBody + Send + 'static,
+{
+    extra_allocations_sending(configure, status, make, Sending::Through)
+}
+
+/// [`extra_allocations_per_request`], with the requests sent as `sending` says.
+fn extra_allocations_sending<B>(
+    configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+    status: StatusCode,
+    make: impl Fn() -> Request<B>,
+    sending: Sending,
 ) -> f64
 where
     B: tower_oauth::body::ReplayableBody + Send + 'static,
@@ -154,11 +200,11 @@ where
 
     let mut bare = Answer(status);
     let mut layered = layer.layer(Answer(status));
-    allocations_per_requests(&mut bare, &make, 100);
-    allocations_per_requests(&mut layered, &make, 100);
+    allocations_sending(&mut bare, &make, 100, sending);
+    allocations_sending(&mut layered, &make, 100, sending);
 
-    let without = allocations_per_requests(&mut bare, &make, N);
-    let with = allocations_per_requests(&mut layered, &make, N);
+    let without = allocations_sending(&mut bare, &make, N, sending);
+    let with = allocations_sending(&mut layered, &make, N, sending);
     assert!(
         without > 0,
         "the counting allocator counts (building a request allocates)"
@@ -167,50 +213,19 @@ where
     (with as f64 - without as f64) / N as f64
 }
 
-/// Allocations made by `n` requests each sent through a fresh clone of `parent`, which
-/// itself never sends: the pattern of clients cloned per request (`svc.clone().oneshot`).
-fn allocations_per_cloned_requests<S, B, R>(
-    parent: &S,
-    make: &impl Fn() -> Request<B>,
-    n: u64,
-) -> u64
-where
-    S: Service<Request<B>, Response = R> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    let before = allocations();
-    for _ in 0..n {
-        let mut svc = parent.clone();
-        allocations_per_requests(&mut svc, make, 1);
-    }
-    allocations() - before
-}
-
 #[test]
 fn a_service_cloned_for_every_request_allocates_no_more_than_without_the_layer() {
     // A clone makes its own copy of the token header only after it has sent a few
     // requests: clones that live for one request never copy.
-    const N: u64 = 1000;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let layer = warmed_layer(&rt, |b| b);
-    let _guard = rt.enter();
-    let make = || {
-        Request::get(URL)
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .body(Empty::<Bytes>::new())
-            .unwrap()
-    };
-    let bare = Answer(StatusCode::OK);
-    let layered = layer.layer(Answer(StatusCode::OK));
-    allocations_per_cloned_requests(&bare, &make, 100);
-    allocations_per_cloned_requests(&layered, &make, 100);
-    let without = allocations_per_cloned_requests(&bare, &make, N);
-    let with = allocations_per_cloned_requests(&layered, &make, N);
-    assert!(without > 0);
-    assert_eq!(with, without);
+    assert_eq!(
+        extra_allocations_sending(
+            |b| b,
+            StatusCode::OK,
+            empty_request,
+            Sending::ClonePerRequest
+        ),
+        0.0
+    );
 }
 
 fn assert_no_extra_allocations<B>(status: StatusCode, make: impl Fn() -> Request<B>)
