@@ -548,12 +548,15 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B: Body> {
         Inner { #[pin] body: B },
-        Prefixed {
-            prefix: VecDeque<Frame<Bytes>>,
-            rest: Option<Pin<Box<B>>>,
-            error: Option<B::Error>,
-        },
+        // Boxed: rare, and left inline it would make every response larger to move.
+        Prefixed { prefixed: Box<Prefixed<B>> },
     }
+}
+
+struct Prefixed<B: Body> {
+    prefix: VecDeque<Frame<Bytes>>,
+    rest: Option<Pin<Box<B>>>,
+    error: Option<B::Error>,
 }
 
 impl<B: Body> ResponseBody<B> {
@@ -570,9 +573,11 @@ impl<B: Body> ResponseBody<B> {
     ) -> Self {
         Self {
             kind: Kind::Prefixed {
-                prefix,
-                rest,
-                error,
+                prefixed: Box::new(Prefixed {
+                    prefix,
+                    rest,
+                    error,
+                }),
             },
         }
     }
@@ -604,11 +609,12 @@ where
             KindProj::Inner { body } => body
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map(|frame| frame.map_data(into_bytes)))),
-            KindProj::Prefixed {
-                prefix,
-                rest,
-                error,
-            } => {
+            KindProj::Prefixed { prefixed } => {
+                let Prefixed {
+                    prefix,
+                    rest,
+                    error,
+                } = &mut **prefixed;
                 if let Some(frame) = prefix.pop_front() {
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -629,11 +635,12 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Prefixed {
-                prefix,
-                rest,
-                error,
-            } => {
+            Kind::Prefixed { prefixed } => {
+                let Prefixed {
+                    prefix,
+                    rest,
+                    error,
+                } = &**prefixed;
                 prefix.is_empty()
                     && error.is_none()
                     && rest.as_ref().is_none_or(|b| b.is_end_stream())
@@ -644,7 +651,8 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Prefixed { prefix, rest, .. } => {
+            Kind::Prefixed { prefixed } => {
+                let Prefixed { prefix, rest, .. } = &**prefixed;
                 let buffered: u64 = prefix
                     .iter()
                     .filter_map(Frame::data_ref)
@@ -833,6 +841,20 @@ mod tests {
             assert_eq!(body, text);
             assert_eq!(String::replay(replay).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn the_response_body_is_at_most_a_word_larger_than_the_inner_body() {
+        // The layer's response is moved on every request: the rare prefixed form must
+        // not make it larger.
+        fn extra<B: Body>() -> usize {
+            std::mem::size_of::<ResponseBody<B>>() - std::mem::size_of::<B>()
+        }
+        let word = std::mem::size_of::<usize>();
+        assert!(extra::<Full<Bytes>>() <= word);
+        assert!(extra::<Empty<Bytes>>() <= word);
+        assert!(extra::<Boxed>() <= word);
+        assert!(extra::<String>() <= word);
     }
 
     #[test]
