@@ -6,7 +6,9 @@
 //!    released at once; the fetch takes 5 ms. Measured: the time from the release until
 //!    every request has its response, the fetches it took (one expected), how many
 //!    requests found no usable token and waited, and the same 10 000 requests with a
-//!    fresh token.
+//!    fresh token. Then the storm's floor: the same requests, each released before a
+//!    bare 5 ms timer has fired waiting for it on a tokio `watch` and then sending with
+//!    the fresh token; from both, what each waiting request added to fetch + fresh.
 //! 2. Renewal ahead of expiry: per-request latency (p50, p99) while a background
 //!    renewal is in flight (the fetch takes 50 ms; requests keep the current token), and
 //!    in steady state.
@@ -110,17 +112,34 @@ struct Storm {
     waited: usize,
 }
 
-async fn fire(svc: &OAuth<Answer>) -> Storm {
+/// How the released requests get their token.
+#[derive(Clone, Copy, PartialEq)]
+enum Wait {
+    /// From the layer: the real storm (or none, when the token is fresh).
+    Layer,
+    /// The storm's floor: a request released before the "fetch" has ended (a bare 5 ms
+    /// timer started at the release) waits on a tokio `watch` for it, then sends through
+    /// the layer with its fresh token. What waking that many waiters costs with nothing
+    /// of the layer's own waiting path.
+    Bare,
+}
+
+async fn fire(svc: &OAuth<Answer>, how: Wait) -> Storm {
     let (go, gate) = watch::channel(false);
+    let (fetched, token) = watch::channel(how == Wait::Layer);
     let parked = Arc::new(AtomicUsize::new(0));
     let waited = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..STORM_REQUESTS)
         .map(|_| {
-            let (svc, mut gate) = (svc.clone(), gate.clone());
+            let (svc, mut gate, mut token) = (svc.clone(), gate.clone(), token.clone());
             let (parked, waited) = (parked.clone(), waited.clone());
             tokio::spawn(async move {
                 parked.fetch_add(1, Ordering::SeqCst);
                 gate.wait_for(|go| *go).await.expect("the gate stays open");
+                if !*token.borrow() {
+                    waited.fetch_add(1, Ordering::Relaxed);
+                    token.wait_for(|t| *t).await.expect("the token comes");
+                }
                 let mut fut = pin!(svc.oneshot(static_request()));
                 let mut first = true;
                 poll_fn(|cx| {
@@ -139,6 +158,12 @@ async fn fire(svc: &OAuth<Answer>) -> Storm {
     }
     let started = Instant::now();
     go.send_replace(true);
+    if how == Wait::Bare {
+        tokio::spawn(async move {
+            tokio::time::sleep(STORM_FETCH).await;
+            fetched.send_replace(true);
+        });
+    }
     for task in tasks {
         let res = task.await.expect("no panic").expect("the request succeeds");
         assert_eq!(res.status(), StatusCode::OK);
@@ -169,7 +194,7 @@ fn storm(rt: &tokio::runtime::Runtime) {
     let handle = layer.handle();
     let svc = layer.layer(Answer(StatusCode::OK));
 
-    let (mut storms, mut fresh, mut waited) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rounds = Vec::new();
     rt.block_on(async {
         handle.warm_up().await.expect("warm-up");
         for _ in 0..STORM_ROUNDS {
@@ -187,49 +212,88 @@ fn storm(rt: &tokio::runtime::Runtime) {
             });
 
             let before = handle.fetches();
-            let storm = fire(&svc).await;
+            let storm = fire(&svc, Wait::Layer).await;
             let fetches = handle.fetches() - before;
             assert_eq!(
                 fetches, 1,
                 "a storm of {STORM_REQUESTS} requests makes one fetch"
             );
             assert_eq!(status(&handle), TokenStatus::Fresh);
-            storms.push(storm.elapsed);
-            waited.push(storm.waited);
 
             // The same requests with the fresh token: what the storm costs without a fetch.
-            let calm = fire(&svc).await;
-            assert_eq!(calm.waited, 0, "with a fresh token nobody waits");
-            fresh.push(calm.elapsed);
+            let fresh = fire(&svc, Wait::Layer).await;
+            assert_eq!(fresh.waited, 0, "with a fresh token nobody waits");
+            let bare = fire(&svc, Wait::Bare).await;
             assert_eq!(handle.fetches() - before, 1, "a fresh token needs no fetch");
+            rounds.push(Round {
+                storm,
+                fresh: fresh.elapsed,
+                bare,
+            });
         }
     });
 
-    let (storm, fresh) = (median(storms.clone()), median(fresh));
+    let med = |f: &dyn Fn(&Round) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let storm = med(&|r| ms(r.storm.elapsed));
+    let fresh = med(&|r| ms(r.fresh));
     println!(
-        "refresh storm: {STORM_REQUESTS} requests, token expired, fetch {} ms, {STORM_ROUNDS} rounds",
+        "refresh storm: {STORM_REQUESTS} requests, token expired, fetch {} ms, {STORM_ROUNDS} rounds (medians)",
         ms(STORM_FETCH)
     );
     println!(
-        "  all complete after     median {:7.2} ms   (min {:.2}, max {:.2})",
-        ms(storm),
-        ms(*storms.iter().min().unwrap()),
-        ms(*storms.iter().max().unwrap())
+        "  all complete after     {storm:7.2} ms   (min {:.2}, max {:.2})",
+        rounds
+            .iter()
+            .map(|r| ms(r.storm.elapsed))
+            .fold(f64::MAX, f64::min),
+        rounds
+            .iter()
+            .map(|r| ms(r.storm.elapsed))
+            .fold(0.0, f64::max),
     );
-    println!("  fresh token, no fetch  median {:7.2} ms", ms(fresh));
+    println!("  fresh token, no fetch  {fresh:7.2} ms");
     println!(
-        "  fetch + fresh          {:7.2} ms   storm / (fetch + fresh) = {:.2}",
-        ms(STORM_FETCH + fresh),
-        storm.as_secs_f64() / (STORM_FETCH + fresh).as_secs_f64()
+        "  storm / (fetch + fresh)   {:.2}",
+        med(&|r| ms(r.storm.elapsed) / (ms(STORM_FETCH) + ms(r.fresh)))
     );
-    waited.sort_unstable();
     println!(
-        "  waited for the fetch   median {} of {STORM_REQUESTS} requests (min {}, max {})",
-        waited[waited.len() / 2],
-        waited[0],
-        waited[waited.len() - 1]
+        "  waited for the fetch   {:7.0} of {STORM_REQUESTS} requests (min {}, max {})",
+        med(&|r| r.storm.waited as f64),
+        rounds.iter().map(|r| r.storm.waited).min().unwrap(),
+        rounds.iter().map(|r| r.storm.waited).max().unwrap(),
+    );
+    println!(
+        "  per waiter, over fetch + fresh: layer {:.0} ns, bare watch wait {:.0} ns ({:.0} waited, all in {:.2} ms)",
+        med(&|r| r.per_waiter(&r.storm)),
+        med(&|r| r.per_waiter(&r.bare)),
+        med(&|r| r.bare.waited as f64),
+        med(&|r| ms(r.bare.elapsed)),
+    );
+    println!(
+        "  per waiter, layer / bare  {:.2}",
+        med(&|r| r.per_waiter(&r.storm) / r.per_waiter(&r.bare))
     );
     println!("  fetches per storm      1 (asserted for each of {STORM_ROUNDS} rounds)");
+}
+
+/// One round of the storm: the storm, the same requests with a fresh token, and the
+/// floor (`Wait::Bare`).
+struct Round {
+    storm: Storm,
+    fresh: Duration,
+    bare: Storm,
+}
+
+impl Round {
+    /// What each request that waited added to fetch + fresh, in nanoseconds.
+    fn per_waiter(&self, storm: &Storm) -> f64 {
+        let over = storm.elapsed.as_secs_f64() - (STORM_FETCH + self.fresh).as_secs_f64();
+        over * 1e9 / storm.waited.max(1) as f64
+    }
 }
 
 /// Sends requests one after another from this thread for as long as `go` says, and

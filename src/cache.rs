@@ -285,11 +285,11 @@ impl Slot {
     }
 
     /// The slow path: waits for a usable token, fetching one if needed.
-    pub(crate) async fn acquire(self: Arc<Self>) -> Result<Credential, Error> {
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Credential, Error> {
         let rx = {
             let mut state = self.lock();
-            let current = self.current.load_full();
-            match &current {
+            let current = self.current.load();
+            match current.as_deref() {
                 Some(c) if c.usable() => return self.credential(c),
                 _ => {}
             }

@@ -173,7 +173,7 @@ where
     ResB::Data: Send,
     ResB::Error: Send,
 {
-    let cred = slot.clone().acquire().await?;
+    let cred = slot.acquire().await?;
     ctx.generation = cred.generation;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
     if let Some(limit) = slot.core.config.replay_limit {
@@ -223,7 +223,7 @@ where
         return Ok(res);
     };
     drop(res);
-    let cred = slot.clone().acquire().await?;
+    let cred = slot.acquire().await?;
     tracing::info!(
         scope = slot.scope().map(|s| s.as_str()).unwrap_or(""),
         "token rejected by the api; replaying the request with a new token"
