@@ -12,8 +12,12 @@
 //! 2. Renewal ahead of expiry: per-request latency (p50, p99) while a background
 //!    renewal is in flight (the fetch takes 50 ms; requests keep the current token), and
 //!    in steady state.
+//! 3. Waiters, on one thread: what a request that waits for a fetch costs over one that
+//!    finds a fresh token, against a request that waits on a bare tokio `watch` first.
+//!    Each variant runs alone with its name (`waiters_layer`, `waiters_bare`,
+//!    `waiters_fresh`), so that callgrind can count its instructions.
 //!
-//! `cargo bench --bench refresh`
+//! `cargo bench --bench refresh` (a part's name to run only the parts it names)
 
 mod support;
 
@@ -366,8 +370,118 @@ fn renewal(rt: &tokio::runtime::Runtime) {
     );
 }
 
+/// Requests and rounds of the waiters part.
+const WAITERS: usize = 2_000;
+const WAITER_ROUNDS: usize = 9;
+
+/// How the requests of a waiters round get their token.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Waiters {
+    /// The token is fresh: nobody waits (the baseline).
+    Fresh,
+    /// Each request first waits on a bare tokio `watch`, then sends with the fresh token.
+    Bare,
+    /// The cache is empty: each request waits in the layer for its one fetch.
+    Layer,
+}
+
+/// One waiters round on a current-thread runtime: `WAITERS` requests are spawned and
+/// each polled up to where it waits (none for `Fresh`); then the fetch, or the bare
+/// gate, ends and every request completes. Returns the time from the first spawn to the
+/// last response.
+fn waiters_round(how: Waiters) -> Duration {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (open, fetch_gate) = watch::channel(false);
+        let fetcher = service_fn(move |_: TokenRequest| {
+            let mut gate = fetch_gate.clone();
+            async move {
+                gate.wait_for(|open| *open).await?;
+                Ok::<_, BoxError>(Token::new(TOKEN, Some(Duration::from_secs(3600))))
+            }
+        });
+        let layer = OAuthLayer::with_fetcher(fetcher).build();
+        let handle = layer.handle();
+        let svc = layer.layer(Answer(StatusCode::OK));
+        if how != Waiters::Layer {
+            open.send_replace(true);
+            handle.warm_up().await.expect("warm-up");
+        }
+        let (release, released) = watch::channel(how != Waiters::Bare);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..WAITERS)
+            .map(|_| {
+                let (svc, mut released, waiting) = (svc.clone(), released.clone(), waiting.clone());
+                tokio::spawn(async move {
+                    if !*released.borrow() {
+                        waiting.fetch_add(1, Ordering::Relaxed);
+                        released.wait_for(|r| *r).await.expect("released");
+                    }
+                    let mut fut = pin!(svc.oneshot(static_request()));
+                    let mut first = true;
+                    poll_fn(|cx| {
+                        let poll = fut.as_mut().poll(cx);
+                        if mem::take(&mut first) && poll.is_pending() {
+                            waiting.fetch_add(1, Ordering::Relaxed);
+                        }
+                        poll
+                    })
+                    .await
+                })
+            })
+            .collect();
+        if how != Waiters::Fresh {
+            while waiting.load(Ordering::Relaxed) < WAITERS {
+                tokio::task::yield_now().await;
+            }
+        }
+        open.send_replace(true);
+        release.send_replace(true);
+        for task in tasks {
+            let res = task.await.expect("no panic").expect("the request succeeds");
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        let elapsed = started.elapsed();
+        let expected = if how == Waiters::Fresh { 0 } else { WAITERS };
+        assert_eq!(
+            waiting.load(Ordering::Relaxed),
+            expected,
+            "{how:?}: who waited"
+        );
+        assert_eq!(handle.fetches(), 1, "one fetch");
+        elapsed
+    })
+}
+
+fn waiters(which: &[Waiters]) {
+    let per_request = |how: Waiters| {
+        let mut rounds: Vec<Duration> = (0..WAITER_ROUNDS).map(|_| waiters_round(how)).collect();
+        rounds.sort();
+        rounds[rounds.len() / 2].as_secs_f64() * 1e9 / WAITERS as f64
+    };
+    let figures: Vec<(Waiters, f64)> = which.iter().map(|&how| (how, per_request(how))).collect();
+    println!(
+        "waiters: {WAITERS} requests on one thread, {WAITER_ROUNDS} rounds (medians, per request)"
+    );
+    for (how, ns) in &figures {
+        println!("  {:<6} {ns:7.0} ns", format!("{how:?}").to_lowercase());
+    }
+    if let [(Waiters::Fresh, fresh), (Waiters::Bare, bare), (Waiters::Layer, layer)] = figures[..] {
+        println!(
+            "  per waiter over fresh: bare {:.0} ns, layer {:.0} ns",
+            bare - fresh,
+            layer - fresh
+        );
+    }
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument picks one of the two parts.
+    // `cargo bench` passes `--bench`; a filter argument picks the parts whose name
+    // contains it.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -379,5 +493,18 @@ fn main() {
     }
     if wanted("renewal") {
         renewal(&rt);
+    }
+    // Each alone (`waiters_layer`, ...) to count its instructions under callgrind.
+    let which: Vec<Waiters> = [
+        ("waiters_fresh", Waiters::Fresh),
+        ("waiters_bare", Waiters::Bare),
+        ("waiters_layer", Waiters::Layer),
+    ]
+    .into_iter()
+    .filter(|(name, _)| wanted(name))
+    .map(|(_, how)| how)
+    .collect();
+    if !which.is_empty() {
+        waiters(&which);
     }
 }
