@@ -33,10 +33,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
 use tokio::sync::watch;
 use tower::{service_fn, Layer, ServiceExt};
-use tower_oauth::{BoxError, OAuth, OAuthLayer, Token, TokenHandle, TokenRequest, TokenStatus};
+use tower_oauth::{
+    body::ResponseBody, BoxError, OAuth, OAuthLayer, Token, TokenHandle, TokenRequest, TokenStatus,
+};
 
 use support::{quantile, send_now, static_request, Answer, TOKEN};
 
@@ -128,6 +132,30 @@ enum Wait {
     Bare,
 }
 
+/// Sends one request through `svc` once `token` says the token is there, and counts in
+/// `waited` a wait: on `token` (the floor's), or in the layer (a first poll that is
+/// pending).
+async fn send_counting_waits(
+    svc: OAuth<Answer>,
+    mut token: watch::Receiver<bool>,
+    waited: Arc<AtomicUsize>,
+) -> Result<Response<ResponseBody<Full<Bytes>>>, BoxError> {
+    if !*token.borrow() {
+        waited.fetch_add(1, Ordering::Relaxed);
+        token.wait_for(|t| *t).await.expect("the token comes");
+    }
+    let mut fut = pin!(svc.oneshot(static_request()));
+    let mut first = true;
+    poll_fn(|cx| {
+        let poll = fut.as_mut().poll(cx);
+        if mem::take(&mut first) && poll.is_pending() {
+            waited.fetch_add(1, Ordering::Relaxed);
+        }
+        poll
+    })
+    .await
+}
+
 async fn fire(svc: &OAuth<Answer>, how: Wait) -> Storm {
     let (go, gate) = watch::channel(false);
     let (fetched, token) = watch::channel(how == Wait::Layer);
@@ -135,25 +163,12 @@ async fn fire(svc: &OAuth<Answer>, how: Wait) -> Storm {
     let waited = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..STORM_REQUESTS)
         .map(|_| {
-            let (svc, mut gate, mut token) = (svc.clone(), gate.clone(), token.clone());
+            let (svc, mut gate, token) = (svc.clone(), gate.clone(), token.clone());
             let (parked, waited) = (parked.clone(), waited.clone());
             tokio::spawn(async move {
                 parked.fetch_add(1, Ordering::SeqCst);
                 gate.wait_for(|go| *go).await.expect("the gate stays open");
-                if !*token.borrow() {
-                    waited.fetch_add(1, Ordering::Relaxed);
-                    token.wait_for(|t| *t).await.expect("the token comes");
-                }
-                let mut fut = pin!(svc.oneshot(static_request()));
-                let mut first = true;
-                poll_fn(|cx| {
-                    let poll = fut.as_mut().poll(cx);
-                    if mem::take(&mut first) && poll.is_pending() {
-                        waited.fetch_add(1, Ordering::Relaxed);
-                    }
-                    poll
-                })
-                .await
+                send_counting_waits(svc, token, waited).await
             })
         })
         .collect();
@@ -415,23 +430,8 @@ fn waiters_round(how: Waiters) -> Duration {
         let started = Instant::now();
         let tasks: Vec<_> = (0..WAITERS)
             .map(|_| {
-                let (svc, mut released, waiting) = (svc.clone(), released.clone(), waiting.clone());
-                tokio::spawn(async move {
-                    if !*released.borrow() {
-                        waiting.fetch_add(1, Ordering::Relaxed);
-                        released.wait_for(|r| *r).await.expect("released");
-                    }
-                    let mut fut = pin!(svc.oneshot(static_request()));
-                    let mut first = true;
-                    poll_fn(|cx| {
-                        let poll = fut.as_mut().poll(cx);
-                        if mem::take(&mut first) && poll.is_pending() {
-                            waiting.fetch_add(1, Ordering::Relaxed);
-                        }
-                        poll
-                    })
-                    .await
-                })
+                let (svc, released, waiting) = (svc.clone(), released.clone(), waiting.clone());
+                tokio::spawn(send_counting_waits(svc, released, waiting))
             })
             .collect();
         if how != Waiters::Fresh {
