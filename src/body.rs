@@ -1,13 +1,14 @@
 //! Body wrappers: replayable request bodies and the layer's response body.
 //!
 //! A request is replayed once when the API rejects its token. Buffered bodies
-//! ([`Full`], [`Empty`], [`String`]) are kept before sending without allocating: a body
-//! of up to 512 bytes is copied into a buffer reused per thread, a larger `Full` body is
+//! ([`Full`], [`Empty`], [`String`]) are kept before sending: a body of up to 512 bytes
+//! is copied into a buffer reused per thread (no allocation), a larger `Full` body is
 //! cloned, which shares its bytes (see [`BufferedReplay`]). Streaming bodies
 //! ([`BoxBody`], [`UnsyncBoxBody`], tonic's body) are wrapped so that the frames are
-//! recorded as they are sent, up to the replay limit (64 KiB by default). A request whose body had sent more than that when the rejection
-//! arrived, or whose size hint says it will, is not replayable, and the caller then gets
-//! the rejection as it came; memory per request stays within the limit.
+//! recorded as they are sent, up to the replay limit (64 KiB by default). A request whose
+//! body had sent more than that when the rejection arrived, or whose size hint says it
+//! will, is not replayable, and the caller then gets the rejection as it came; memory per
+//! request stays within the limit.
 //!
 //! The recording is shared by the body that is sent and the one that is replayed: either
 //! of them may read ahead of the other, so a response that arrives before the request

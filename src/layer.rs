@@ -207,11 +207,11 @@ impl Builder {
     /// `true`.
     ///
     /// Replay keeps a copy of each request until its response head arrives: the URI,
-    /// header names and short header values copied as bytes into a buffer reused per
-    /// thread (a few hundred bytes for most requests, no allocation once the thread has
-    /// sent one), longer values and the body by a clone that shares their bytes (a body
-    /// built from a `Vec` allocates its shared form then). A copied head is parsed back
-    /// only for a replay. With replay off a rejected token is still renewed, and the
+    /// header names, short header values and a body of up to 512 bytes copied as bytes
+    /// into buffers reused per thread (no allocation once the thread has sent a request),
+    /// longer values and bodies by a clone that shares their bytes (a body built from a
+    /// `Vec` allocates its shared form then). A copied head is parsed back only for a
+    /// replay. With replay off a rejected token is still renewed, and the
     /// rejection reaches the caller; a `tower::retry` outside the layer can then resend.
     pub fn replay(mut self, on: bool) -> Self {
         self.config.replay_limit = if on {

@@ -81,10 +81,10 @@
 //!
 //! # Body replay limits
 //!
-//! Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) are kept for a replay
-//! without allocating: a body of up to 512 bytes is copied into a buffer reused per
-//! thread, a larger `Full` body is cloned, which shares its bytes (a larger `String` is
-//! cloned too, which allocates). Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`)
+//! Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) are kept for a replay: a
+//! body of up to 512 bytes is copied into a buffer reused per thread (no allocation), a
+//! larger `Full` body is cloned, which shares its bytes (a larger `String` is cloned too,
+//! which allocates). Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`)
 //! are recorded while they are sent, up to `replay_limit` (64 KiB); a body that had sent
 //! more than that when the rejection arrived, or whose size hint says it will, is not
 //! replayed: the token is still renewed and the caller gets the original 401. See

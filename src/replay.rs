@@ -85,8 +85,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A copy of a request kept to send it again.
 pub(crate) struct Replay<B: ReplayableBody> {
-    pub(crate) head: HeadCopy,
-    pub(crate) body: B::Replay,
+    head: HeadCopy,
+    body: B::Replay,
 }
 
 impl<B: ReplayableBody> Replay<B> {
@@ -220,7 +220,7 @@ fn split<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 }
 
 /// A request head without its `Authorization`, in a box reused from this thread's free list.
-pub(crate) struct HeadCopy(Option<Box<Head>>);
+struct HeadCopy(Option<Box<Head>>);
 
 impl HeadCopy {
     /// Copies the head of a request, all but its `Authorization`.

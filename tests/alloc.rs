@@ -1,5 +1,6 @@
 //! A request that finds a cached token allocates exactly what it would allocate without
-//! the layer: the header value is cloned, not built, and the replay copy stays inline.
+//! the layer: the header value is cloned, not built, and the replay copy goes into
+//! buffers reused per thread.
 //! The one exception is measured exactly: the replay copy of a body of over 512 bytes
 //! built from a `Vec` at runtime, which `Builder::replay(false)` turns off.
 //!
