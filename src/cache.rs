@@ -370,6 +370,22 @@ impl Slot {
         state.flight.is_some()
     }
 
+    /// Tries a failed renewal again, unless it is no longer needed: the token is no
+    /// longer usable (the next request fetches), another fetch is running, or a cooldown
+    /// set since says to wait.
+    fn retry_renewal(self: &Arc<Self>, reason: FetchReason, attempt: u32) {
+        let mut state = self.lock();
+        if state.flight.is_some() || !self.has_usable() {
+            return;
+        }
+        if let Some((until, _)) = &state.cooldown {
+            if Instant::now() < *until {
+                return;
+            }
+        }
+        self.start_flight_at(&mut state, reason, attempt);
+    }
+
     /// Fetches a new token now (joining a fetch in flight) and waits for it.
     pub(crate) async fn force(self: Arc<Self>) -> Result<(), Error> {
         let rx = {
@@ -419,6 +435,16 @@ impl Slot {
         state: &mut State,
         reason: FetchReason,
     ) -> watch::Receiver<Outcome> {
+        self.start_flight_at(state, reason, 1)
+    }
+
+    /// [`start_flight`](Self::start_flight), counting backoff from `attempt`.
+    fn start_flight_at(
+        self: &Arc<Self>,
+        state: &mut State,
+        reason: FetchReason,
+        attempt: u32,
+    ) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         state.flight = Some(rx.clone());
         state.cooldown = None;
@@ -429,7 +455,7 @@ impl Slot {
         );
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(drive(self.clone(), reason, tx).instrument(span));
+                handle.spawn(drive(self.clone(), reason, attempt, tx).instrument(span));
             }
             Err(_) => {
                 state.flight = None;
@@ -458,7 +484,9 @@ impl Slot {
         let lifetime = lifetime.min(CEILING);
         let end = requested_at + lifetime;
         let expires_at = end - config.expiry_margin.min(lifetime / 10);
-        let renew_at = end - config.renew_ahead.min(lifetime / 2);
+        // Renewal is due no later than expiry: a `renew_ahead` shorter than the margin
+        // must not keep the token in use past it.
+        let renew_at = (end - config.renew_ahead.min(lifetime / 2)).min(expires_at);
         let scope_ok = match (&self.scope, &token.scope) {
             (Some(requested), Some(granted)) => granted.contains(requested),
             _ => true,
@@ -514,26 +542,46 @@ async fn wait(mut rx: watch::Receiver<Outcome>) -> Result<Arc<Cached>, Error> {
 }
 
 /// Moves the token's phase on the tokio clock; ends early once the token is dropped.
+///
+/// The token expires when this task ends, however it ends. If it is dropped early, its
+/// runtime shut down (a layer kept beyond the runtime it was first used on): nothing
+/// would move the phase any more, so the token counts as expired now, and the next
+/// request fetches a new one, with timers on its own runtime, instead of sending this
+/// one past its expiry.
 async fn run_timers(token: Weak<Cached>, renew_at: Instant, expires_at: Instant) {
+    let token = ExpireOnDrop(token);
     tokio::time::sleep_until(renew_at).await;
-    match token.upgrade() {
+    match token.0.upgrade() {
         Some(t) => t.advance(RENEW_DUE),
         None => return,
     }
     tokio::time::sleep_until(expires_at).await;
-    if let Some(t) = token.upgrade() {
-        t.advance(EXPIRED);
+}
+
+/// Expires a token when dropped (see [`run_timers`]).
+struct ExpireOnDrop(Weak<Cached>);
+
+impl Drop for ExpireOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.upgrade() {
+            t.advance(EXPIRED);
+        }
     }
 }
 
 /// The fetch driver: retries within the budget, installs the token, tells the waiters.
-async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>) {
+async fn drive(
+    slot: Arc<Slot>,
+    reason: FetchReason,
+    first_attempt: u32,
+    tx: watch::Sender<Outcome>,
+) {
     let _guard = FlightGuard {
         slot: slot.clone(),
         rx: tx.subscribe(),
     };
     let config = &slot.core.config;
-    let mut attempt: u32 = 0;
+    let mut attempt = first_attempt.saturating_sub(1);
     // When requests started waiting (no usable token); the retry budget counts from there.
     let mut waiting_since = (!slot.has_usable()).then(Instant::now);
     loop {
@@ -582,18 +630,8 @@ async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>)
         let now = Instant::now();
         let delay = backoff(config, attempt, err.retry_after());
         if slot.has_usable() {
-            // Renewal failed but the token still works: keep it and try again later.
-            let pause = if err.is_retryable() {
-                delay
-            } else {
-                delay.max(config.max_backoff)
-            };
-            tracing::info!(
-                delay_ms = pause.as_millis() as u64,
-                "renewal failed; current token kept, retrying later"
-            );
-            tokio::time::sleep(pause).await;
-            continue;
+            renewal_failed(&slot, reason, attempt, delay, err, &tx);
+            return;
         }
         let since = *waiting_since.get_or_insert(now);
         if err.is_retryable() && later(now, delay) <= later(since, config.retry_budget) {
@@ -619,6 +657,60 @@ async fn drive(slot: Arc<Slot>, reason: FetchReason, tx: watch::Sender<Outcome>)
         let _ = tx.send(Some(Err(err)));
         return;
     }
+}
+
+/// A renewal failed while the current token still works: the token is kept.
+///
+/// The flight ends here, with the error, so that whoever waits on it (a
+/// [`force_refresh`](crate::TokenHandle::force_refresh)) learns of the failure now rather
+/// than when the token runs out, and a request that later finds no usable token does not
+/// join a driver that is sleeping out a pause. A retryable failure is tried again after
+/// the backoff delay, by a new flight, while the token is still usable and nobody else
+/// has started one. A failure that asked for a pause (`Retry-After`) or that retrying
+/// cannot mend (`invalid_client`) also sets a cooldown, as when requests give up: until
+/// it ends, a request without a usable token gets this error at once. A non-retryable
+/// failure is not retried in the background; the next fetch is made when a request
+/// needs a token.
+fn renewal_failed(
+    slot: &Arc<Slot>,
+    reason: FetchReason,
+    attempt: u32,
+    delay: Duration,
+    err: Error,
+    tx: &watch::Sender<Outcome>,
+) {
+    let retryable = err.is_retryable();
+    let pause = if retryable {
+        delay
+    } else {
+        delay.max(slot.core.config.max_backoff)
+    };
+    {
+        let mut state = slot.lock();
+        state.flight = None;
+        if !retryable || err.retry_after().is_some() {
+            state.cooldown = Some((later(Instant::now(), pause), err.clone()));
+        }
+    }
+    let _ = tx.send(Some(Err(err)));
+    if !retryable {
+        tracing::warn!(
+            "renewal failed and retrying cannot help; current token kept until it expires"
+        );
+        return;
+    }
+    tracing::info!(
+        delay_ms = pause.as_millis() as u64,
+        "renewal failed; current token kept, retrying later"
+    );
+    // The retry holds the slot weakly: a layer dropped meanwhile is not kept fetching.
+    let slot = Arc::downgrade(slot);
+    tokio::spawn(async move {
+        tokio::time::sleep(pause).await;
+        if let Some(slot) = slot.upgrade() {
+            slot.retry_renewal(reason, attempt + 1);
+        }
+    });
 }
 
 /// Clears the slot's flight if the driver ends without doing so itself (the fetcher

@@ -117,7 +117,9 @@ impl Builder {
     }
 
     /// How long before its expiry a token is renewed in the background, while requests
-    /// keep using it. Never more than half the token's lifetime. Default: 60 s.
+    /// keep using it. Never more than half the token's lifetime; never less than the
+    /// [`expiry_margin`](Self::expiry_margin) (a shorter one renews when the token
+    /// expires). Default: 60 s.
     pub fn renew_ahead(mut self, ahead: Duration) -> Self {
         self.config.renew_ahead = ahead;
         self
@@ -299,7 +301,8 @@ impl TokenHandle {
     ///
     /// # Errors
     ///
-    /// The first fetch error.
+    /// The first fetch error, as soon as it happens. A token still valid is kept in use;
+    /// after a retryable failure its renewal is tried again in the background.
     pub async fn force_refresh(&self) -> Result<(), Error> {
         let forced = self.shared.slots.all().into_iter().map(|s| s.force());
         futures_util::future::try_join_all(forced).await.map(drop)

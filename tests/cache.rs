@@ -383,3 +383,45 @@ async fn a_renewal_that_could_not_start_outside_a_runtime_is_started_by_a_later_
     advance(Duration::ZERO).await;
     assert_eq!(fetcher.calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_set_later_than_the_expiry_margin_does_not_keep_the_token_in_use_past_it() {
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    // `renew_ahead` (1 s) shorter than the default expiry margin (5 s).
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(SEC)
+        .build();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-1"));
+    advance(96 * SEC).await; // past the margin (95 s), before the renewal point (99 s)
+    assert_eq!(handle.state()[0].status, TokenStatus::Expired);
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-2"));
+}
+
+#[test]
+fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    first.block_on(layer.handle().warm_up()).unwrap();
+    // The task that would expire the token goes with its runtime; nothing else would
+    // ever move the token's phase.
+    drop(first);
+    assert_eq!(layer.handle().state()[0].status, TokenStatus::Expired);
+    let sent = runtime().block_on(async {
+        let mut svc = layer.layer(Echo::default());
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        seen(&res).map(str::to_owned)
+    });
+    assert_eq!(sent.as_deref(), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
+}

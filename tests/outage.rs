@@ -266,3 +266,94 @@ async fn warm_up_fails_fast_on_a_wrong_secret() {
         Some(ErrorKind::InvalidClient)
     );
 }
+
+fn invalid_client() -> Error {
+    tower_oauth::fetch::parse_token_response(
+        StatusCode::UNAUTHORIZED,
+        &Default::default(),
+        br#"{"error":"invalid_client"}"#,
+    )
+    .unwrap_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_refresh_returns_the_first_error_at_once_while_the_token_is_kept() {
+    let fetcher = Fetcher::script(vec![
+        Step::Token {
+            lifetime: Some(7200 * SEC),
+            delay: Duration::ZERO,
+        },
+        Step::Fail(invalid_client(), Duration::ZERO),
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let handle = layer.handle();
+    handle.warm_up().await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    let err = handle.force_refresh().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClient);
+    assert!(
+        started.elapsed() < SEC,
+        "answered at once, not when the token runs out"
+    );
+    assert_eq!(fetcher.calls(), 2);
+
+    // The token still works and is still sent.
+    let mut svc = layer.layer(Echo::default());
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-1"));
+    assert_eq!(handle.state()[0].status, TokenStatus::Fresh);
+    assert!(!handle.state()[0].fetching);
+
+    // Retrying cannot mend a wrong secret: no fetch in the background for the rest of
+    // the token's life.
+    advance(3600 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-1"));
+    assert_eq!(fetcher.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_told_to_wait_does_not_hold_requests_once_the_token_expires() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::RETRY_AFTER, "60".parse().unwrap());
+    let unavailable =
+        tower_oauth::fetch::parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &headers, b"")
+            .unwrap_err();
+    let token = || Step::Token {
+        lifetime: Some(100 * SEC),
+        delay: Duration::ZERO,
+    };
+    let fetcher = Fetcher::script(vec![
+        token(),
+        Step::Fail(unavailable, Duration::ZERO),
+        token(),
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(20 * SEC)
+        .build();
+    let mut svc = layer.layer(Echo::default());
+    send(&mut svc, get("/x")).await.unwrap();
+
+    // Into the renewal window: this request starts the renewal, which is told to come
+    // back in 60 s; the token, valid until 95 s, is still sent.
+    advance(81 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-1"));
+    advance(SEC).await;
+    assert_eq!(fetcher.calls(), 2);
+
+    // Past expiry, inside the pause: the error at once, not a wait for the pause to end.
+    advance(15 * SEC).await;
+    let started = tokio::time::Instant::now();
+    let err = send(&mut svc, get("/x")).await.unwrap_err();
+    assert_eq!(kind(&err), ErrorKind::HttpStatus);
+    assert!(started.elapsed() < SEC);
+    assert_eq!(fetcher.calls(), 2, "the server asked for a pause");
+
+    // After the pause, a request fetches a new token.
+    advance(60 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-3"));
+    assert_eq!(fetcher.calls(), 3);
+}
