@@ -234,6 +234,33 @@ impl ClientCredentials {
         Zeroizing::new(form.finish())
     }
 
+    /// The secret as a token endpoint could echo it back in an error text: as it is,
+    /// form-encoded (the body), percent-encoded and inside the base64 of the `Basic`
+    /// value (the header). Forms shorter than four characters are left out: redacting
+    /// them would redact ordinary words.
+    pub(crate) fn secret_forms(&self) -> Vec<Zeroizing<String>> {
+        let secret = self.client_secret.expose();
+        let mut forms = vec![
+            Zeroizing::new(secret.to_owned()),
+            Zeroizing::new(form_urlencoded::byte_serialize(secret.as_bytes()).collect()),
+            Zeroizing::new(utf8_percent_encode(secret, BASIC_ESCAPE).to_string()),
+        ];
+        if let Some(basic) = self.basic_authorization() {
+            if let Some(encoded) = basic.to_str().ok().and_then(|v| v.strip_prefix("Basic ")) {
+                forms.push(Zeroizing::new(encoded.to_owned()));
+            }
+        }
+        forms.retain(|f| f.len() >= 4);
+        // Longest first, so that a form containing another is replaced whole.
+        forms.sort_by(|a, b| {
+            b.len()
+                .cmp(&a.len())
+                .then_with(|| a.as_str().cmp(b.as_str()))
+        });
+        forms.dedup_by(|a, b| a.as_str() == b.as_str());
+        forms
+    }
+
     /// The `Authorization: Basic` value, for [`AuthMethod::ClientSecretBasic`].
     pub(crate) fn basic_authorization(&self) -> Option<HeaderValue> {
         if self.auth_method != AuthMethod::ClientSecretBasic {

@@ -28,7 +28,8 @@ pub enum ErrorKind {
     MalformedResponse,
     /// The token request could not be sent or its response could not be read.
     Transport,
-    /// The token request did not complete within the fetch timeout.
+    /// The token request did not complete within the fetch timeout (or a timeout the
+    /// fetcher applies itself: tokio's or tower's `Elapsed`).
     Timeout,
     /// The configuration cannot work, e.g. a plain-HTTP token URL that is not on loopback.
     Config,
@@ -120,7 +121,9 @@ impl Error {
         match err.downcast::<Error>() {
             Ok(err) => *err,
             Err(err) => {
-                if err.is::<tokio::time::error::Elapsed>() {
+                if err.is::<tokio::time::error::Elapsed>()
+                    || err.is::<tower::timeout::error::Elapsed>()
+                {
                     Error::new(ErrorKind::Timeout)
                 } else {
                     Error::with_source(ErrorKind::Transport, err)
@@ -215,17 +218,14 @@ impl ErrorBuilder {
 /// Keeps server-provided text printable and short, so a hostile server cannot inject
 /// control characters or megabytes into logs.
 fn sanitize(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        // Control characters, and the bidirectional controls that can make a log line
-        // read differently from what it says.
-        .filter(|c| {
-            !c.is_control()
-                && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
-        .take(MAX_TEXT)
-        .collect();
-    if text.chars().count() > MAX_TEXT {
+    // Control characters, and the bidirectional controls that can make a log line read
+    // differently from what it says.
+    let mut kept = text.chars().filter(|c| {
+        !c.is_control()
+            && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    });
+    let mut out: String = kept.by_ref().take(MAX_TEXT).collect();
+    if kept.next().is_some() {
         out.push('…');
     }
     out
@@ -304,12 +304,22 @@ mod tests {
         let shown = err.to_string();
         assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{202e}'));
         assert!(shown.len() < 300);
+        assert!(shown.ends_with('…'));
+        // Cut only when something was cut: control characters removed do not count.
+        let exact = format!("{}\r\n", "y".repeat(MAX_TEXT));
+        let shown = Error::builder(ErrorKind::OAuth)
+            .detail(&exact)
+            .build()
+            .to_string();
+        assert!(shown.ends_with(&"y".repeat(MAX_TEXT)), "{shown}");
     }
 
     #[test]
     fn fetcher_errors_keep_our_error_and_wrap_others() {
         let ours: BoxError = Box::new(Error::new(ErrorKind::InvalidScope));
         assert_eq!(Error::from_fetcher(ours).kind(), ErrorKind::InvalidScope);
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert_eq!(Error::from_fetcher(elapsed).kind(), ErrorKind::Timeout);
         let io: BoxError = Box::new(std::io::Error::other("boom"));
         let wrapped = Error::from_fetcher(io);
         assert_eq!(wrapped.kind(), ErrorKind::Transport);

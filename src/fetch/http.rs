@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::parse::{parse_token_response, MAX_TOKEN_RESPONSE_BYTES};
+use super::parse::{parse_redacting, MAX_TOKEN_RESPONSE_BYTES};
 use crate::{
     credentials::ClientCredentials,
     error::{BoxError, Error, ErrorKind},
@@ -99,7 +99,7 @@ where
         let creds = self.creds.clone();
         Box::pin(async move {
             creds.check_transport()?;
-            let body = creds.form_body(request.scope.as_ref());
+            let body = creds.form_body(request.scope.as_ref().or(creds.configured_scope()));
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(creds.token_url().clone())
@@ -135,38 +135,13 @@ where
                 }
                 Err(e) => return Err(Error::with_source(ErrorKind::Transport, e)),
             };
-            parse_token_response(parts.status, &parts.headers, &bytes).map_err(|err| {
-                // A server may echo what it was sent in its error description; keep the
-                // secret out of the error (and so out of logs).
-                match scrub(&bytes, creds.client_secret().expose()) {
-                    Some(clean) => parse_token_response(parts.status, &parts.headers, &clean)
-                        .err()
-                        .unwrap_or(err),
-                    None => err,
-                }
-            })
+            // A server may echo what it was sent in its error description, in any of the
+            // forms the secret was sent in; keep it out of the error (and so out of logs).
+            let forms = creds.secret_forms();
+            let forms: Vec<&str> = forms.iter().map(|f| f.as_str()).collect();
+            parse_redacting(parts.status, &parts.headers, &bytes, &forms)
         })
     }
-}
-
-/// `body` with every occurrence of `secret` replaced, if there is any.
-fn scrub(body: &[u8], secret: &str) -> Option<Vec<u8>> {
-    let secret = secret.as_bytes();
-    if secret.len() < 4 || !body.windows(secret.len()).any(|w| w == secret) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        if body[i..].starts_with(secret) {
-            out.extend_from_slice(b"<redacted>");
-            i += secret.len();
-        } else {
-            out.push(body[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 fn too_large(status: http::StatusCode) -> Error {
@@ -184,16 +159,108 @@ fn too_large(status: http::StatusCode) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Mutex;
 
-    #[test]
-    fn scrub_replaces_every_occurrence_of_the_secret() {
-        let body = br#"{"error":"invalid_client","error_description":"s3cr3t is not s3cr3t"}"#;
-        let clean = scrub(body, "s3cr3t").unwrap();
-        let err = parse_token_response(http::StatusCode::UNAUTHORIZED, &Default::default(), &clean)
-            .unwrap_err();
-        assert!(!format!("{err} {err:?}").contains("s3cr3t"));
-        assert!(err.to_string().contains("<redacted> is not <redacted>"));
-        assert!(scrub(b"nothing here", "s3cr3t").is_none());
+    use super::*;
+    use crate::{credentials::AuthMethod, token::FetchReason};
+
+    type Forms = Arc<Mutex<Vec<String>>>;
+
+    /// A token endpoint client that answers `status` and `body`, and keeps each form and
+    /// `Authorization` value it is sent.
+    fn canned(
+        status: u16,
+        body: String,
+        sent: Forms,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = std::convert::Infallible,
+        Future = impl Future<Output = Result<Response<Full<Bytes>>, std::convert::Infallible>>
+                     + Send
+                     + 'static,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(move |req: Request<Full<Bytes>>| {
+            let sent = sent.clone();
+            let body = body.clone();
+            async move {
+                let auth = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let form = req.into_body().collect().await.unwrap().to_bytes();
+                let mut sent = sent.lock().unwrap();
+                sent.push(String::from_utf8(form.to_vec()).unwrap());
+                sent.extend(auth);
+                let mut res = Response::new(Full::new(Bytes::from(body)));
+                *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                Ok(res)
+            }
+        })
+    }
+
+    async fn fetch(creds: ClientCredentials, status: u16, body: String) -> Result<Token, Error> {
+        HttpFetcher::new(canned(status, body, Forms::default()), creds)
+            .oneshot(TokenRequest::new(None, FetchReason::First))
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_redacted_in_every_form_the_server_could_echo_it() {
+        const SECRET: &str = "k3y/With/Slashes+plus&more";
+        for method in [AuthMethod::ClientSecretPost, AuthMethod::ClientSecretBasic] {
+            let creds = ClientCredentials::new("https://auth.example/token", "id", SECRET)
+                .auth_method(method);
+            // What was sent, as the server saw it: the form body or the Basic value.
+            let sent = Forms::default();
+            let _ = HttpFetcher::new(canned(401, "{}".into(), sent.clone()), creds.clone())
+                .oneshot(TokenRequest::new(None, FetchReason::First))
+                .await;
+            let sent = sent.lock().unwrap().join(" ");
+            let echoes = [
+                // Escaped as PHP's json_encode does by default, and as \u escapes.
+                serde_json::to_string(SECRET).unwrap().replace('/', "\\/"),
+                format!("\"{}\"", SECRET.replace('k', "\\u006b")),
+                // The whole request echoed: form-encoded or base64, as sent.
+                serde_json::to_string(&sent).unwrap(),
+            ];
+            for echo in echoes {
+                let body = format!(r#"{{"error":"invalid_client","error_description":{echo}}}"#);
+                let err = fetch(creds.clone(), 401, body).await.unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::InvalidClient);
+                let shown = format!("{err} {err:?}");
+                assert!(shown.contains("<redacted>"), "{method:?} {echo}: {shown}");
+                assert!(!shown.contains(SECRET), "{method:?} {echo}: {shown}");
+                for form in creds.secret_forms() {
+                    assert!(!shown.contains(form.as_str()), "{method:?} {echo}: {shown}");
+                }
+            }
+        }
+        // A problem document's text is redacted too, and its code.
+        let creds = ClientCredentials::new("https://auth.example/token", "id", SECRET);
+        let body = format!(r#"{{"type":"{SECRET}","detail":"got {SECRET}"}}"#);
+        let err = fetch(creds, 400, body).await.unwrap_err();
+        assert!(!format!("{err} {err:?}").contains(SECRET));
+    }
+
+    #[tokio::test]
+    async fn the_credentials_scope_is_asked_for_when_the_request_names_none() {
+        let creds = ClientCredentials::new("https://auth.example/token", "id", "secret")
+            .scope("read write");
+        let token = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
+        for (asked, want) in [(None, "scope=read+write"), (Some("read"), "scope=read&")] {
+            let sent = Forms::default();
+            HttpFetcher::new(canned(200, token.into(), sent.clone()), creds.clone())
+                .oneshot(TokenRequest::new(
+                    asked.map(crate::Scope::new),
+                    FetchReason::First,
+                ))
+                .await
+                .unwrap();
+            let form = sent.lock().unwrap()[0].clone();
+            assert!(form.contains(want), "{asked:?}: {form}");
+        }
     }
 }

@@ -19,7 +19,8 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 /// Tolerated: `expires_in` as a number or a numeric string (zero, or absent, means "not
 /// stated": the layer's default lifetime applies; a value too large for a `u64` is
 /// clamped), `token_type` in any case or absent, `scope` absent, a string or an array of
-/// strings, and any other fields (kept in [`Token::extra`]).
+/// strings, any of these or `error` as `null` (the same as absent), and any other fields
+/// (kept in [`Token::extra`]).
 ///
 /// # Errors
 ///
@@ -38,6 +39,18 @@ pub fn parse_token_response(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Token, Error> {
+    parse_redacting(status, headers, body, &[])
+}
+
+/// [`parse_token_response`], replacing every occurrence of each of `secrets` in the text
+/// the server sent (error code and description) with `<redacted>`. The text is matched
+/// after JSON decoding, so an escaped echo (`\/`, `\u0041`) is caught too.
+pub(crate) fn parse_redacting(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<Token, Error> {
     let retry_after = retry_after(headers);
     let json: Option<Map<String, Value>> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Some(map),
@@ -45,7 +58,7 @@ pub fn parse_token_response(
     };
     if !status.is_success() {
         return Err(match json.as_ref().and_then(oauth_error) {
-            Some((code, detail)) => oauth_failure(status, code, detail, retry_after),
+            Some((code, detail)) => oauth_failure(status, code, detail, retry_after, secrets),
             None => {
                 let mut b = Error::builder(ErrorKind::HttpStatus)
                     .status(status)
@@ -61,9 +74,10 @@ pub fn parse_token_response(
     let Some(mut map) = json else {
         return Err(Error::malformed("token response is not a json object"));
     };
-    if map.contains_key("error") {
+    // Some servers write every member, `"error": null` included, on success too.
+    if map.get("error").is_some_and(|e| !e.is_null()) {
         if let Some((code, detail)) = oauth_error(&map) {
-            return Err(oauth_failure(status, code, detail, retry_after));
+            return Err(oauth_failure(status, code, detail, retry_after, secrets));
         }
         return Err(Error::malformed(
             "token response has an error field that is not a string",
@@ -169,6 +183,7 @@ fn oauth_failure(
     code: &str,
     detail: Option<&str>,
     retry_after: Option<Duration>,
+    secrets: &[&str],
 ) -> Error {
     let kind = match code {
         "invalid_client" => ErrorKind::InvalidClient,
@@ -179,16 +194,27 @@ fn oauth_failure(
     let retryable = matches!(code, "server_error" | "temporarily_unavailable")
         || (kind == ErrorKind::OAuth && status_retryable(status));
     let mut b = Error::builder(kind)
-        .oauth_error(code)
+        .oauth_error(&redact(code, secrets))
         .retryable(retryable)
         .retry_after(retry_after);
     if !status.is_success() {
         b = b.status(status);
     }
     if let Some(detail) = detail {
-        b = b.detail(detail);
+        b = b.detail(&redact(detail, secrets));
     }
     b.build()
+}
+
+/// `text` with every occurrence of each of `secrets` replaced.
+fn redact<'a>(text: &'a str, secrets: &[&str]) -> std::borrow::Cow<'a, str> {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret) {
+            text = text.replace(secret, "<redacted>").into();
+        }
+    }
+    text
 }
 
 fn status_retryable(status: StatusCode) -> bool {
@@ -249,6 +275,12 @@ mod tests {
         let t = ok(r#"{"access_token":"a","expires_in":59.9,"scope":["write","read"]}"#).unwrap();
         assert_eq!(t.expires_in, Some(Duration::from_secs(59)));
         assert_eq!(t.scope, Some(Scope::new("read write")));
+        // Every member written, the absent ones as null.
+        let t = ok(
+            r#"{"access_token":"a","token_type":null,"expires_in":null,"scope":null,"error":null,"error_description":null}"#,
+        )
+        .unwrap();
+        assert_eq!((t.expires_in, t.scope), (None, None));
     }
 
     #[test]
