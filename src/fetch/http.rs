@@ -26,7 +26,9 @@ use crate::{
 ///
 /// The request is a `POST` of `application/x-www-form-urlencoded` to the token URL,
 /// authenticated as [`ClientCredentials::auth_method`] says, asking for the
-/// [`TokenRequest`]'s scope. The response is read up to
+/// [`TokenRequest`]'s scope, or, when it names none (the layer's default policy under
+/// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher)), the credentials' own
+/// [`scope`](ClientCredentials::scope). The response is read up to
 /// [`MAX_TOKEN_RESPONSE_BYTES`] and parsed by
 /// [`parse_token_response`](super::parse_token_response). Redirects are never followed
 /// (a 3xx is an [`ErrorKind::HttpStatus`] error), and a plain-HTTP token URL is refused
