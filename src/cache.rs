@@ -583,7 +583,8 @@ async fn drive(
     let config = &slot.core.config;
     let mut attempt = first_attempt.saturating_sub(1);
     // When requests started waiting (no usable token); the retry budget counts from there.
-    let mut waiting_since = (!slot.has_usable()).then(Instant::now);
+    let flight_started = Instant::now();
+    let mut waiting_since = (!slot.has_usable()).then_some(flight_started);
     loop {
         attempt += 1;
         let started = Instant::now();
@@ -630,6 +631,14 @@ async fn drive(
         let now = Instant::now();
         let delay = backoff(config, attempt, err.retry_after());
         if slot.has_usable() {
+            // A renewal (or a forced fetch) with a token still in use: retried within the
+            // budget like a fetch requests wait for, so that a blip costs nothing, then
+            // given up on in this flight.
+            if err.is_retryable() && later(now, delay) <= later(flight_started, config.retry_budget)
+            {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
             renewal_failed(&slot, reason, attempt, delay, err, &tx);
             return;
         }
@@ -659,7 +668,8 @@ async fn drive(
     }
 }
 
-/// A renewal failed while the current token still works: the token is kept.
+/// A renewal failed, past the retry budget or beyond retrying, while the current token
+/// still works: the token is kept.
 ///
 /// The flight ends here, with the error, so that whoever waits on it (a
 /// [`force_refresh`](crate::TokenHandle::force_refresh)) learns of the failure now rather

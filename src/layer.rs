@@ -301,7 +301,9 @@ impl TokenHandle {
     ///
     /// # Errors
     ///
-    /// The first fetch error, as soon as it happens. A token still valid is kept in use;
+    /// The first fetch error that is not retried: a non-retryable one (`invalid_client`)
+    /// at once, a retryable one when the [retry budget](Builder::retry_budget) is spent
+    /// or `Retry-After` asks for a longer pause. A token still valid is kept in use;
     /// after a retryable failure its renewal is tried again in the background.
     pub async fn force_refresh(&self) -> Result<(), Error> {
         let forced = self.shared.slots.all().into_iter().map(|s| s.force());

@@ -308,11 +308,11 @@ proptest! {
         let body = serde_json::to_vec(&Value::Object(map)).unwrap();
         let result = parse_token_response(StatusCode::OK, &HeaderMap::new(), &body);
 
-        // The model: an `error` field wins; then every field must be acceptable.
+        // The model: an `error` field wins (`null` is the same as absent); then every
+        // field must be acceptable.
         let expected: Result<(String, Option<Duration>, Option<Scope>), ErrorKind> = match &error {
             Some(Value::String(code)) => Err(code_kind(code)),
-            Some(_) => Err(ErrorKind::MalformedResponse),
-            None => {
+            Some(Value::Null) | None => {
                 let token = match &access_token {
                     Field::Present(_, Ok(t)) => Ok(t.clone()),
                     _ => Err(()),
@@ -334,6 +334,7 @@ proptest! {
                     _ => Err(ErrorKind::MalformedResponse),
                 }
             }
+            Some(_) => Err(ErrorKind::MalformedResponse),
         };
 
         match (result, expected) {
