@@ -370,12 +370,16 @@ impl Slot {
         state.flight.is_some()
     }
 
-    /// Tries a failed renewal again, unless it is no longer needed: the token is no
-    /// longer usable (the next request fetches), another fetch is running, or a cooldown
-    /// set since says to wait.
-    fn retry_renewal(self: &Arc<Self>, reason: FetchReason, attempt: u32) {
+    /// Tries a failed renewal of the token `generation` again, unless it is no longer
+    /// needed: that token was replaced meanwhile or is no longer usable (the next request
+    /// fetches), another fetch is running, or a cooldown set since says to wait.
+    fn retry_renewal(self: &Arc<Self>, generation: u64, reason: FetchReason, attempt: u32) {
         let mut state = self.lock();
-        if state.flight.is_some() || !self.has_usable() {
+        let current = self.current.load();
+        let still_needed = current
+            .as_deref()
+            .is_some_and(|c| c.generation == generation && c.usable());
+        if state.flight.is_some() || !still_needed {
             return;
         }
         if let Some((until, _)) = &state.cooldown {
@@ -713,12 +717,15 @@ fn renewal_failed(
         delay_ms = pause.as_millis() as u64,
         "renewal failed; current token kept, retrying later"
     );
+    let Some(generation) = slot.current.load().as_deref().map(|c| c.generation) else {
+        return;
+    };
     // The retry holds the slot weakly: a layer dropped meanwhile is not kept fetching.
     let slot = Arc::downgrade(slot);
     tokio::spawn(async move {
         tokio::time::sleep(pause).await;
         if let Some(slot) = slot.upgrade() {
-            slot.retry_renewal(reason, attempt + 1);
+            slot.retry_renewal(generation, reason, attempt + 1);
         }
     });
 }

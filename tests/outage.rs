@@ -357,3 +357,45 @@ async fn a_renewal_told_to_wait_does_not_hold_requests_once_the_token_expires() 
     assert_eq!(seen(&res), Some("Bearer tok-3"));
     assert_eq!(fetcher.calls(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_retry_scheduled_before_a_new_token_arrived_fetches_nothing() {
+    let unavailable = tower_oauth::fetch::parse_token_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &Default::default(),
+        b"",
+    )
+    .unwrap_err();
+    let token = || Step::Token {
+        lifetime: Some(100 * SEC),
+        delay: Duration::ZERO,
+    };
+    let fetcher = Fetcher::script(vec![
+        token(),
+        Step::Fail(unavailable, Duration::ZERO),
+        token(),
+    ]);
+    // No budget: the failed renewal is given up on at once and retried 5–10 s later.
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(20 * SEC)
+        .retry_budget(Duration::ZERO)
+        .initial_backoff(10 * SEC)
+        .max_backoff(10 * SEC)
+        .build();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(81 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(Duration::from_millis(10)).await;
+    assert_eq!(fetcher.calls(), 2, "the renewal failed");
+    assert!(!handle.state()[0].fetching);
+
+    // A new token arrives before the retry is due: the retry has nothing left to do.
+    handle.force_refresh().await.unwrap();
+    assert_eq!(fetcher.calls(), 3);
+    advance(30 * SEC).await;
+    assert_eq!(fetcher.calls(), 3);
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-3"));
+}
