@@ -11,6 +11,7 @@
 
 use std::{
     fmt,
+    panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
         Arc, Mutex, MutexGuard, Weak,
@@ -19,6 +20,7 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
+use futures_util::FutureExt;
 use http::HeaderValue;
 use tokio::{sync::watch, time::Instant};
 use tower::{util::BoxCloneSyncService, ServiceExt};
@@ -594,14 +596,15 @@ async fn drive(
         let started = Instant::now();
         slot.fetches.fetch_add(1, Ordering::Relaxed);
         let request = TokenRequest::new(slot.scope.clone(), reason);
-        let result = match tokio::time::timeout(
-            config.fetch_timeout,
-            slot.core.fetcher.clone().oneshot(request),
-        )
-        .await
-        {
-            Ok(Ok(token)) => slot.install(token, started, reason),
-            Ok(Err(err)) => Err(Error::from_fetcher(err)),
+        // A fetcher that panics is a failed fetch like any other, backed off from and
+        // cooled down after, not a cancelled flight that the next request restarts at once.
+        let fetch = AssertUnwindSafe(slot.core.fetcher.clone().oneshot(request)).catch_unwind();
+        let result = match tokio::time::timeout(config.fetch_timeout, fetch).await {
+            Ok(Ok(Ok(token))) => slot.install(token, started, reason),
+            Ok(Ok(Err(err))) => Err(Error::from_fetcher(err)),
+            Ok(Err(_panic)) => Err(Error::builder(ErrorKind::Cancelled)
+                .detail("the token fetcher panicked")
+                .build()),
             Err(_) => Err(Error::builder(ErrorKind::Timeout)
                 .detail(&format!("no answer within {:?}", config.fetch_timeout))
                 .build()),
@@ -730,8 +733,8 @@ fn renewal_failed(
     });
 }
 
-/// Clears the slot's flight if the driver ends without doing so itself (the fetcher
-/// panicked, or the runtime shut down), so that the next request starts a new fetch
+/// Clears the slot's flight if the driver ends without doing so itself (its runtime shut
+/// down; a panic of the fetcher is caught as a failed fetch), so that the next request starts a new fetch
 /// instead of waiting on one that no longer exists. Its waiters see the sender dropped
 /// and get [`ErrorKind::Cancelled`].
 struct FlightGuard {

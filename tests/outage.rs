@@ -399,3 +399,35 @@ async fn a_renewal_retry_scheduled_before_a_new_token_arrived_fetches_nothing() 
     let res = send(&mut svc, get("/x")).await.unwrap();
     assert_eq!(seen(&res), Some("Bearer tok-3"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_fetcher_is_backed_off_from_like_a_failing_one() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let fetcher = tower::service_fn(move |_: tower_oauth::TokenRequest| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if true {
+                panic!("a bug in the token fetcher");
+            }
+            Err::<tower_oauth::Token, tower_oauth::BoxError>("unreachable".into())
+        }
+    });
+    let layer = OAuthLayer::with_fetcher(fetcher)
+        .initial_backoff(Duration::from_millis(100))
+        .max_backoff(2 * SEC)
+        .retry_budget(SEC)
+        .build();
+    let calls = || calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(wave(&layer, 1_000, ErrorKind::Cancelled).await, 1_000);
+    let first = calls();
+    assert!(
+        (2..=6).contains(&first),
+        "retried within the budget: {first}"
+    );
+    // The next wave is answered from the cooldown, without calling the fetcher again.
+    assert_eq!(wave(&layer, 1_000, ErrorKind::Cancelled).await, 1_000);
+    assert_eq!(calls(), first);
+    let err = layer.handle().warm_up().await.unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+}
