@@ -4,9 +4,18 @@
 //! replays the request. [`StandardClassifier`] recognises the three common ways servers
 //! say so:
 //!
-//! - **SimpleDocs**: status 401 with a JSON body (`application/json` or
-//!   `application/problem+json`) whose `type` is `token_expired` or `invalid_token`.
-//! - **RFC 6750**: status 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
+//! - **SimpleDocs**: status 401, `Content-Type` `application/json` or
+//!   `application/problem+json` (parameters such as `charset` allowed), and a body that
+//!   is a JSON object whose `type` member is the string `token_expired` or
+//!   `invalid_token`. An `error` member with one of those two strings counts the same (an
+//!   RFC 6750 error code put in the body). Nothing else in the body counts: the match is
+//!   exact and case-sensitive, a `type` or `error` that is not a string (an object, say)
+//!   is ignored without hiding the other member, and a body that is not a JSON object,
+//!   or is longer than the layer's `inspect_limit`, is not a rejection.
+//! - **RFC 6750**: status 401 with a `WWW-Authenticate` value holding a `Bearer`
+//!   challenge (any case) whose `error` parameter, quoted or not, is `invalid_token` (or
+//!   `token_expired`), e.g. `Bearer realm="api", error="invalid_token"`. Bytes elsewhere
+//!   in the value, such as non-ASCII ones in a quoted realm, do not matter.
 //! - **gRPC**: `grpc-status: 16` (UNAUTHENTICATED) in the response head (a
 //!   trailers-only response).
 //!
@@ -24,7 +33,7 @@
 //! assert_eq!(c.classify_head(StatusCode::OK, &HeaderMap::new()), Classification::NotRejected);
 //! ```
 
-use std::{any::Any, sync::Arc};
+use std::{any::Any, borrow::Cow, sync::Arc};
 
 use http::{header, HeaderMap, HeaderName, StatusCode};
 
@@ -96,6 +105,19 @@ impl Classifier {
 
 /// The built-in classifier: SimpleDocs problem documents, RFC 6750 challenges and gRPC
 /// UNAUTHENTICATED, each of which can be turned off.
+///
+/// A 401 response is a rejection when
+///
+/// - a `WWW-Authenticate` value holds a `Bearer` challenge with `error` `invalid_token`
+///   or `token_expired` (decided from the head); or else
+/// - its `Content-Type` is `application/json` or `application/problem+json` and its
+///   whole body (within the inspect limit) is a JSON object with a member `type` or
+///   `error` whose value is exactly the string `token_expired` or `invalid_token`.
+///   Members of another JSON type are ignored: `{"type": "token_expired", "error":
+///   {"code": "E42"}}` is a rejection, `{"error": {"code": "invalid_token"}}` is not.
+///
+/// A response of any other status (gRPC answers 200) is a rejection when its head
+/// carries `grpc-status: 16`. The [module docs](crate::classify) give the details.
 #[derive(Debug, Clone, Copy)]
 pub struct StandardClassifier {
     simpledocs: bool,
@@ -114,8 +136,8 @@ impl Default for StandardClassifier {
 }
 
 impl StandardClassifier {
-    /// Whether to read 401 JSON bodies for `type: token_expired`/`invalid_token`.
-    /// Default: `true`.
+    /// Whether to read 401 JSON bodies for a `type` (or `error`) member
+    /// `token_expired`/`invalid_token`. Default: `true`.
     pub fn simpledocs(mut self, on: bool) -> Self {
         self.simpledocs = on;
         self
@@ -148,9 +170,8 @@ impl ClassifyRejection for StandardClassifier {
                 && headers
                     .get_all(header::WWW_AUTHENTICATE)
                     .iter()
-                    // Not `to_str`: a non-ASCII byte elsewhere must not hide the error.
-                    .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
-                    .any(bearer_invalid_token)
+                    // Bytes, not `to_str`: a non-ASCII byte elsewhere must not hide the error.
+                    .any(|v| bearer_invalid_token(v.as_bytes()))
             {
                 return Classification::Rejected;
             }
@@ -173,20 +194,15 @@ impl ClassifyRejection for StandardClassifier {
         if status != StatusCode::UNAUTHORIZED || !self.simpledocs {
             return false;
         }
-        #[derive(serde::Deserialize)]
-        struct Problem<'a> {
-            #[serde(rename = "type", borrow, default)]
-            kind: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow, default)]
-            error: Option<std::borrow::Cow<'a, str>>,
-        }
-        match serde_json::from_slice::<Problem<'_>>(body) {
-            Ok(p) => [p.kind, p.error]
-                .iter()
-                .flatten()
-                .any(|t| REJECTED_TYPES.contains(&t.as_ref())),
-            Err(_) => false,
-        }
+        // Any JSON object, members read by name: an `error` that is an object (a server's
+        // own error record) must not hide `type: token_expired` beside it.
+        let Ok(serde_json::Value::Object(problem)) = serde_json::from_slice(body) else {
+            return false;
+        };
+        ["type", "error"]
+            .iter()
+            .filter_map(|member| problem.get(*member)?.as_str())
+            .any(|code| REJECTED_TYPES.contains(&code))
     }
 }
 
@@ -202,11 +218,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         || essence.eq_ignore_ascii_case("application/problem+json")
 }
 
-fn bearer_invalid_token(value: &str) -> bool {
-    parse_challenges(value).iter().any(|c| {
-        c.scheme.eq_ignore_ascii_case("bearer")
-            && c.param("error")
-                .is_some_and(|e| REJECTED_TYPES.contains(&e))
+/// Whether one `WWW-Authenticate` value holds a `Bearer` challenge whose `error` is a
+/// rejection code. Works on the bytes: a quoted string may hold obs-text (RFC 9110
+/// §5.5), and such a byte in a realm must not hide the error beside it.
+fn bearer_invalid_token(value: &[u8]) -> bool {
+    read_challenges(value).iter().any(|c| {
+        c.scheme.eq_ignore_ascii_case(b"bearer")
+            && c.param(b"error")
+                .is_some_and(|e| REJECTED_TYPES.iter().any(|t| t.as_bytes() == e))
     })
 }
 
@@ -237,19 +256,51 @@ impl Challenge {
 /// quoted strings may contain commas, `=` and escaped quotes. Parsing never fails: on
 /// malformed input it returns the challenges it could read up to that point.
 pub fn parse_challenges(value: &str) -> Vec<Challenge> {
-    let mut p = Parser {
-        s: value.as_bytes(),
-        i: 0,
-    };
-    let mut out: Vec<Challenge> = Vec::new();
+    // Schemes, names and unquoted values are ASCII; a quoted value is the input's UTF-8
+    // with ASCII backslashes removed, still UTF-8. Lossy only to never fail.
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    read_challenges(value.as_bytes())
+        .into_iter()
+        .map(|c| Challenge {
+            scheme: text(c.scheme),
+            token68: c.token68.map(text),
+            params: c
+                .params
+                .into_iter()
+                .map(|(k, v)| (text(k).to_ascii_lowercase(), text(&v)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// A challenge as read from the bytes of a header value.
+struct RawChallenge<'a> {
+    scheme: &'a [u8],
+    token68: Option<&'a [u8]>,
+    /// Names as sent; quoted values unescaped (borrowed when they held no escape).
+    params: Vec<(&'a [u8], Cow<'a, [u8]>)>,
+}
+
+impl RawChallenge<'_> {
+    fn param(&self, name: &[u8]) -> Option<&[u8]> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+fn read_challenges(value: &[u8]) -> Vec<RawChallenge<'_>> {
+    let mut p = Parser { s: value, i: 0 };
+    let mut out = Vec::new();
     loop {
         p.skip_list_separators();
         if p.at_end() {
             break;
         }
         let Some(scheme) = p.token() else { break };
-        let mut challenge = Challenge {
-            scheme: scheme.to_owned(),
+        let mut challenge = RawChallenge {
+            scheme,
             token68: None,
             params: Vec::new(),
         };
@@ -260,7 +311,7 @@ pub fn parse_challenges(value: &str) -> Vec<Challenge> {
             if let Some(t68) = p.token68() {
                 p.skip_ws();
                 if p.at_end() || p.peek() == Some(b',') {
-                    challenge.token68 = Some(t68.to_owned());
+                    challenge.token68 = Some(t68);
                     out.push(challenge);
                     continue;
                 }
@@ -329,20 +380,15 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn slice(&self, start: usize) -> &'a str {
-        // Only ASCII bytes are ever accepted into a slice, so this cannot fail.
-        std::str::from_utf8(&self.s[start..self.i]).unwrap_or("")
-    }
-
-    fn token(&mut self) -> Option<&'a str> {
+    fn token(&mut self) -> Option<&'a [u8]> {
         let start = self.i;
         while self.peek().is_some_and(is_tchar) {
             self.i += 1;
         }
-        (self.i > start).then(|| self.slice(start))
+        (self.i > start).then(|| &self.s[start..self.i])
     }
 
-    fn token68(&mut self) -> Option<&'a str> {
+    fn token68(&mut self) -> Option<&'a [u8]> {
         let start = self.i;
         while self
             .peek()
@@ -356,10 +402,10 @@ impl<'a> Parser<'a> {
         while self.peek() == Some(b'=') {
             self.i += 1;
         }
-        Some(self.slice(start))
+        Some(&self.s[start..self.i])
     }
 
-    fn auth_param(&mut self) -> Option<(String, String)> {
+    fn auth_param(&mut self) -> Option<(&'a [u8], Cow<'a, [u8]>)> {
         let name = self.token()?;
         self.skip_ws();
         if self.peek() != Some(b'=') {
@@ -370,28 +416,34 @@ impl<'a> Parser<'a> {
         let value = if self.peek() == Some(b'"') {
             self.quoted()?
         } else {
-            self.token()?.to_owned()
+            Cow::Borrowed(self.token()?)
         };
-        Some((name.to_ascii_lowercase(), value))
+        Some((name, value))
     }
 
-    fn quoted(&mut self) -> Option<String> {
+    /// A quoted string, unescaped; its bytes are taken as they are, whatever they encode.
+    fn quoted(&mut self) -> Option<Cow<'a, [u8]>> {
         debug_assert_eq!(self.peek(), Some(b'"'));
         self.i += 1;
-        let mut out = Vec::new();
+        let start = self.i;
+        let mut unescaped: Option<Vec<u8>> = None;
         loop {
             match self.peek()? {
                 b'"' => {
+                    let raw = &self.s[start..self.i];
                     self.i += 1;
-                    return String::from_utf8(out).ok();
+                    return Some(unescaped.map_or(Cow::Borrowed(raw), Cow::Owned));
                 }
                 b'\\' => {
+                    let out = unescaped.get_or_insert_with(|| self.s[start..self.i].to_vec());
                     self.i += 1;
                     out.push(self.peek()?);
                     self.i += 1;
                 }
                 b => {
-                    out.push(b);
+                    if let Some(out) = &mut unescaped {
+                        out.push(b);
+                    }
                     self.i += 1;
                 }
             }
@@ -510,6 +562,72 @@ mod tests {
             head(403, &[(w, r#"Bearer error="invalid_token""#)]),
             NotRejected
         );
+    }
+
+    #[test]
+    fn a_non_utf8_byte_elsewhere_in_a_challenge_does_not_hide_the_error() {
+        let classify = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+            StandardClassifier::default().classify_head(StatusCode::UNAUTHORIZED, &headers)
+        };
+        use Classification::*;
+        // The same realm in UTF-8 and in Latin-1 (obs-text, which a quoted string may hold).
+        assert_eq!(
+            classify("Bearer realm=\"café\", error=\"invalid_token\"".as_bytes()),
+            Rejected
+        );
+        assert_eq!(
+            classify(b"Bearer realm=\"caf\xe9\", error=\"invalid_token\""),
+            Rejected
+        );
+        assert_eq!(
+            classify(b"Bearer error=\"invalid_token\", error_description=\"expir\xe9\""),
+            Rejected
+        );
+        assert_eq!(
+            classify(b"Basic realm=\"caf\xe9\", Bearer error=\"invalid_token\""),
+            Rejected
+        );
+        // An escaped non-UTF-8 byte is skipped like any other.
+        assert_eq!(
+            classify(b"Bearer realm=\"\\\xe9\", error=invalid_token"),
+            Rejected
+        );
+        // Non-UTF-8 bytes do not make another error into a rejection.
+        assert_eq!(
+            classify(b"Bearer realm=\"caf\xe9\", error=\"insufficient_scope\""),
+            NotRejected
+        );
+        assert_eq!(classify(b"Bearer error=\"invalid_token\xe9\""), NotRejected);
+    }
+
+    #[test]
+    fn a_body_member_that_is_not_a_string_is_ignored_not_fatal() {
+        assert!(body(
+            r#"{"type":"token_expired","status":401,"error":{"code":"E42"}}"#
+        ));
+        assert!(body(r#"{"type":["a"],"error":"invalid_token"}"#));
+        assert!(body(r#"{"type":null,"error":"invalid_token","detail":7}"#));
+        // Only a string member counts: a code nested in an object does not.
+        assert!(!body(
+            r#"{"type":"invalid_client","error":{"code":"invalid_token"}}"#
+        ));
+        assert!(!body(r#"{"type":{"code":"token_expired"}}"#));
+        assert!(!body(r#"{"error":["invalid_token"]}"#));
+        // Codes match exactly, and only under `type` or `error`.
+        assert!(!body(r#"{"type":"TOKEN_EXPIRED"}"#));
+        assert!(!body(r#"{"code":"token_expired"}"#));
+        assert!(!body(r#"{"type":"urn:problem:token_expired"}"#));
+        // Not a JSON object: not a rejection.
+        assert!(!body(r#"["token_expired"]"#));
+        assert!(!body(r#""token_expired""#));
+        assert!(!body("not json at all"));
+        assert!(!body(""));
+        assert!(!body(r#"{"type":"token_expired"} trailing"#));
     }
 
     #[test]

@@ -209,12 +209,16 @@ impl Builder {
     /// `true`.
     ///
     /// Replay keeps a copy of each request until its response head arrives: the URI,
-    /// header names, short header values and a body of up to 512 bytes copied as bytes
-    /// into buffers reused per thread (no allocation once the thread has sent a request),
-    /// longer values and bodies by a clone that shares their bytes (a body built from a
-    /// `Vec` allocates its shared form then). A copied head is parsed back only for a
-    /// replay. With replay off a rejected token is still renewed, and the
-    /// rejection reaches the caller; a `tower::retry` outside the layer can then resend.
+    /// header names, header values of up to 128 bytes and a body of up to 512 bytes are
+    /// copied as bytes into buffers reused per thread (no allocation once the thread has
+    /// sent a request). The rest is cloned, which can allocate on every request: longer
+    /// values and bodies share their bytes, and a value or body built at runtime from a
+    /// `Vec` or `String` (a parsed header value, a `format!`ed body) allocates its shared
+    /// form then; the request's extensions, when it has any, allocate their map and a
+    /// box per value (tonic-generated clients add a `GrpcMethod` to every request). A
+    /// copied head is parsed back only for a replay. With replay off nothing is copied
+    /// or cloned; a rejected token is still renewed, and the rejection reaches the
+    /// caller; a `tower::retry` outside the layer can then resend.
     pub fn replay(mut self, on: bool) -> Self {
         self.config.replay_limit = if on {
             self.config.replay_limit.or(Config::default().replay_limit)

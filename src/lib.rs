@@ -39,12 +39,28 @@
 //! # Cache and renewal
 //!
 //! Each scope set has one cached token, held in an [`arc_swap`] cell: a request that finds
-//! a usable token takes no lock and allocates nothing on the layer's behalf; it clones
-//! the prebuilt header value (marked sensitive) into the request. A clone of the service
-//! that keeps sending (16 requests with one token) makes its own copy of that value, so
-//! that clones on different threads do not write one shared reference count on every
-//! request; a clone made for a single request never copies. The token's phase moves on
-//! tokio timers (so tests can use `tokio::time::pause`):
+//! a usable token takes no lock; it clones the prebuilt header value (marked sensitive)
+//! into the request. It allocates nothing on the layer's behalf but for three parts of
+//! the request that the copy kept for a replay (on by default, see [`Builder::replay`])
+//! clones rather than copies, each on every request that has it:
+//!
+//! - **extensions**, when the request carries any: cloning them allocates their map and
+//!   a box per value (three allocations for one extension). tonic-generated clients put
+//!   a `GrpcMethod` extension on every request;
+//! - **a header value over 128 bytes**: its clone allocates once when the value was
+//!   built at runtime (parsed, or from a `String` or `Vec`), not when it is `'static`;
+//! - **a body over 512 bytes**: a `Full` whose bytes were built from a `Vec` allocates
+//!   once likewise, and a `String` is cloned, which allocates (see [Body replay
+//!   limits](#body-replay-limits)).
+//!
+//! With replay off none of these is cloned. A request without any header gets its header
+//! map allocated by the `Authorization` insert, as it would by any first header.
+//!
+//! A clone of the service that keeps sending (16 requests with one token) makes its own
+//! copy of the token's header value, so that clones on different threads do not write one
+//! shared reference count on every request; a clone made for a single request never
+//! copies. The token's phase moves on tokio timers (so tests can use
+//! `tokio::time::pause`):
 //!
 //! - **fresh** until `renew_ahead` (default 60 s, at most half the lifetime) before it
 //!   expires; then **renewal due**: the first request to see it starts a background
@@ -83,8 +99,8 @@
 //!
 //! Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) are kept for a replay: a
 //! body of up to 512 bytes is copied into a buffer reused per thread (no allocation), a
-//! larger `Full` body is cloned, which shares its bytes (a larger `String` is cloned too,
-//! which allocates). Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`)
+//! larger `Full` body is cloned, which shares its bytes (and allocates their shared form
+//! when they were built from a `Vec`); a larger `String` is cloned too, which allocates. Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`)
 //! are recorded while they are sent, up to `replay_limit` (64 KiB); a body that had sent
 //! more than that when the rejection arrived, or whose size hint says it will, is not
 //! replayed: the token is still renewed and the caller gets the original 401. See

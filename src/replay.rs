@@ -10,11 +10,16 @@
 //!   future keeps the number and looks the home up on the cold path. If every clone of the
 //!   service is gone by then, there is nothing to replay with and the response is returned
 //!   as it came.
-//! - **The copy of the request.** The URI, the headers (but `Authorization`) and a small
-//!   body are copied as bytes into buffers taken from per-thread free lists and given
-//!   back when the future is done, so a cache hit allocates nothing after the first
-//!   requests on a thread, touches no reference count for what it copied, and the
-//!   response future stays small to move. The copy is parsed back only for a replay.
+//! - **The copy of the request.** The URI, the header names and values of up to 128
+//!   bytes (but `Authorization`) and a body of up to 512 bytes are copied as bytes into
+//!   buffers taken from per-thread free lists and given back when the future is done, so
+//!   copying them allocates nothing after the first requests on a thread, touches no
+//!   reference count, and the response future stays small to move. The copy is parsed
+//!   back only for a replay. The rest is cloned, and can allocate on every request: the
+//!   request's extensions, when it has any (their map and a box per value; tonic-generated
+//!   clients add a `GrpcMethod` to every request), and longer header values and bodies,
+//!   whose clone allocates their shared form when they were built at runtime from a
+//!   `Vec` or `String` (a `String` body is cloned whole).
 
 use std::{
     any::Any,

@@ -1,8 +1,11 @@
 //! A request that finds a cached token allocates exactly what it would allocate without
 //! the layer: the header value is cloned, not built, and the replay copy goes into
 //! buffers reused per thread.
-//! The one exception is measured exactly: the replay copy of a body of over 512 bytes
-//! built from a `Vec` at runtime, which `Builder::replay(false)` turns off.
+//! The exceptions are measured exactly, each against the one clone it costs: the replay
+//! copy of the request's extensions (when it has any), of a header value over 128 bytes
+//! and of a body over 512 bytes, each of the last two when built from a `Vec` at runtime.
+//! `Builder::replay(false)` turns all three off. A request without any header also has its
+//! header map allocated by the `Authorization` insert, as by any first header.
 //!
 //! A counting global allocator counts the allocations of the current thread only, so
 //! tests running side by side (and tokio's worker threads) do not disturb each other.
@@ -277,10 +280,10 @@ fn a_not_found_answer_allocates_no_more_than_without_the_layer() {
 }
 
 // Requests as applications build them: header values, bodies and relative URIs made at
-// runtime. The replay copy keeps the URI, the headers and a body of up to 512 bytes as
-// copied bytes (in buffers reused per thread), so they cost nothing. A larger body is
-// kept by cloning it, and a `Bytes` made from a `Vec` allocates its shared form on its
-// first clone: one allocation. With replay off, nothing.
+// runtime. The replay copy keeps the URI, the header names, values of up to 128 bytes and
+// a body of up to 512 bytes as copied bytes (in buffers reused per thread), so they cost
+// nothing. A larger body is kept by cloning it, and a `Bytes` made from a `Vec` allocates
+// its shared form on its first clone: one allocation. With replay off, nothing.
 
 fn runtime_headers() -> Request<Empty<Bytes>> {
     // A parsed value, a custom name and its parsed value: three `Vec`-backed parts that a
@@ -355,4 +358,133 @@ fn with_replay_on_runtime_built_requests_allocate_nothing_but_a_large_vec_body_o
         extra_allocations_per_request(on, StatusCode::OK, large_runtime_body),
         1.0
     );
+}
+
+// What the replay copy cannot keep as copied bytes. The request's extensions are cloned,
+// which allocates when there are any; tonic-generated clients put a `GrpcMethod` on every
+// request. A header value over 128 bytes is kept by a clone, which allocates its shared
+// form when it was built at runtime. Each is measured against the allocations of that
+// one clone, made outside the layer, so that the copy is seen to cost exactly it.
+
+/// Allocations made by `f` (not by dropping what it returns).
+fn allocations_of<T>(f: impl FnOnce() -> T) -> u64 {
+    let before = allocations();
+    let kept = f();
+    let n = allocations() - before;
+    drop(kept);
+    n
+}
+
+fn grpc_request() -> Request<Empty<Bytes>> {
+    // As a tonic-generated client sends it: a `GrpcMethod` extension on every request.
+    Request::post("https://api.simpledocs.example/simpledocs.v1.Documents/Get")
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/grpc"))
+        .extension(tonic::GrpcMethod::new("simpledocs.v1.Documents", "Get"))
+        .body(Empty::<Bytes>::new())
+        .unwrap()
+}
+
+#[test]
+fn with_replay_on_a_request_with_an_extension_allocates_one_clone_of_its_extensions() {
+    let clone = allocations_of(|| grpc_request().extensions().clone()) as f64
+        - allocations_of(|| drop(grpc_request())) as f64;
+    assert!(clone > 0.0, "cloning an extension map allocates");
+    assert_eq!(
+        extra_allocations_per_request(|b| b, StatusCode::OK, grpc_request),
+        clone
+    );
+}
+
+#[test]
+fn with_replay_off_a_request_with_an_extension_allocates_no_more_than_without_the_layer() {
+    assert_eq!(
+        extra_allocations_per_request(|b| b.replay(false), StatusCode::OK, grpc_request),
+        0.0
+    );
+}
+
+/// A request with one header value of `len` bytes made at runtime (from a `String`, as
+/// `format!` or a parse leaves it: `Vec`-backed).
+fn runtime_value_of(len: usize) -> impl Fn() -> Request<Empty<Bytes>> {
+    move || {
+        Request::get(URL)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .header("x-trace-context", "t".repeat(len))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    }
+}
+
+static LONG_STATIC_VALUE: &str = concat!(
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01;",
+    "tenant=simpledocs-example;region=eu-central-1;",
+    "session=7f1c9e2a-52b4-4c1e-9a33-0d6f1b2c3d4e;attempt=1",
+);
+
+fn long_static_value() -> Request<Empty<Bytes>> {
+    Request::get(URL)
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .header(
+            "x-trace-context",
+            HeaderValue::from_static(LONG_STATIC_VALUE),
+        )
+        .body(Empty::<Bytes>::new())
+        .unwrap()
+}
+
+#[test]
+fn with_replay_on_a_runtime_header_value_over_128_bytes_allocates_one_clone_of_it() {
+    let on = |b: tower_oauth::Builder| b;
+    let value = || HeaderValue::try_from("t".repeat(129)).unwrap();
+    let clone = allocations_of(|| {
+        let v = value();
+        v.clone()
+    }) as f64
+        - allocations_of(value) as f64;
+    assert!(clone > 0.0, "the first clone of a runtime value allocates");
+    assert_eq!(
+        extra_allocations_per_request(on, StatusCode::OK, runtime_value_of(129)),
+        clone
+    );
+    // Up to 128 bytes the value is copied; a `'static` value of any length clones for free.
+    assert_eq!(
+        extra_allocations_per_request(on, StatusCode::OK, runtime_value_of(128)),
+        0.0
+    );
+    assert!(LONG_STATIC_VALUE.len() > 128);
+    assert_eq!(
+        extra_allocations_per_request(on, StatusCode::OK, long_static_value),
+        0.0
+    );
+}
+
+#[test]
+fn with_replay_off_a_long_runtime_header_value_allocates_no_more_than_without_the_layer() {
+    assert_eq!(
+        extra_allocations_per_request(|b| b.replay(false), StatusCode::OK, runtime_value_of(129)),
+        0.0
+    );
+}
+
+fn headerless_request() -> Request<Empty<Bytes>> {
+    Request::get(URL).body(Empty::<Bytes>::new()).unwrap()
+}
+
+#[test]
+fn a_request_without_headers_costs_only_the_header_map_that_authorization_is_inserted_into() {
+    let first_insert = allocations_of(|| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer x"),
+        );
+        headers
+    }) as f64;
+    assert!(first_insert > 0.0, "a first insert allocates the map");
+    for configure in [|b| b, |b: tower_oauth::Builder| b.replay(false)] {
+        assert_eq!(
+            extra_allocations_per_request(configure, StatusCode::OK, headerless_request),
+            first_insert
+        );
+    }
 }
