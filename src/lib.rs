@@ -118,7 +118,11 @@
 //! `invalid_client`, every waiting request gets the error, and requests arriving during
 //! the following cooldown (the next backoff delay, at least `max_backoff` for
 //! non-retryable errors) get it too without a new fetch. If a renewal fails while the
-//! current token is still valid, the token stays in use and the renewal is retried.
+//! current token is still valid, the token stays in use: a retryable failure is retried
+//! within the same budget, then again after a backoff delay in the background for as
+//! long as the token lasts; a non-retryable one is not retried until a request needs a
+//! new token. [`TokenHandle::force_refresh`] returns the error that ended the attempt.
+//! A fetcher that panics counts as a failed fetch ([`ErrorKind::Cancelled`]).
 //!
 //! # Security defaults
 //!
