@@ -13,7 +13,14 @@
 //! The recording is shared by the body that is sent and the one that is replayed: either
 //! of them may read ahead of the other, so a response that arrives before the request
 //! body was fully sent, or a replay that starts before the first body was read at all,
-//! still yields every byte exactly once per body.
+//! still yields every byte exactly once per body. Whichever of them polled the original
+//! body last, both are woken when it has more to give: the first body may be kept
+//! without being polled long after its rejection, and the replay does not wait on it.
+//!
+//! A frame is kept only while it may still be read: until the response comes back (the
+//! [`Recording`] is then dropped) and, once a replay has started, until both bodies have
+//! read it. A body that goes on sending after its response came (a long upload, a gRPC
+//! stream) keeps nothing of what it sends.
 
 use std::{
     collections::VecDeque,
@@ -299,8 +306,20 @@ impl<E: std::error::Error + 'static> std::error::Error for RecordError<E> {
 }
 
 /// The shared recording of a streaming body; what rebuilds it for a replay.
+///
+/// While it is kept, the frames the body sends are kept too (up to the replay limit), for
+/// the replay it may make. Dropping it lets go of them: the body then keeps nothing of
+/// what it sends.
 pub struct Recording<B> {
     shared: Arc<Mutex<Shared<B>>>,
+}
+
+impl<B> Drop for Recording<B> {
+    fn drop(&mut self) {
+        let mut shared = lock(&self.shared);
+        shared.replayable = false;
+        shared.release();
+    }
 }
 
 impl<B> fmt::Debug for Recording<B> {
@@ -315,14 +334,21 @@ struct Shared<B> {
     /// What the source is polled with, whichever reader polls it: a waker of `waiting`.
     source_waker: Waker,
     waiting: Arc<Waiting>,
-    /// Recorded data frames; `chunks[0]` is frame number `dropped`.
-    chunks: Vec<Bytes>,
+    /// Kept data frames; `chunks[0]` is frame number `dropped`.
+    chunks: VecDeque<Bytes>,
+    /// The number of frames let go of: those no reader can read any more and, once the
+    /// body outgrew the limit or failed, all of them (a reader behind then gets an error).
     dropped: usize,
+    /// Data bytes taken from the source so far, kept or not.
     recorded_bytes: usize,
     limit: usize,
     trailers: Option<HeaderMap>,
     /// Set once the source has ended.
     done: bool,
+    /// Whether the [`Recording`] is kept: a replay may still start from the first frame.
+    replayable: bool,
+    /// The number of the next data frame each reader yields, while that reader exists.
+    readers: [Option<usize>; 2],
 }
 
 /// The readers of a recording: the body first sent and its replay.
@@ -386,11 +412,37 @@ impl<B> Shared<B> {
             source,
             source_waker: Waker::from(waiting.clone()),
             waiting,
-            chunks: Vec::new(),
+            chunks: VecDeque::new(),
             dropped: 0,
             recorded_bytes: 0,
             limit,
             trailers: None,
+            replayable: true,
+            readers: [None; 2],
+        }
+    }
+
+    /// Where `reader` is: the number of the next data frame it yields.
+    fn pos(&self, reader: usize) -> usize {
+        // Set for as long as the reader exists.
+        self.readers[reader].unwrap_or_default()
+    }
+
+    /// Lets go of the frames no one can read any more: a replay still to be made would
+    /// read from the first frame, each reader reads on from where it is.
+    fn release(&mut self) {
+        let needed = if self.replayable {
+            0
+        } else {
+            self.readers
+                .iter()
+                .flatten()
+                .copied()
+                .min()
+                .unwrap_or(usize::MAX)
+        };
+        while self.dropped < needed && self.chunks.pop_front().is_some() {
+            self.dropped += 1;
         }
     }
 }
@@ -407,11 +459,12 @@ impl<B: Body<Data = Bytes>> Recording<B> {
         if body.size_hint().lower() > limit as u64 {
             return Err(body);
         }
-        let shared = Arc::new(Mutex::new(Shared::new(Some(body), limit)));
+        let mut shared = Shared::new(Some(body), limit);
+        shared.readers[FIRST] = Some(0);
+        let shared = Arc::new(Mutex::new(shared));
         let body = RecordingBody {
             shared: shared.clone(),
             reader: FIRST,
-            pos: 0,
             trailers_sent: false,
         };
         Ok((body, Self { shared }))
@@ -419,13 +472,18 @@ impl<B: Body<Data = Bytes>> Recording<B> {
 
     /// A body that yields the recording from the start, then the rest of the source.
     fn replay(self) -> Option<RecordingBody<B>> {
-        if lock(&self.shared).dropped > 0 {
+        let mut shared = lock(&self.shared);
+        // While the recording is kept, frames are let go of only past the limit or after
+        // the body failed.
+        if shared.dropped > 0 {
             return None;
         }
+        // Set before this recording is dropped, so that the frames stay for the replay.
+        shared.readers[REPLAY] = Some(0);
+        drop(shared);
         Some(RecordingBody {
-            shared: self.shared,
+            shared: self.shared.clone(),
             reader: REPLAY,
-            pos: 0,
             trailers_sent: false,
         })
     }
@@ -436,24 +494,29 @@ pub struct RecordingBody<B> {
     shared: Arc<Mutex<Shared<B>>>,
     /// Which reader this is: [`FIRST`] or [`REPLAY`].
     reader: usize,
-    /// Number of the next data frame this reader yields.
-    pos: usize,
     trailers_sent: bool,
 }
 
 impl<B> fmt::Debug for RecordingBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reader = if self.reader == FIRST {
+            "first"
+        } else {
+            "replay"
+        };
         f.debug_struct("RecordingBody")
-            .field("pos", &self.pos)
+            .field("reader", &reader)
             .finish_non_exhaustive()
     }
 }
 
 impl<B> Drop for RecordingBody<B> {
     fn drop(&mut self) {
+        let mut shared = lock(&self.shared);
+        shared.readers[self.reader] = None;
+        shared.release();
         // Whichever reader polled the source last, the source wakes the others: only this
         // reader's waker is to be let go.
-        let shared = lock(&self.shared);
         lock(&shared.waiting.readers)[self.reader] = None;
     }
 }
@@ -465,26 +528,27 @@ impl<B> Shared<B>
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    /// The next frame for `reader`, which is at frame number `pos`, and the other
-    /// reader's waker when this poll took from the source something the other one waits
-    /// for (to be woken once the recording is unlocked).
+    /// The next frame for `reader`, and the other reader's waker when this poll took from
+    /// the source something the other one waits for (to be woken once the recording is
+    /// unlocked).
     fn read(
         &mut self,
         reader: usize,
-        pos: &mut usize,
         trailers_sent: &mut bool,
         cx: &mut Context<'_>,
     ) -> (Polled<B::Error>, Option<Waker>) {
-        if *pos < self.dropped {
+        let pos = self.pos(reader);
+        if pos < self.dropped {
             return (
                 Poll::Ready(Some(Err(RecordError::Replay(ReplayError(()))))),
                 None,
             );
         }
         let recorded = self.dropped + self.chunks.len();
-        if *pos < recorded {
-            let chunk = self.chunks[*pos - self.dropped].clone();
-            *pos += 1;
+        if pos < recorded {
+            let chunk = self.chunks[pos - self.dropped].clone();
+            self.readers[reader] = Some(pos + 1);
+            self.release();
             return (Poll::Ready(Some(Ok(Frame::data(chunk)))), None);
         }
         if self.done {
@@ -526,14 +590,18 @@ where
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     self.recorded_bytes = self.recorded_bytes.saturating_add(data.len());
-                    if self.recorded_bytes > self.limit || self.dropped > 0 {
-                        // Past the limit: stop keeping frames; replays can no longer be made.
+                    // This reader is the furthest: the frame is wanted by a replay still
+                    // to be made, or by the other reader, behind it.
+                    let wanted = self.replayable || self.readers[1 - reader].is_some();
+                    if wanted && self.recorded_bytes <= self.limit {
+                        self.chunks.push_back(data.clone());
+                    } else {
+                        // Past the limit, nothing is kept any more (replays can no longer
+                        // be made); with no one to read it, this frame is not kept either.
                         self.dropped += self.chunks.len() + 1;
                         self.chunks.clear();
-                    } else {
-                        self.chunks.push(data.clone());
                     }
-                    *pos += 1;
+                    self.readers[reader] = Some(pos + 1);
                     Poll::Ready(Some(Ok(Frame::data(data))))
                 }
                 Err(frame) => match frame.into_trailers() {
@@ -571,7 +639,7 @@ where
         // The lock is never held across an await: polling is synchronous. Wakers are
         // woken once it is released.
         let mut shared = lock(&this.shared);
-        let (polled, other) = shared.read(this.reader, &mut this.pos, &mut this.trailers_sent, cx);
+        let (polled, other) = shared.read(this.reader, &mut this.trailers_sent, cx);
         drop(shared);
         if let Some(other) = other {
             other.wake();
@@ -582,7 +650,9 @@ where
     fn is_end_stream(&self) -> bool {
         let shared = lock(&self.shared);
         let recorded = shared.dropped + shared.chunks.len();
-        shared.done && self.pos >= recorded && (self.trailers_sent || shared.trailers.is_none())
+        shared.done
+            && shared.pos(self.reader) >= recorded
+            && (self.trailers_sent || shared.trailers.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -590,7 +660,7 @@ where
         let pending: u64 = shared
             .chunks
             .iter()
-            .skip(self.pos.saturating_sub(shared.dropped))
+            .skip(shared.pos(self.reader).saturating_sub(shared.dropped))
             .map(|c| c.len() as u64)
             .sum();
         match &shared.source {
@@ -1000,6 +1070,30 @@ mod tests {
             .map(|f| f.map(|f| f.unwrap().into_data().unwrap()))
     }
 
+    /// Bytes that say when the last handle to them is dropped.
+    fn tracked(len: usize) -> (Bytes, Arc<std::sync::atomic::AtomicBool>) {
+        struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
+        impl AsRef<[u8]> for Owner {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (
+            Bytes::from_owner(Owner(vec![7; len], dropped.clone())),
+            dropped,
+        )
+    }
+
+    fn is_dropped(flag: &std::sync::atomic::AtomicBool) -> bool {
+        flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     #[test]
     fn a_reader_waiting_on_the_source_is_woken_though_another_reader_polled_it_last() {
         let gate = Gate::default();
@@ -1017,6 +1111,53 @@ mod tests {
             Poll::Ready(Some("two".into()))
         );
         drop(first);
+    }
+
+    #[test]
+    fn a_recording_lets_go_of_its_frames_once_no_replay_can_be_made() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        let handle = first.prepare(1024).unwrap();
+        let waker = Waker::noop();
+        let (data, sent_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        assert!(
+            !is_dropped(&sent_dropped),
+            "kept while a replay can be made"
+        );
+        drop(handle);
+        assert!(is_dropped(&sent_dropped), "let go with the replay handle");
+        let (data, later_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        assert!(is_dropped(&later_dropped), "no longer recorded");
+        // The first body itself is unaffected.
+        gate.send(Bytes::from_static(b"three"));
+        assert_eq!(poll(&mut first, waker), Poll::Ready(Some("three".into())));
+    }
+
+    #[test]
+    fn a_frame_is_let_go_once_every_reader_has_read_it() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        let mut replay = Boxed::replay(first.prepare(1024).unwrap()).unwrap();
+        let waker = Waker::noop();
+        let (data, one_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        assert!(!is_dropped(&one_dropped), "the replay has yet to read it");
+        assert!(poll(&mut replay, waker).is_ready());
+        assert!(is_dropped(&one_dropped), "both readers have read it");
+        // A frame the replay has yet to read outlives the first body, not the replay.
+        let (data, two_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        drop(first);
+        assert!(!is_dropped(&two_dropped));
+        assert!(poll(&mut replay, waker).is_ready());
+        assert!(is_dropped(&two_dropped));
+        assert!(poll(&mut replay, waker).is_pending());
     }
 
     #[test]

@@ -198,6 +198,10 @@ impl Builder {
     /// rejection arrived (the rest is then read from the original body as the replay
     /// goes), and when its size hint does not already exceed it. Buffered bodies
     /// (`Full`, `Empty`, `String`) are always replayable.
+    ///
+    /// What was kept is let go of when the response comes back, even if the body goes on
+    /// sending (a long upload, a gRPC stream); after a rejection, each frame once neither
+    /// the replay nor the original body has it still to read.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
         self.config.replay_limit = Some(bytes);
         self
@@ -210,7 +214,8 @@ impl Builder {
     /// header names, short header values and a body of up to 512 bytes copied as bytes
     /// into buffers reused per thread (no allocation once the thread has sent a request),
     /// longer values and bodies by a clone that shares their bytes (a body built from a
-    /// `Vec` allocates its shared form then). A copied head is parsed back only for a
+    /// `Vec` allocates its shared form then); of a streaming body, what it has sent so far
+    /// (see [`replay_limit`](Self::replay_limit)). A copied head is parsed back only for a
     /// replay. With replay off a rejected token is still renewed, and the
     /// rejection reaches the caller; a `tower::retry` outside the layer can then resend.
     pub fn replay(mut self, on: bool) -> Self {
