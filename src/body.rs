@@ -13,14 +13,21 @@
 //! The recording is shared by the body that is sent and the one that is replayed: either
 //! of them may read ahead of the other, so a response that arrives before the request
 //! body was fully sent, or a replay that starts before the first body was read at all,
-//! still yields every byte exactly once per body.
+//! still yields every byte exactly once per body. Whichever of them polled the original
+//! body last, both are woken when it has more to give: the first body may be kept
+//! without being polled long after its rejection, and the replay does not wait on it.
+//!
+//! A frame is kept only while it may still be read: until the response comes back (the
+//! [`Recording`] is then dropped) and, once a replay has started, until both bodies have
+//! read it. A body that goes on sending after its response came (a long upload, a gRPC
+//! stream) keeps nothing of what it sends.
 
 use std::{
     collections::VecDeque,
     fmt,
     pin::Pin,
-    sync::{Arc, Mutex},
-    task::{ready, Context, Poll, Waker},
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Wake, Waker},
 };
 
 use bytes::{Buf, Bytes};
@@ -299,8 +306,20 @@ impl<E: std::error::Error + 'static> std::error::Error for RecordError<E> {
 }
 
 /// The shared recording of a streaming body; what rebuilds it for a replay.
+///
+/// While it is kept, the frames the body sends are kept too (up to the replay limit), for
+/// the replay it may make. Dropping it lets go of them: the body then keeps nothing of
+/// what it sends.
 pub struct Recording<B> {
     shared: Arc<Mutex<Shared<B>>>,
+}
+
+impl<B> Drop for Recording<B> {
+    fn drop(&mut self) {
+        let mut shared = lock(&self.shared);
+        shared.replayable = false;
+        shared.release();
+    }
 }
 
 impl<B> fmt::Debug for Recording<B> {
@@ -312,31 +331,126 @@ impl<B> fmt::Debug for Recording<B> {
 struct Shared<B> {
     /// The original body, while it has more to give.
     source: Option<B>,
-    /// Recorded data frames; `chunks[0]` is frame number `dropped`.
-    chunks: Vec<Bytes>,
+    /// What the source is polled with, whichever reader polls it: a waker of `waiting`.
+    source_waker: Waker,
+    waiting: Arc<Waiting>,
+    /// Kept data frames; `chunks[0]` is frame number `dropped`.
+    chunks: VecDeque<Bytes>,
+    /// The number of frames let go of: those no reader can read any more and, once the
+    /// body outgrew the limit or failed, all of them (a reader behind then gets an error).
     dropped: usize,
+    /// Data bytes taken from the source so far, kept or not.
     recorded_bytes: usize,
     limit: usize,
     trailers: Option<HeaderMap>,
     /// Set once the source has ended.
     done: bool,
-    /// Readers waiting on the source.
-    waiting: Vec<Waker>,
+    /// Whether the [`Recording`] is kept: a replay may still start from the first frame.
+    replayable: bool,
+    /// The number of the next data frame each reader yields, while that reader exists.
+    readers: [Option<usize>; 2],
+}
+
+/// The readers of a recording: the body first sent and its replay.
+const FIRST: usize = 0;
+const REPLAY: usize = 1;
+
+/// The readers waiting on the source, each with its own waker.
+///
+/// A source keeps the waker of its last poll only, and the reader that polled it last may
+/// not poll again for a long time while keeping its body: a first attempt's body still
+/// held by a connection after its rejection (an HTTP/2 stream waiting for window, an
+/// HTTP/1 connection with a full write buffer). The source is therefore polled with a
+/// waker that wakes every waiting reader, so a replay is not stalled behind it.
+#[derive(Default)]
+struct Waiting {
+    // Its own lock, not the recording's: a source may wake while being polled, that is
+    // while the recording is locked.
+    readers: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Waiting {
+    /// Registers `reader`'s waker, to be woken when the source is ready.
+    fn register(&self, reader: usize, waker: &Waker) {
+        let mut readers = lock(&self.readers);
+        match &mut readers[reader] {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Takes `reader`'s waker out, and the other reader's: the one to wake.
+    fn take_other(&self, reader: usize) -> Option<Waker> {
+        let mut readers = lock(&self.readers);
+        readers[reader] = None;
+        readers[1 - reader].take()
+    }
+}
+
+impl Wake for Waiting {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let readers = std::mem::take(&mut *lock(&self.readers));
+        for waker in readers.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<B> Shared<B> {
+    fn new(source: Option<B>, limit: usize) -> Self {
+        let waiting = Arc::new(Waiting::default());
+        Self {
+            done: source.is_none(),
+            source,
+            source_waker: Waker::from(waiting.clone()),
+            waiting,
+            chunks: VecDeque::new(),
+            dropped: 0,
+            recorded_bytes: 0,
+            limit,
+            trailers: None,
+            replayable: true,
+            readers: [None; 2],
+        }
+    }
+
+    /// Where `reader` is: the number of the next data frame it yields.
+    fn pos(&self, reader: usize) -> usize {
+        // Set for as long as the reader exists.
+        self.readers[reader].unwrap_or_default()
+    }
+
+    /// Lets go of the frames no one can read any more: a replay still to be made would
+    /// read from the first frame, each reader reads on from where it is.
+    fn release(&mut self) {
+        let needed = if self.replayable {
+            0
+        } else {
+            self.readers
+                .iter()
+                .flatten()
+                .copied()
+                .min()
+                .unwrap_or(usize::MAX)
+        };
+        while self.dropped < needed && self.chunks.pop_front().is_some() {
+            self.dropped += 1;
+        }
+    }
 }
 
 impl<B: Body<Data = Bytes>> Recording<B> {
     fn empty() -> Self {
         Self {
-            shared: Arc::new(Mutex::new(Shared {
-                source: None,
-                chunks: Vec::new(),
-                dropped: 0,
-                recorded_bytes: 0,
-                limit: 0,
-                trailers: None,
-                done: true,
-                waiting: Vec::new(),
-            })),
+            shared: Arc::new(Mutex::new(Shared::new(None, 0))),
         }
     }
 
@@ -345,19 +459,12 @@ impl<B: Body<Data = Bytes>> Recording<B> {
         if body.size_hint().lower() > limit as u64 {
             return Err(body);
         }
-        let shared = Arc::new(Mutex::new(Shared {
-            source: Some(body),
-            chunks: Vec::new(),
-            dropped: 0,
-            recorded_bytes: 0,
-            limit,
-            trailers: None,
-            done: false,
-            waiting: Vec::new(),
-        }));
+        let mut shared = Shared::new(Some(body), limit);
+        shared.readers[FIRST] = Some(0);
+        let shared = Arc::new(Mutex::new(shared));
         let body = RecordingBody {
             shared: shared.clone(),
-            pos: 0,
+            reader: FIRST,
             trailers_sent: false,
         };
         Ok((body, Self { shared }))
@@ -365,14 +472,18 @@ impl<B: Body<Data = Bytes>> Recording<B> {
 
     /// A body that yields the recording from the start, then the rest of the source.
     fn replay(self) -> Option<RecordingBody<B>> {
-        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = lock(&self.shared);
+        // While the recording is kept, frames are let go of only past the limit or after
+        // the body failed.
         if shared.dropped > 0 {
             return None;
         }
+        // Set before this recording is dropped, so that the frames stay for the replay.
+        shared.readers[REPLAY] = Some(0);
         drop(shared);
         Some(RecordingBody {
-            shared: self.shared,
-            pos: 0,
+            shared: self.shared.clone(),
+            reader: REPLAY,
             trailers_sent: false,
         })
     }
@@ -381,30 +492,135 @@ impl<B: Body<Data = Bytes>> Recording<B> {
 /// One reader of a recording: the body first sent, or its replay.
 pub struct RecordingBody<B> {
     shared: Arc<Mutex<Shared<B>>>,
-    /// Number of the next data frame this reader yields.
-    pos: usize,
+    /// Which reader this is: [`FIRST`] or [`REPLAY`].
+    reader: usize,
     trailers_sent: bool,
 }
 
 impl<B> fmt::Debug for RecordingBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reader = if self.reader == FIRST {
+            "first"
+        } else {
+            "replay"
+        };
         f.debug_struct("RecordingBody")
-            .field("pos", &self.pos)
+            .field("reader", &reader)
             .finish_non_exhaustive()
     }
 }
 
 impl<B> Drop for RecordingBody<B> {
     fn drop(&mut self) {
-        // This reader may have been the one the source would wake; hand that over to the
-        // readers still waiting, so they poll the source themselves.
-        let waiting = {
-            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::take(&mut shared.waiting)
-        };
-        for waker in waiting {
-            waker.wake();
+        let mut shared = lock(&self.shared);
+        shared.readers[self.reader] = None;
+        shared.release();
+        // Whichever reader polled the source last, the source wakes the others: only this
+        // reader's waker is to be let go.
+        lock(&shared.waiting.readers)[self.reader] = None;
+    }
+}
+
+/// What polling a recording body gives.
+type Polled<E> = Poll<Option<Result<Frame<Bytes>, RecordError<E>>>>;
+
+impl<B> Shared<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    /// The next frame for `reader`, and the other reader's waker when this poll took from
+    /// the source something the other one waits for (to be woken once the recording is
+    /// unlocked).
+    fn read(
+        &mut self,
+        reader: usize,
+        trailers_sent: &mut bool,
+        cx: &mut Context<'_>,
+    ) -> (Polled<B::Error>, Option<Waker>) {
+        let pos = self.pos(reader);
+        if pos < self.dropped {
+            return (
+                Poll::Ready(Some(Err(RecordError::Replay(ReplayError(()))))),
+                None,
+            );
         }
+        let recorded = self.dropped + self.chunks.len();
+        if pos < recorded {
+            let chunk = self.chunks[pos - self.dropped].clone();
+            self.readers[reader] = Some(pos + 1);
+            self.release();
+            return (Poll::Ready(Some(Ok(Frame::data(chunk)))), None);
+        }
+        if self.done {
+            if !*trailers_sent {
+                *trailers_sent = true;
+                if let Some(t) = &self.trailers {
+                    return (Poll::Ready(Some(Ok(Frame::trailers(t.clone())))), None);
+                }
+            }
+            return (Poll::Ready(None), None);
+        }
+        let Some(source) = self.source.as_mut() else {
+            return (Poll::Ready(None), None);
+        };
+        // Registered before the poll: a source may wake its waker within the poll.
+        self.waiting.register(reader, cx.waker());
+        let polled = Pin::new(source).poll_frame(&mut Context::from_waker(&self.source_waker));
+        let Poll::Ready(polled) = polled else {
+            return (Poll::Pending, None);
+        };
+        // The other reader, if it waits on the source, now has this frame (or the end)
+        // to read from the recording.
+        let other = self.waiting.take_other(reader);
+        let frame = match polled {
+            None => {
+                self.done = true;
+                self.source = None;
+                *trailers_sent = true;
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                // The source is unusable now; every reader after this one sees the end.
+                self.done = true;
+                self.source = None;
+                self.dropped += self.chunks.len() + 1;
+                self.chunks.clear();
+                Poll::Ready(Some(Err(RecordError::Body(e))))
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    self.recorded_bytes = self.recorded_bytes.saturating_add(data.len());
+                    // This reader is the furthest: the frame is wanted by a replay still
+                    // to be made, or by the other reader, behind it.
+                    let wanted = self.replayable || self.readers[1 - reader].is_some();
+                    if wanted && self.recorded_bytes <= self.limit {
+                        self.chunks.push_back(data.clone());
+                    } else {
+                        // Past the limit, nothing is kept any more (replays can no longer
+                        // be made); with no one to read it, this frame is not kept either.
+                        self.dropped += self.chunks.len() + 1;
+                        self.chunks.clear();
+                    }
+                    self.readers[reader] = Some(pos + 1);
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        self.trailers = Some(trailers.clone());
+                        self.done = true;
+                        self.source = None;
+                        *trailers_sent = true;
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    // Unknown frame kinds are neither data nor trailers: skip them.
+                    Err(_) => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                },
+            },
+        };
+        (frame, other)
     }
 }
 
@@ -420,102 +636,31 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        // The lock is never held across an await: polling is synchronous.
-        let mut shared = this.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let shared = &mut *shared;
-        if this.pos < shared.dropped {
-            return Poll::Ready(Some(Err(RecordError::Replay(ReplayError(())))));
+        // The lock is never held across an await: polling is synchronous. Wakers are
+        // woken once it is released.
+        let mut shared = lock(&this.shared);
+        let (polled, other) = shared.read(this.reader, &mut this.trailers_sent, cx);
+        drop(shared);
+        if let Some(other) = other {
+            other.wake();
         }
-        let recorded = shared.dropped + shared.chunks.len();
-        if this.pos < recorded {
-            let chunk = shared.chunks[this.pos - shared.dropped].clone();
-            this.pos += 1;
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
-        }
-        if shared.done {
-            if !this.trailers_sent {
-                this.trailers_sent = true;
-                if let Some(t) = &shared.trailers {
-                    return Poll::Ready(Some(Ok(Frame::trailers(t.clone()))));
-                }
-            }
-            return Poll::Ready(None);
-        }
-        let Some(source) = shared.source.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let polled = Pin::new(source).poll_frame(cx);
-        if polled.is_pending() {
-            // The source keeps one waker; remember every reader waiting on it so that
-            // none is stranded when another one's poll takes the frame.
-            if !shared.waiting.iter().any(|w| w.will_wake(cx.waker())) {
-                shared.waiting.push(cx.waker().clone());
-            }
-            return Poll::Pending;
-        }
-        for waker in shared.waiting.drain(..) {
-            if !waker.will_wake(cx.waker()) {
-                waker.wake();
-            }
-        }
-        match ready!(polled) {
-            None => {
-                shared.done = true;
-                shared.source = None;
-                this.trailers_sent = true;
-                Poll::Ready(None)
-            }
-            Some(Err(e)) => {
-                // The source is unusable now; every reader after this one sees the end.
-                shared.done = true;
-                shared.source = None;
-                shared.dropped += shared.chunks.len() + 1;
-                shared.chunks.clear();
-                Poll::Ready(Some(Err(RecordError::Body(e))))
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    shared.recorded_bytes = shared.recorded_bytes.saturating_add(data.len());
-                    if shared.recorded_bytes > shared.limit || shared.dropped > 0 {
-                        // Past the limit: stop keeping frames; replays can no longer be made.
-                        shared.dropped += shared.chunks.len() + 1;
-                        shared.chunks.clear();
-                    } else {
-                        shared.chunks.push(data.clone());
-                    }
-                    this.pos += 1;
-                    Poll::Ready(Some(Ok(Frame::data(data))))
-                }
-                Err(frame) => match frame.into_trailers() {
-                    Ok(trailers) => {
-                        shared.trailers = Some(trailers.clone());
-                        shared.done = true;
-                        shared.source = None;
-                        this.trailers_sent = true;
-                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-                    }
-                    // Unknown frame kinds are neither data nor trailers: skip them.
-                    Err(_) => {
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                },
-            },
-        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = lock(&self.shared);
         let recorded = shared.dropped + shared.chunks.len();
-        shared.done && self.pos >= recorded && (self.trailers_sent || shared.trailers.is_none())
+        shared.done
+            && shared.pos(self.reader) >= recorded
+            && (self.trailers_sent || shared.trailers.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
-        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = lock(&self.shared);
         let pending: u64 = shared
             .chunks
             .iter()
-            .skip(self.pos.saturating_sub(shared.dropped))
+            .skip(shared.pos(self.reader).saturating_sub(shared.dropped))
             .map(|c| c.len() as u64)
             .sum();
         match &shared.source {
@@ -856,6 +1001,163 @@ mod tests {
         assert!(extra::<Empty<Bytes>>() <= word);
         assert!(extra::<Boxed>() <= word);
         assert!(extra::<String>() <= word);
+    }
+
+    /// A source fed by the test that, like real bodies, keeps the waker of its last poll
+    /// only.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<Mutex<(VecDeque<Bytes>, Option<Waker>)>>);
+
+    impl Gate {
+        fn body(&self) -> Boxed {
+            Boxed::new(self.clone())
+        }
+
+        fn send(&self, data: Bytes) {
+            let waker = {
+                let mut gate = self.0.lock().unwrap();
+                gate.0.push_back(data);
+                gate.1.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    impl Body for Gate {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            let mut gate = self.0.lock().unwrap();
+            match gate.0.pop_front() {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                None => {
+                    gate.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    /// A waker that records that it was woken.
+    struct Woken(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Woken {
+        fn waker() -> (Waker, Arc<Self>) {
+            let woken = Arc::new(Self(false.into()));
+            (Waker::from(woken.clone()), woken)
+        }
+
+        fn get(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn poll(body: &mut Boxed, waker: &Waker) -> Poll<Option<Bytes>> {
+        Pin::new(body)
+            .poll_frame(&mut Context::from_waker(waker))
+            .map(|f| f.map(|f| f.unwrap().into_data().unwrap()))
+    }
+
+    /// Bytes that say when the last handle to them is dropped.
+    fn tracked(len: usize) -> (Bytes, Arc<std::sync::atomic::AtomicBool>) {
+        struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
+        impl AsRef<[u8]> for Owner {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (
+            Bytes::from_owner(Owner(vec![7; len], dropped.clone())),
+            dropped,
+        )
+    }
+
+    fn is_dropped(flag: &std::sync::atomic::AtomicBool) -> bool {
+        flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_reader_waiting_on_the_source_is_woken_though_another_reader_polled_it_last() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        let mut replay = Boxed::replay(first.prepare(1024).unwrap()).unwrap();
+        let (replay_waker, replay_woken) = Woken::waker();
+        let (first_waker, _) = Woken::waker();
+        assert!(poll(&mut replay, &replay_waker).is_pending());
+        // The first body polls last, then is kept without being polled again.
+        assert!(poll(&mut first, &first_waker).is_pending());
+        gate.send(Bytes::from_static(b"two"));
+        assert!(replay_woken.get(), "the replay is woken");
+        assert_eq!(
+            poll(&mut replay, &replay_waker),
+            Poll::Ready(Some("two".into()))
+        );
+        drop(first);
+    }
+
+    #[test]
+    fn a_recording_lets_go_of_its_frames_once_no_replay_can_be_made() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        let handle = first.prepare(1024).unwrap();
+        let waker = Waker::noop();
+        let (data, sent_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        assert!(
+            !is_dropped(&sent_dropped),
+            "kept while a replay can be made"
+        );
+        drop(handle);
+        assert!(is_dropped(&sent_dropped), "let go with the replay handle");
+        let (data, later_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        assert!(is_dropped(&later_dropped), "no longer recorded");
+        // The first body itself is unaffected.
+        gate.send(Bytes::from_static(b"three"));
+        assert_eq!(poll(&mut first, waker), Poll::Ready(Some("three".into())));
+    }
+
+    #[test]
+    fn a_frame_is_let_go_once_every_reader_has_read_it() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        let mut replay = Boxed::replay(first.prepare(1024).unwrap()).unwrap();
+        let waker = Waker::noop();
+        let (data, one_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        assert!(!is_dropped(&one_dropped), "the replay has yet to read it");
+        assert!(poll(&mut replay, waker).is_ready());
+        assert!(is_dropped(&one_dropped), "both readers have read it");
+        // A frame the replay has yet to read outlives the first body, not the replay.
+        let (data, two_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut first, waker).is_ready());
+        drop(first);
+        assert!(!is_dropped(&two_dropped));
+        assert!(poll(&mut replay, waker).is_ready());
+        assert!(is_dropped(&two_dropped));
+        assert!(poll(&mut replay, waker).is_pending());
     }
 
     #[test]

@@ -200,6 +200,10 @@ impl Builder {
     /// rejection arrived (the rest is then read from the original body as the replay
     /// goes), and when its size hint does not already exceed it. Buffered bodies
     /// (`Full`, `Empty`, `String`) are always replayable.
+    ///
+    /// What was kept is let go of when the response comes back, even if the body goes on
+    /// sending (a long upload, a gRPC stream); after a rejection, each frame once neither
+    /// the replay nor the original body has it still to read.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
         self.config.replay_limit = Some(bytes);
         self
@@ -215,10 +219,12 @@ impl Builder {
     /// values and bodies share their bytes, and a value or body built at runtime from a
     /// `Vec` or `String` (a parsed header value, a `format!`ed body) allocates its shared
     /// form then; the request's extensions, when it has any, allocate their map and a
-    /// box per value (tonic-generated clients add a `GrpcMethod` to every request). A
-    /// copied head is parsed back only for a replay. With replay off nothing is copied
-    /// or cloned; a rejected token is still renewed, and the rejection reaches the
-    /// caller; a `tower::retry` outside the layer can then resend.
+    /// box per value (tonic-generated clients add a `GrpcMethod` to every request). Of a
+    /// streaming body, what it has sent so far is kept (see
+    /// [`replay_limit`](Self::replay_limit)). A copied head is parsed back only for a
+    /// replay. With replay off nothing is copied or cloned; a rejected token is still
+    /// renewed, and the rejection reaches the caller; a `tower::retry` outside the layer
+    /// can then resend.
     pub fn replay(mut self, on: bool) -> Self {
         self.config.replay_limit = if on {
             self.config.replay_limit.or(Config::default().replay_limit)

@@ -100,9 +100,11 @@
 //! Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) are kept for a replay: a
 //! body of up to 512 bytes is copied into a buffer reused per thread (no allocation), a
 //! larger `Full` body is cloned, which shares its bytes (and allocates their shared form
-//! when they were built from a `Vec`); a larger `String` is cloned too, which allocates. Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`)
-//! are recorded while they are sent, up to `replay_limit` (64 KiB); a body that had sent
-//! more than that when the rejection arrived, or whose size hint says it will, is not
+//! when they were built from a `Vec`); a larger `String` is cloned too, which allocates.
+//! Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `tonic::body::Body`) are recorded while
+//! they are sent, up to `replay_limit` (64 KiB), until the response comes back: a body
+//! that goes on sending after that keeps no copy. A body that had sent more than the
+//! limit when the rejection arrived, or whose size hint says it will, is not
 //! replayed: the token is still renewed and the caller gets the original 401. See
 //! [`body`].
 //!

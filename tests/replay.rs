@@ -8,7 +8,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     task::{Context, Poll},
@@ -406,6 +406,81 @@ async fn a_body_whose_size_hint_exceeds_the_limit_is_not_replayed() {
     assert_eq!(api.calls(), 1);
     common::advance(Duration::ZERO).await;
     assert_eq!(fetcher.calls(), 2, "renewed, not replayed");
+}
+
+/// Bytes whose owner says when it is dropped, to tell whether anything still holds them.
+struct Tracked {
+    bytes: Vec<u8>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl AsRef<[u8]> for Tracked {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_still_sending_after_its_response_came_keeps_no_copy_of_what_it_sent() {
+    // A long upload or a gRPC stream: the API answers after the first frame and goes on
+    // reading the body for as long as it lasts. No replay is possible once the answer is
+    // in, so the layer must not keep the frames already sent.
+    type Boxed = BoxBody<Bytes, BoxError>;
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let held: Arc<Mutex<Option<Boxed>>> = Arc::default();
+    let api = {
+        let held = held.clone();
+        tower::service_fn(move |req: Request<Boxed>| {
+            let held = held.clone();
+            async move {
+                let mut body = req.into_body();
+                let first = body.frame().await.unwrap()?.into_data().unwrap();
+                assert_eq!(first.len(), 1000);
+                *held.lock().unwrap() = Some(body);
+                Ok::<_, BoxError>(Response::new(Full::new(Bytes::new())))
+            }
+        })
+    };
+    let layer = layer(&fetcher);
+    let mut svc = layer.layer(api);
+    warm(&fetcher, &layer).await;
+
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+    let tracked = Bytes::from_owner(Tracked {
+        bytes: vec![1; 1000],
+        dropped: dropped.clone(),
+    });
+    tx.send(Ok(Frame::data(tracked))).await.unwrap();
+    let body = BoxBody::new(StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    let res = send(&mut svc, Request::post("/upload").body(body).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        held.lock().unwrap().is_some(),
+        "the API still reads the body"
+    );
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the frame sent is not kept once the response came"
+    );
+
+    // The body goes on as before.
+    tx.send(Ok(Frame::data(Bytes::from_static(b"more"))))
+        .await
+        .unwrap();
+    drop(tx);
+    let body = held.lock().unwrap().take().unwrap();
+    assert_eq!(body.collect().await.unwrap().to_bytes(), "more");
 }
 
 /// An inner service that always answers the same response.
