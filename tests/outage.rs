@@ -28,6 +28,33 @@ fn fast_retrying(creds: ClientCredentials) -> OAuthLayer {
         .build()
 }
 
+/// A 503 from the token endpoint, with `Retry-After` if given.
+fn unavailable(retry_after: Option<&str>) -> Error {
+    let mut headers = http::HeaderMap::new();
+    if let Some(after) = retry_after {
+        headers.insert(http::header::RETRY_AFTER, after.parse().unwrap());
+    }
+    tower_oauth::fetch::parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &headers, b"")
+        .unwrap_err()
+}
+
+fn invalid_client() -> Error {
+    tower_oauth::fetch::parse_token_response(
+        StatusCode::UNAUTHORIZED,
+        &Default::default(),
+        br#"{"error":"invalid_client"}"#,
+    )
+    .unwrap_err()
+}
+
+/// A token valid for 100 s, answered at once.
+fn token_100s() -> Step {
+    Step::Token {
+        lifetime: Some(100 * SEC),
+        delay: Duration::ZERO,
+    }
+}
+
 fn kind(err: &tower_oauth::BoxError) -> ErrorKind {
     err.downcast_ref::<Error>()
         .unwrap_or_else(|| panic!("not our error: {err}"))
@@ -108,19 +135,7 @@ async fn wave(layer: &OAuthLayer, n: usize, want: ErrorKind) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn requests_during_the_cooldown_get_the_error_at_once_without_a_fetch() {
-    let unavailable = tower_oauth::fetch::parse_token_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &Default::default(),
-        b"",
-    )
-    .unwrap_err();
-    let invalid = tower_oauth::fetch::parse_token_response(
-        StatusCode::UNAUTHORIZED,
-        &Default::default(),
-        br#"{"error":"invalid_client"}"#,
-    )
-    .unwrap_err();
-    for (err, retryable) in [(unavailable, true), (invalid, false)] {
+    for (err, retryable) in [(unavailable(None), true), (invalid_client(), false)] {
         let want = err.kind();
         let fetcher = Fetcher::script(vec![Step::Fail(err, Duration::ZERO)]);
         let layer = OAuthLayer::with_fetcher(fetcher.clone())
@@ -176,22 +191,8 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_renewal_keeps_the_valid_token_and_tries_again_later() {
-    let fail = || {
-        Step::Fail(
-            tower_oauth::fetch::parse_token_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &Default::default(),
-                b"",
-            )
-            .unwrap_err(),
-            Duration::ZERO,
-        )
-    };
-    let token = || Step::Token {
-        lifetime: Some(100 * SEC),
-        delay: Duration::ZERO,
-    };
-    let fetcher = Fetcher::script(vec![token(), fail(), fail(), token()]);
+    let fail = || Step::Fail(unavailable(None), Duration::ZERO);
+    let fetcher = Fetcher::script(vec![token_100s(), fail(), fail(), token_100s()]);
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
         .renew_ahead(20 * SEC)
         .max_backoff(2 * SEC)
@@ -267,15 +268,6 @@ async fn warm_up_fails_fast_on_a_wrong_secret() {
     );
 }
 
-fn invalid_client() -> Error {
-    tower_oauth::fetch::parse_token_response(
-        StatusCode::UNAUTHORIZED,
-        &Default::default(),
-        br#"{"error":"invalid_client"}"#,
-    )
-    .unwrap_err()
-}
-
 #[tokio::test(start_paused = true)]
 async fn force_refresh_returns_the_first_error_at_once_while_the_token_is_kept() {
     let fetcher = Fetcher::script(vec![
@@ -315,19 +307,10 @@ async fn force_refresh_returns_the_first_error_at_once_while_the_token_is_kept()
 
 #[tokio::test(start_paused = true)]
 async fn a_renewal_told_to_wait_does_not_hold_requests_once_the_token_expires() {
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::RETRY_AFTER, "60".parse().unwrap());
-    let unavailable =
-        tower_oauth::fetch::parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &headers, b"")
-            .unwrap_err();
-    let token = || Step::Token {
-        lifetime: Some(100 * SEC),
-        delay: Duration::ZERO,
-    };
     let fetcher = Fetcher::script(vec![
-        token(),
-        Step::Fail(unavailable, Duration::ZERO),
-        token(),
+        token_100s(),
+        Step::Fail(unavailable(Some("60")), Duration::ZERO),
+        token_100s(),
     ]);
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
         .renew_ahead(20 * SEC)
@@ -360,20 +343,10 @@ async fn a_renewal_told_to_wait_does_not_hold_requests_once_the_token_expires() 
 
 #[tokio::test(start_paused = true)]
 async fn a_renewal_retry_scheduled_before_a_new_token_arrived_fetches_nothing() {
-    let unavailable = tower_oauth::fetch::parse_token_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &Default::default(),
-        b"",
-    )
-    .unwrap_err();
-    let token = || Step::Token {
-        lifetime: Some(100 * SEC),
-        delay: Duration::ZERO,
-    };
     let fetcher = Fetcher::script(vec![
-        token(),
-        Step::Fail(unavailable, Duration::ZERO),
-        token(),
+        token_100s(),
+        Step::Fail(unavailable(None), Duration::ZERO),
+        token_100s(),
     ]);
     // No budget: the failed renewal is given up on at once and retried 5–10 s later.
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
