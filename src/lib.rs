@@ -67,7 +67,10 @@
 //!   fetch and every request keeps using the current token meanwhile;
 //! - **expired** `expiry_margin` (default 5 s, at most a tenth of the lifetime) before
 //!   the server's stated expiry; an expired token is never sent, requests wait for the
-//!   new one.
+//!   new one. Renewal is never due later than that (a `renew_ahead` shorter than the
+//!   margin renews at expiry). The timers run on the runtime that fetched the token; if
+//!   it shuts down while the layer lives on, the token counts as expired and the next
+//!   request, on whatever runtime, fetches a new one.
 //!
 //! Lifetimes count from when the token request was sent. A response without
 //! `expires_in`, or with zero, gets `default_lifetime` (300 s); larger values than
