@@ -172,6 +172,9 @@ struct State {
     /// After a failed fetch: until when requests get this error without a new fetch.
     cooldown: Option<(Instant, Error)>,
     last_error: Option<ErrorKind>,
+    /// Whether a failed renewal's retry is scheduled (one at a time, however many
+    /// renewals fail meanwhile).
+    retry_scheduled: bool,
 }
 
 /// The token state of one scope set.
@@ -276,8 +279,8 @@ impl Slot {
                     && !cached.renewal_started.swap(true, Ordering::AcqRel)
                     && !self.renew_in_background(FetchReason::AheadOfExpiry)
                 {
-                    // Could not start (no runtime here, or a cooldown): let a later
-                    // request try again.
+                    // Could not start (no runtime here): let a later request try
+                    // again.
                     cached.renewal_started.store(false, Ordering::Release);
                 }
             }
@@ -357,18 +360,20 @@ impl Slot {
         true
     }
 
-    /// Starts a fetch unless one is running, without waiting for it.
+    /// Starts a fetch unless one is running or a cooldown says to wait, without waiting
+    /// for it. `false` only when a fetch was due but could not start (no runtime here):
+    /// a later request should try again. During a cooldown there is nothing for a later
+    /// request to do (the failure that set it retries, if retrying can help).
     pub(crate) fn renew_in_background(self: &Arc<Self>, reason: FetchReason) -> bool {
         let mut state = self.lock();
         if state.flight.is_none() {
             if let Some((until, _)) = &state.cooldown {
                 if Instant::now() < *until {
-                    return false;
+                    return true;
                 }
             }
             self.start_flight(&mut state, reason);
         }
-        // Not started when there is no runtime to run it on.
         state.flight.is_some()
     }
 
@@ -377,6 +382,7 @@ impl Slot {
     /// fetches), another fetch is running, or a cooldown set since says to wait.
     fn retry_renewal(self: &Arc<Self>, generation: u64, reason: FetchReason, attempt: u32) {
         let mut state = self.lock();
+        state.retry_scheduled = false;
         let current = self.current.load();
         let still_needed = current
             .as_deref()
@@ -702,13 +708,19 @@ fn renewal_failed(
     } else {
         delay.max(slot.core.config.max_backoff)
     };
-    {
+    let retry = {
         let mut state = slot.lock();
         state.flight = None;
         if !retryable || err.retry_after().is_some() {
             state.cooldown = Some((later(Instant::now(), pause), err.clone()));
         }
-    }
+        // Read under the lock, so that a token installed after it is not the one the
+        // retry is for.
+        let generation = slot.current.load().as_deref().map(|c| c.generation);
+        let retry = generation.filter(|_| retryable && !state.retry_scheduled);
+        state.retry_scheduled |= retry.is_some();
+        retry
+    };
     let _ = tx.send(Some(Err(err)));
     if !retryable {
         tracing::warn!(
@@ -716,13 +728,14 @@ fn renewal_failed(
         );
         return;
     }
+    let Some(generation) = retry else {
+        // A retry is already scheduled.
+        return;
+    };
     tracing::info!(
         delay_ms = pause.as_millis() as u64,
         "renewal failed; current token kept, retrying later"
     );
-    let Some(generation) = slot.current.load().as_deref().map(|c| c.generation) else {
-        return;
-    };
     // The retry holds the slot weakly: a layer dropped meanwhile is not kept fetching.
     let slot = Arc::downgrade(slot);
     tokio::spawn(async move {
@@ -734,8 +747,8 @@ fn renewal_failed(
 }
 
 /// Clears the slot's flight if the driver ends without doing so itself (its runtime shut
-/// down; a panic of the fetcher is caught as a failed fetch), so that the next request starts a new fetch
-/// instead of waiting on one that no longer exists. Its waiters see the sender dropped
+/// down; a panic of the fetcher is caught as a failed fetch), so that the next request
+/// starts a new fetch instead of waiting on one that no longer exists. Its waiters see the sender dropped
 /// and get [`ErrorKind::Cancelled`].
 struct FlightGuard {
     slot: Arc<Slot>,

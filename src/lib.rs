@@ -70,7 +70,10 @@
 //!   new one. Renewal is never due later than that (a `renew_ahead` shorter than the
 //!   margin renews at expiry). The timers run on the runtime that fetched the token; if
 //!   it shuts down while the layer lives on, the token counts as expired and the next
-//!   request, on whatever runtime, fetches a new one.
+//!   request, on whatever runtime, fetches a new one. A runtime that is kept but no
+//!   longer driven (a current-thread runtime whose `block_on` has returned) runs no
+//!   timers: the token would stay fresh past its expiry, so fetch on a runtime that
+//!   keeps running.
 //!
 //! Lifetimes count from when the token request was sent. A response without
 //! `expires_in`, or with zero, gets `default_lifetime` (300 s); larger values than

@@ -404,3 +404,32 @@ async fn a_panicking_fetcher_is_backed_off_from_like_a_failing_one() {
     let err = layer.handle().warm_up().await.unwrap_err();
     assert!(err.to_string().contains("panicked"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn failed_renewals_share_one_retry_however_many_there_were() {
+    let fetcher = Fetcher::script(vec![
+        Step::Token {
+            lifetime: Some(7200 * SEC),
+            delay: Duration::ZERO,
+        },
+        Step::Fail(unavailable(None), Duration::ZERO),
+    ]);
+    // One attempt per flight; a retry 5–10 s after each failure.
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .retry_budget(Duration::ZERO)
+        .initial_backoff(10 * SEC)
+        .max_backoff(10 * SEC)
+        .build();
+    let handle = layer.handle();
+    handle.warm_up().await.unwrap();
+    for _ in 0..20 {
+        handle.force_refresh().await.unwrap_err();
+    }
+    assert_eq!(fetcher.calls(), 21);
+    for _ in 0..100 {
+        advance(SEC).await;
+    }
+    let retries = fetcher.calls() - 21;
+    // One schedule: one retry every 5–10 s (twenty schedules would make far more).
+    assert!((10..=20).contains(&retries), "{retries} retries in 100 s");
+}

@@ -1,6 +1,9 @@
 //! Reading token responses (RFC 6749 §5.1 and §5.2, SimpleDocs problem documents).
 
-use std::time::{Duration, SystemTime};
+use std::{
+    borrow::Cow,
+    time::{Duration, SystemTime},
+};
 
 use http::{header, HeaderMap, StatusCode};
 use serde_json::{Map, Value};
@@ -52,13 +55,22 @@ pub(crate) fn parse_redacting(
     secrets: &[&str],
 ) -> Result<Token, Error> {
     let retry_after = retry_after(headers);
-    let json: Option<Map<String, Value>> = match serde_json::from_slice::<Value>(body) {
+    let mut json: Option<Map<String, Value>> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Some(map),
         _ => None,
     };
+    // Redacted whole, before a problem type is cut to its last segment (which could hold
+    // a part of the secret that no longer matches).
+    for (key, value) in json.iter_mut().flatten() {
+        if let (true, Value::String(text)) = (ERROR_TEXT.contains(&key.as_str()), value) {
+            if let Cow::Owned(clean) = redact(text, secrets) {
+                *text = clean;
+            }
+        }
+    }
     if !status.is_success() {
         return Err(match json.as_ref().and_then(oauth_error) {
-            Some((code, detail)) => oauth_failure(status, code, detail, retry_after, secrets),
+            Some((code, detail)) => oauth_failure(status, code, detail, retry_after),
             None => {
                 let mut b = Error::builder(ErrorKind::HttpStatus)
                     .status(status)
@@ -77,7 +89,7 @@ pub(crate) fn parse_redacting(
     // Some servers write every member, `"error": null` included, on success too.
     if map.get("error").is_some_and(|e| !e.is_null()) {
         if let Some((code, detail)) = oauth_error(&map) {
-            return Err(oauth_failure(status, code, detail, retry_after, secrets));
+            return Err(oauth_failure(status, code, detail, retry_after));
         }
         return Err(Error::malformed(
             "token response has an error field that is not a string",
@@ -183,7 +195,6 @@ fn oauth_failure(
     code: &str,
     detail: Option<&str>,
     retry_after: Option<Duration>,
-    secrets: &[&str],
 ) -> Error {
     let kind = match code {
         "invalid_client" => ErrorKind::InvalidClient,
@@ -194,21 +205,24 @@ fn oauth_failure(
     let retryable = matches!(code, "server_error" | "temporarily_unavailable")
         || (kind == ErrorKind::OAuth && status_retryable(status));
     let mut b = Error::builder(kind)
-        .oauth_error(&redact(code, secrets))
+        .oauth_error(code)
         .retryable(retryable)
         .retry_after(retry_after);
     if !status.is_success() {
         b = b.status(status);
     }
     if let Some(detail) = detail {
-        b = b.detail(&redact(detail, secrets));
+        b = b.detail(detail);
     }
     b.build()
 }
 
+/// The members of an error document whose text an error keeps (see [`oauth_error`]).
+const ERROR_TEXT: [&str; 5] = ["error", "error_description", "type", "detail", "title"];
+
 /// `text` with every occurrence of each of `secrets` replaced.
-fn redact<'a>(text: &'a str, secrets: &[&str]) -> std::borrow::Cow<'a, str> {
-    let mut text = std::borrow::Cow::Borrowed(text);
+fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
+    let mut text = Cow::Borrowed(text);
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         if text.contains(secret) {
             text = text.replace(secret, "<redacted>").into();
