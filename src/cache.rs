@@ -68,7 +68,7 @@ impl Default for Config {
             retry_budget: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(60),
             strict_scope: false,
-            replay_limit: Some(64 * 1024),
+            replay_limit: Some(crate::layer::DEFAULT_REPLAY_LIMIT),
             inspect_limit: 4 * 1024,
             reissue_interval: Duration::from_secs(1),
         }

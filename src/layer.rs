@@ -15,6 +15,9 @@ use crate::{
     token::{Token, TokenRequest},
 };
 
+/// The default of [`Builder::replay_limit`].
+pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+
 /// Adds `Authorization: Bearer <token>` to every request, with cached, renewed tokens.
 ///
 /// Every service made by one layer (and its clones) shares one token cache. See the
@@ -69,6 +72,8 @@ impl OAuthLayer {
             policy: ScopePolicy::fixed(None),
             classifier: Classifier::new(StandardClassifier::default()),
             config: Config::default(),
+            replay: true,
+            replay_limit: DEFAULT_REPLAY_LIMIT,
         }
     }
 
@@ -97,6 +102,9 @@ pub struct Builder {
     policy: ScopePolicy,
     classifier: Classifier,
     config: Config,
+    /// Set apart from the limit, so that the two setters can come in any order.
+    replay: bool,
+    replay_limit: usize,
 }
 
 impl fmt::Debug for Builder {
@@ -104,6 +112,8 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("policy", &self.policy)
             .field("config", &self.config)
+            .field("replay", &self.replay)
+            .field("replay_limit", &self.replay_limit)
             .finish_non_exhaustive()
     }
 }
@@ -204,8 +214,11 @@ impl Builder {
     /// What was kept is let go of when the response comes back, even if the body goes on
     /// sending (a long upload, a gRPC stream); after a rejection, each frame once neither
     /// the replay nor the original body has it still to read.
+    ///
+    /// Only the limit: it does not turn replay on when [`replay(false)`](Self::replay)
+    /// turned it off, in whichever order the two are set.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
-        self.config.replay_limit = Some(bytes);
+        self.replay_limit = bytes;
         self
     }
 
@@ -226,11 +239,7 @@ impl Builder {
     /// renewed, and the rejection reaches the caller; a `tower::retry` outside the layer
     /// can then resend.
     pub fn replay(mut self, on: bool) -> Self {
-        self.config.replay_limit = if on {
-            self.config.replay_limit.or(Config::default().replay_limit)
-        } else {
-            None
-        };
+        self.replay = on;
         self
     }
 
@@ -262,7 +271,8 @@ impl Builder {
     }
 
     /// Builds the layer.
-    pub fn build(self) -> OAuthLayer {
+    pub fn build(mut self) -> OAuthLayer {
+        self.config.replay_limit = self.replay.then_some(self.replay_limit);
         let core = Arc::new(Core {
             config: self.config,
             fetcher: self.fetcher,

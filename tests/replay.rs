@@ -22,7 +22,7 @@ use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use tower::{Layer, Service};
-use tower_oauth::{BoxError, OAuthLayer};
+use tower_oauth::{BoxError, Builder, OAuthLayer};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -387,25 +387,30 @@ async fn a_streaming_body_over_the_limit_returns_the_original_rejection_and_stil
 
 #[tokio::test(start_paused = true)]
 async fn a_body_whose_size_hint_exceeds_the_limit_is_not_replayed() {
-    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
-    let api = Api::new(Style::Problem);
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .replay_limit(1024)
-        .build();
-    let mut svc = layer.layer(api.clone());
-    warm(&fetcher, &layer).await;
-    api.revoke("tok-1");
+    // Turning replay off and on again keeps the limit.
+    let limits: [fn(Builder) -> Builder; 2] = [
+        |b| b.replay_limit(1024),
+        |b| b.replay_limit(1024).replay(false).replay(true),
+    ];
+    for limit in limits {
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let api = Api::new(Style::Problem);
+        let layer = limit(OAuthLayer::with_fetcher(fetcher.clone())).build();
+        let mut svc = layer.layer(api.clone());
+        warm(&fetcher, &layer).await;
+        api.revoke("tok-1");
 
-    let body = BoxBody::new(
-        Full::new(Bytes::from(vec![7u8; 2048])).map_err(|e| -> BoxError { match e {} }),
-    );
-    let res = send(&mut svc, Request::post("/docs").body(body).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(api.calls(), 1);
-    common::advance(Duration::ZERO).await;
-    assert_eq!(fetcher.calls(), 2, "renewed, not replayed");
+        let body = BoxBody::new(
+            Full::new(Bytes::from(vec![7u8; 2048])).map_err(|e| -> BoxError { match e {} }),
+        );
+        let res = send(&mut svc, Request::post("/docs").body(body).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(api.calls(), 1);
+        common::advance(Duration::ZERO).await;
+        assert_eq!(fetcher.calls(), 2, "renewed, not replayed");
+    }
 }
 
 /// Bytes whose owner says when it is dropped, to tell whether anything still holds them.
@@ -601,19 +606,25 @@ fn tower_oauth_error(kind: tower_oauth::ErrorKind) -> tower_oauth::Error {
 
 #[tokio::test(start_paused = true)]
 async fn with_replay_off_a_rejection_reaches_the_caller_and_the_token_is_renewed() {
-    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
-    let api = Api::new(Style::Problem);
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .replay(false)
-        .build();
-    let mut svc = layer.layer(api.clone());
-    warm(&fetcher, &layer).await;
-    api.revoke("tok-1");
+    // Setting the limit does not turn replay back on, before or after.
+    let offs: [fn(Builder) -> Builder; 3] = [
+        |b| b.replay(false),
+        |b| b.replay(false).replay_limit(1024),
+        |b| b.replay_limit(1024).replay(false),
+    ];
+    for off in offs {
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let api = Api::new(Style::Problem);
+        let layer = off(OAuthLayer::with_fetcher(fetcher.clone())).build();
+        let mut svc = layer.layer(api.clone());
+        warm(&fetcher, &layer).await;
+        api.revoke("tok-1");
 
-    let res = send(&mut svc, get("/x")).await.unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(api.calls(), 1, "not replayed");
-    assert_the_token_was_renewed(&mut svc, &fetcher, &api).await;
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(api.calls(), 1, "not replayed");
+        assert_the_token_was_renewed(&mut svc, &fetcher, &api).await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
