@@ -33,10 +33,13 @@ pub struct RequestHead<'a> {
 
 /// Chooses the scope for each request; the layer keeps one token per distinct scope set.
 ///
+/// Scopes are sets: `"read write"` and `"write read"` are one scope set, and an empty one
+/// is the same as none (no `scope` parameter is sent).
+///
 /// ```
 /// use tower_oauth::ScopePolicy;
 ///
-/// // GET and HEAD carry a `read` token, everything else a `write` token.
+/// // GET, HEAD and OPTIONS carry a `read` token, everything else a `write` token.
 /// let policy = ScopePolicy::by_method("read", "write");
 /// // Or anything computed from the request head.
 /// let policy = ScopePolicy::from_fn(|req| {
@@ -55,13 +58,14 @@ enum Kind {
 }
 
 impl ScopePolicy {
-    /// One scope for every request (`None`: omit the scope parameter). The default, with
-    /// the credentials' configured scope.
+    /// One scope for every request (`None`, or an empty scope: omit the scope parameter).
+    /// The default, with the credentials' configured scope.
     pub fn fixed(scope: Option<Scope>) -> Self {
         Self(Kind::Fixed(scope))
     }
 
-    /// `read` for `GET`, `HEAD` and `OPTIONS`, `write` for every other method.
+    /// `read` for `GET`, `HEAD` and `OPTIONS`, `write` for every other method. When the
+    /// two are the same scope set, the layer keeps one token for both.
     pub fn by_method(read: impl Into<Scope>, write: impl Into<Scope>) -> Self {
         Self(Kind::ByMethod {
             read: read.into(),
@@ -70,6 +74,12 @@ impl ScopePolicy {
     }
 
     /// The scope computed by `f` from the request head.
+    ///
+    /// Meant for a handful of scope sets: the layer keeps a token for each set `f` has
+    /// returned, for its whole life, and finds a request's set among them by a linear
+    /// search. Sets are only known once a request has needed them, so
+    /// [`TokenHandle::warm_up`](crate::TokenHandle::warm_up) fetches nothing before the
+    /// first request; for a start-up check, use a fixed or by-method policy.
     pub fn from_fn<F>(f: F) -> Self
     where
         F: Fn(&RequestHead<'_>) -> Option<Scope> + Send + Sync + 'static,
@@ -79,10 +89,13 @@ impl ScopePolicy {
 
     pub(crate) fn into_slots(self, core: Arc<Core>) -> Slots {
         match self.0 {
-            Kind::Fixed(scope) => Slots::One(Arc::new(Slot::new(core, scope))),
+            Kind::Fixed(scope) => Slots::One(Arc::new(Slot::new(core, non_empty(scope)))),
+            Kind::ByMethod { read, write } if read == write => {
+                Slots::One(Arc::new(Slot::new(core, non_empty(Some(read)))))
+            }
             Kind::ByMethod { read, write } => Slots::ByMethod {
-                read: Arc::new(Slot::new(core.clone(), Some(read))),
-                write: Arc::new(Slot::new(core, Some(write))),
+                read: Arc::new(Slot::new(core.clone(), non_empty(Some(read)))),
+                write: Arc::new(Slot::new(core, non_empty(Some(write)))),
             },
             Kind::Custom(f) => Slots::Dynamic {
                 f,
@@ -106,6 +119,11 @@ impl fmt::Debug for ScopePolicy {
             Kind::Custom(_) => f.write_str("Custom(..)"),
         }
     }
+}
+
+/// An empty scope set asks for no scope: the same as none.
+fn non_empty(scope: Option<Scope>) -> Option<Scope> {
+    scope.filter(|s| !s.is_empty())
 }
 
 /// The slots of a layer, resolved per request.
@@ -150,13 +168,13 @@ impl Slots {
                 insert,
                 core,
             } => {
-                let scope = f(&RequestHead {
+                let scope = non_empty(f(&RequestHead {
                     method: req.method(),
                     uri: req.uri(),
                     version: req.version(),
                     headers: req.headers(),
                     extensions: req.extensions(),
-                });
+                }));
                 let find = |slots: &[Arc<Slot>]| {
                     let i = slots.iter().position(|s| s.scope() == scope.as_ref())?;
                     Some((i as u32, slots[i].clone()))

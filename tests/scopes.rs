@@ -230,3 +230,31 @@ async fn the_handle_view_holds_no_secret() {
     assert!(shown.contains("read") && shown.contains("write"));
     assert_eq!(handle.fetches(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_scope_set_written_two_ways_or_left_empty_is_one_token() {
+    // by_method with the same set for both: one token for GETs and POSTs.
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .scope_policy(ScopePolicy::by_method("read write", "write read"))
+        .build();
+    let mut svc = layer.layer(Echo::default());
+    let got = seen(&send(&mut svc, get("/x")).await.unwrap()).map(str::to_owned);
+    let posted = seen(&send(&mut svc, post("/x")).await.unwrap()).map(str::to_owned);
+    assert_eq!(got, posted);
+    assert_eq!(fetcher.scopes(), [Some("read write".to_owned())]);
+    assert_eq!(layer.handle().state().len(), 1);
+
+    // An empty scope asks for none, as `None` does: one token, no scope parameter.
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .scope_policy(ScopePolicy::from_fn(|req| {
+            (req.method == http::Method::POST).then(|| Scope::new(" "))
+        }))
+        .build();
+    let mut svc = layer.layer(Echo::default());
+    send(&mut svc, get("/x")).await.unwrap();
+    send(&mut svc, post("/x")).await.unwrap();
+    assert_eq!(fetcher.scopes(), [None]);
+    assert_eq!(layer.handle().state().len(), 1);
+}
