@@ -8,7 +8,9 @@ import sys
 
 
 def parse(v):
-    return tuple(int(x) for x in v.split("."))
+    # "1.88" and "1.88.0" are the same version: pad to major.minor.patch.
+    parts = [int(x) for x in v.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 meta = json.load(sys.stdin)

@@ -314,13 +314,20 @@ criterion_group! {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument narrows what runs.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter.as_deref() != Some("paired") {
+    // `cargo bench` passes `--bench`; a filter argument narrows what runs. Without
+    // `--bench` (`cargo test --benches`) or with `--list`, criterion only checks or lists
+    // its benchmarks, and the minutes-long paired pass is left out.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filter = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str);
+    let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list");
+    if filter != Some("paired") {
         benches();
         Criterion::default().configure_from_args().final_summary();
     }
-    if filter.as_deref().is_none_or(|f| f == "paired") {
+    if measuring && filter.is_none_or(|f| f == "paired") {
         if std::env::var_os("PAIRED_CHILD").is_none() {
             paired_processes();
             return;

@@ -120,7 +120,8 @@ impl fmt::Debug for Builder {
 
 impl Builder {
     /// Which scope each request's token must have. Default: the credentials' scope for
-    /// [`OAuthLayer::builder`], none for [`OAuthLayer::with_fetcher`].
+    /// `OAuthLayer::builder` (with the `https` feature), none for
+    /// [`OAuthLayer::with_fetcher`].
     pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
         self.policy = policy;
         self

@@ -147,8 +147,8 @@
 //! # Feature flags
 //!
 //! - `https` (default): the built-in token client (hyper, hyper-util, rustls with the
-//!   webpki roots), [`OAuthLayer::new`], [`OAuthLayer::builder`] and
-//!   [`fetch::HttpFetcher::https`].
+//!   webpki roots), `OAuthLayer::new`, `OAuthLayer::builder` and
+//!   `fetch::HttpFetcher::https`.
 //! - `test-util`: the embedded mock SimpleDocs server, `mock`.
 //! - `tonic`: replayable `tonic::body::Body` request bodies.
 //!
