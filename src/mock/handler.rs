@@ -258,8 +258,8 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
         ));
     }
     let scope = match params.get("scope").map(Scopes::parse) {
-        None => Scopes::READ,
-        Some(Ok(scope)) if scope.is_empty() => Scopes::READ,
+        None => default_scope(shared)?,
+        Some(Ok(scope)) if scope.is_empty() => default_scope(shared)?,
         Some(Ok(scope)) if shared.app_scope.contains(scope) => scope,
         Some(Ok(_)) => {
             return Err(invalid_scope(
@@ -273,6 +273,17 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
         }
     };
     Ok(issue_token(shared, scope))
+}
+
+/// The scope granted when the request names none: `read`, unless the application has both
+/// scopes, which SimpleDocs makes ask explicitly.
+fn default_scope(shared: &Shared) -> Result<Scopes, Resp> {
+    if shared.app_scope.contains(Scopes::READ_WRITE) {
+        return Err(invalid_scope(
+            "An application with the read write scope must ask for scope explicitly: read, write or read write.",
+        ));
+    }
+    Ok(Scopes::READ)
 }
 
 /// Stores a new token and builds the success response.

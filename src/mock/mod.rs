@@ -7,7 +7,10 @@
 //!   come either in the form body (`client_id`, `client_secret`) or in an
 //!   `Authorization: Basic` header whose two halves are form-url-encoded (RFC 6749
 //!   §2.3.1), never both. The optional `scope` is `read`, `write` or `read write` (in any
-//!   order); omitting it grants `read`. Success answers `200` with
+//!   order). As SimpleDocs documents, omitting it (or sending it empty or as spaces only)
+//!   grants `read` to an application scoped to `read` or to `write`, while an application
+//!   with the `read write` scope (the default, see [`MockConfig::app_scope`]) must ask
+//!   explicitly and gets `400 invalid_scope` otherwise. Success answers `200` with
 //!   `{"access_token","token_type":"Bearer","expires_in","scope","created_at"}` and
 //!   `Cache-Control: no-store`.
 //! * `GET /api/v1/workflows` (needs scope `read`): a fixed list of two workflows.
@@ -171,6 +174,9 @@ impl MockConfig {
     }
 
     /// Sets the space-separated scopes the application may be granted (default `read write`).
+    ///
+    /// An application with both `read` and `write` must name a scope in every token
+    /// request; one with a single scope that names none is granted `read`.
     pub fn app_scope(mut self, scope: impl Into<String>) -> Self {
         self.app_scope = scope.into();
         self

@@ -216,19 +216,22 @@ async fn grants_a_token_with_form_credentials() {
     assert_eq!(stats.token_errors, 0);
 }
 
+/// A token request without a usable scope: missing, empty, or spaces only.
+const NO_SCOPE: [Option<&str>; 3] = [None, Some(""), Some("   ")];
+
 #[tokio::test]
-async fn scope_defaults_to_read_and_is_normalised() {
+async fn requested_scopes_are_normalised_and_unknown_ones_refused() {
     let server = MockServer::start().await.unwrap();
     for (requested, granted) in [
-        (None, "read"),
-        (Some("read"), "read"),
-        (Some("write"), "write"),
-        (Some("write read"), "read write"),
-        (Some("read write read"), "read write"),
+        ("read", "read"),
+        ("write", "write"),
+        ("write read", "read write"),
+        ("read write read", "read write"),
+        (" read  write ", "read write"),
     ] {
         let reply = send(
             server.addr(),
-            token_request(&server, credentials_form(&server, requested)),
+            token_request(&server, credentials_form(&server, Some(requested))),
         )
         .await;
         assert_eq!(reply.status, StatusCode::OK, "{requested:?}");
@@ -255,8 +258,75 @@ async fn scope_defaults_to_read_and_is_normalised() {
     )
     .await;
     reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_scope");
-    assert_eq!(get_token(&read_only, None).await.len(), 44);
-    assert_eq!(read_only.issued_tokens()[0].scope, "read");
+    assert!(read_only.issued_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn a_read_write_application_that_omits_scope_is_told_to_ask_for_it() {
+    // `read write` is the default application scope.
+    let server = MockServer::start().await.unwrap();
+    for requested in NO_SCOPE {
+        let reply = send(
+            server.addr(),
+            token_request(&server, credentials_form(&server, requested)),
+        )
+        .await;
+        let problem = reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_scope");
+        assert_eq!(problem["title"], "Invalid Scope", "{requested:?}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("must ask for scope explicitly"),
+            "{requested:?}: {detail}"
+        );
+        assert_eq!(reply.header(CACHE_CONTROL), Some("no-store"));
+    }
+    // The same holds with credentials in an `Authorization: Basic` header.
+    let grant = form(&[("grant_type", "client_credentials")]);
+    let header = basic(server.client_id(), server.client_secret());
+    send(server.addr(), token_request_basic(&server, &header, grant))
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "invalid_scope");
+
+    assert!(server.issued_tokens().is_empty());
+    let stats = server.stats();
+    assert_eq!((stats.token_errors, stats.tokens_issued), (4, 0));
+
+    // Named explicitly, the same application gets either scope or both.
+    for scope in ["read", "write", "read write"] {
+        get_token(&server, Some(scope)).await;
+    }
+    let granted: Vec<_> = server
+        .issued_tokens()
+        .into_iter()
+        .map(|t| t.scope)
+        .collect();
+    assert_eq!(granted, ["read", "write", "read write"]);
+}
+
+#[tokio::test]
+async fn a_single_scope_application_that_omits_scope_gets_read() {
+    // As the reference puts it: omitting scope yields `read` when the application is
+    // scoped to read or write.
+    for app_scope in ["read", "write"] {
+        let server = MockServer::start_with(MockConfig::new().app_scope(app_scope))
+            .await
+            .unwrap();
+        for requested in NO_SCOPE {
+            let reply = send(
+                server.addr(),
+                token_request(&server, credentials_form(&server, requested)),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{app_scope}: {requested:?}");
+            assert_eq!(reply.json()["scope"], "read", "{app_scope}: {requested:?}");
+        }
+        let granted: Vec<_> = server
+            .issued_tokens()
+            .into_iter()
+            .map(|t| t.scope)
+            .collect();
+        assert_eq!(granted, ["read"; 3], "{app_scope}");
+    }
 }
 
 #[tokio::test]
@@ -272,7 +342,7 @@ async fn hostile_secret_works_in_the_form_and_in_basic() {
     // Form body.
     assert!(get_token(&server, Some("write")).await.starts_with("sdk_"));
 
-    let grant = form(&[("grant_type", "client_credentials")]);
+    let grant = form(&[("grant_type", "client_credentials"), ("scope", "read")]);
     // Basic with %20-style encoding.
     let header = basic(&percent_encode_all(id), &percent_encode_all(secret));
     let reply = send(
@@ -319,7 +389,7 @@ async fn basic_splits_at_the_first_colon() {
     let server = MockServer::start_with(MockConfig::new().client_id("id").client_secret("p:w"))
         .await
         .unwrap();
-    let grant = form(&[("grant_type", "client_credentials")]);
+    let grant = form(&[("grant_type", "client_credentials"), ("scope", "read")]);
     let reply = send(
         server.addr(),
         token_request_basic(&server, &basic("id", "p:w"), grant),
@@ -378,14 +448,14 @@ async fn rejects_bad_token_requests() {
     let request = token_request_basic(
         &server,
         &basic(&id, "demo-secret"),
-        credentials_form(&server, None),
+        credentials_form(&server, Some("read")),
     );
     send(addr, request)
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_request");
 
     // Malformed: not a form, repeated parameter, bad Basic, not UTF-8.
-    let mut request = token_request(&server, credentials_form(&server, None));
+    let mut request = token_request(&server, credentials_form(&server, Some("read")));
     request
         .headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().unwrap());
@@ -421,7 +491,7 @@ async fn rejects_bad_token_requests() {
     // Too large (the token endpoint accepts 64 KiB).
     let body = format!(
         "{}&pad={}",
-        credentials_form(&server, None),
+        credentials_form(&server, Some("read")),
         "x".repeat(70_000)
     );
     send(addr, token_request(&server, body))
@@ -446,7 +516,7 @@ async fn rejects_bad_token_requests() {
 #[tokio::test]
 async fn api_serves_workflows_with_a_valid_token() {
     let server = MockServer::start().await.unwrap();
-    let token = get_token(&server, None).await;
+    let token = get_token(&server, Some("read")).await;
     let reply = send(server.addr(), api_get(&server, Some(&token))).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header(CONTENT_TYPE), Some("application/json"));
@@ -510,7 +580,7 @@ async fn token_expires_after_its_lifetime_on_the_tokio_clock() {
         .unwrap();
     let reply = exchange(
         server.addr(),
-        token_request(&server, credentials_form(&server, None)),
+        token_request(&server, credentials_form(&server, Some("read"))),
     )
     .await
     .unwrap();
@@ -538,7 +608,7 @@ async fn token_expires_after_its_lifetime_on_the_tokio_clock() {
     server.set_token_lifetime(Duration::from_secs(5));
     let reply = exchange(
         server.addr(),
-        token_request(&server, credentials_form(&server, None)),
+        token_request(&server, credentials_form(&server, Some("read"))),
     )
     .await
     .unwrap();
@@ -561,7 +631,7 @@ async fn token_expires_after_its_lifetime_on_the_tokio_clock() {
 #[tokio::test]
 async fn expires_in_field_can_be_overridden() {
     let server = MockServer::start().await.unwrap();
-    let grant = || token_request(&server, credentials_form(&server, None));
+    let grant = || token_request(&server, credentials_form(&server, Some("read")));
 
     server.set_expires_in_field(Some(json!("3600")));
     assert_eq!(
@@ -589,8 +659,8 @@ async fn expires_in_field_can_be_overridden() {
 #[tokio::test]
 async fn revoke_all_and_expire_token() {
     let server = MockServer::start().await.unwrap();
-    let first = get_token(&server, None).await;
-    let second = get_token(&server, None).await;
+    let first = get_token(&server, Some("read")).await;
+    let second = get_token(&server, Some("read")).await;
 
     assert!(server.expire_token(&first));
     assert!(!server.expire_token("sdk_unknown"));
@@ -609,7 +679,7 @@ async fn revoke_all_and_expire_token() {
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
     // Tokens issued afterwards are fine.
-    let third = get_token(&server, None).await;
+    let third = get_token(&server, Some("read")).await;
     assert_eq!(
         send(server.addr(), api_get(&server, Some(&third)))
             .await
@@ -680,7 +750,7 @@ async fn documents_are_echoed_with_their_fnv1a64() {
 #[tokio::test]
 async fn injected_status_failures() {
     let server = MockServer::start().await.unwrap();
-    let grant = || token_request(&server, credentials_form(&server, None));
+    let grant = || token_request(&server, credentials_form(&server, Some("read")));
 
     server.fail_token_requests(2, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
     for _ in 0..2 {
@@ -751,12 +821,12 @@ async fn injected_status_failures() {
 async fn injected_hang_never_answers() {
     let server = MockServer::start().await.unwrap();
     server.fail_token_requests(1, TokenFailure::Hang);
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let outcome =
         tokio::time::timeout(Duration::from_millis(300), exchange(server.addr(), request)).await;
     assert!(outcome.is_err(), "expected a client-side timeout");
     // The next request is served normally, in parallel with the hung one.
-    assert!(get_token(&server, None).await.starts_with("sdk_"));
+    assert!(get_token(&server, Some("read")).await.starts_with("sdk_"));
     let stats = server.stats();
     assert_eq!(
         (
@@ -772,7 +842,7 @@ async fn injected_hang_never_answers() {
 async fn injected_close_drops_the_connection() {
     let server = MockServer::start().await.unwrap();
     server.fail_token_requests(1, TokenFailure::CloseConnection);
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(server.addr(), request))
         .await
         .expect("a dropped connection is reported promptly");
@@ -781,7 +851,7 @@ async fn injected_close_drops_the_connection() {
         error.is_incomplete_message() || error.is_closed(),
         "{error:?}"
     );
-    assert!(get_token(&server, None).await.starts_with("sdk_"));
+    assert!(get_token(&server, Some("read")).await.starts_with("sdk_"));
     assert_eq!(server.stats().token_errors, 1);
 }
 
@@ -790,7 +860,7 @@ async fn token_delay_holds_the_answer_but_counts_at_once() {
     let server = MockServer::start().await.unwrap();
     server.set_token_delay(Duration::from_millis(300));
     let addr = server.addr();
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let started = std::time::Instant::now();
     let pending = tokio::spawn(async move { send(addr, request).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -803,14 +873,14 @@ async fn token_delay_holds_the_answer_but_counts_at_once() {
 
     server.set_token_delay(Duration::ZERO);
     let started = std::time::Instant::now();
-    get_token(&server, None).await;
+    get_token(&server, Some("read")).await;
     assert!(started.elapsed() < Duration::from_millis(300));
 }
 
 #[tokio::test]
 async fn keep_alive_serves_several_requests_on_one_connection() {
     let server = MockServer::start().await.unwrap();
-    let token = get_token(&server, None).await;
+    let token = get_token(&server, Some("read")).await;
     let stream = TcpStream::connect(server.addr()).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -837,7 +907,7 @@ async fn counters_add_up() {
     server.fail_token_requests(1, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
     send(
         server.addr(),
-        token_request(&server, credentials_form(&server, None)),
+        token_request(&server, credentials_form(&server, Some("read"))),
     )
     .await;
     send(server.addr(), api_get(&server, Some(&read))).await;
@@ -890,7 +960,7 @@ async fn shutdown_closes_the_listener_and_open_connections() {
     let server = MockServer::start().await.unwrap();
     let addr = server.addr();
     server.fail_token_requests(1, TokenFailure::Hang);
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let hung = tokio::spawn(tokio::time::timeout(
         EXCHANGE_TIMEOUT,
         exchange(addr, request),
