@@ -1,7 +1,8 @@
 //! An embedded mock of the SimpleDocs token endpoint and API, for tests and demos.
 //!
 //! [`MockServer`] listens on `127.0.0.1` on a random port and speaks HTTP/1.1 (with
-//! keep-alive). It implements:
+//! keep-alive). A connection that takes more than 30 s to send a whole request head,
+//! idle time between requests included, is closed. It implements:
 //!
 //! * `POST /api/oauth/token`: the OAuth 2.0 client-credentials grant. Client credentials
 //!   come either in the form body (`client_id`, `client_secret`) or in an
@@ -28,6 +29,8 @@
 //!
 //! Token expiry is measured with [`tokio::time::Instant`], so tests that call
 //! `tokio::time::pause()` and `tokio::time::advance()` can expire tokens without waiting.
+//! The header read timeout runs on the same clock: advancing it past 30 s also closes
+//! the idle connections of clients that keep them pooled.
 //!
 //! Tests steer the server with knobs: [`MockServer::revoke_all`],
 //! [`MockServer::expire_token`], [`MockServer::fail_token_requests`] (status codes,
@@ -109,7 +112,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -123,6 +126,8 @@ const DEFAULT_CLIENT_SECRET: &str = "demo-secret";
 const DEFAULT_APP_SCOPE: &str = "read write";
 /// Default token lifetime, as documented by SimpleDocs.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+/// How long a connection may take to send a whole request head, idle keep-alive time included.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configuration of a [`MockServer`]: the application's credentials, scope and token lifetime.
 #[derive(Clone)]
@@ -443,7 +448,11 @@ async fn accept_loop(listener: Arc<Mutex<Option<TcpListener>>>, shared: Arc<Shar
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
             let service = service_fn(move |request| handler::handle(Arc::clone(&shared), request));
+            // Without a timer hyper enforces no header read timeout, and a client that
+            // never finishes its request head would hold the connection forever.
             let result = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

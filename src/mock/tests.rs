@@ -12,10 +12,11 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handler::fnv1a64;
-use super::{MockConfig, MockServer, MockStats, TokenFailure};
+use super::{MockConfig, MockServer, MockStats, TokenFailure, HEADER_READ_TIMEOUT};
 
 /// Upper bound for any single exchange in tests that run on the real clock.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -574,7 +575,7 @@ async fn api_rejects_missing_and_unknown_tokens() {
 #[tokio::test(start_paused = true)]
 async fn token_expires_after_its_lifetime_on_the_tokio_clock() {
     // No timeouts here: with a paused clock they would fire spuriously. Each step is one
-    // exchange with a local server that sets no timers, so the test cannot hang.
+    // exchange with a local server on a fresh connection, so the test cannot hang.
     let server = MockServer::start_with(MockConfig::new().token_lifetime(Duration::from_secs(60)))
         .await
         .unwrap();
@@ -875,6 +876,30 @@ async fn token_delay_holds_the_answer_but_counts_at_once() {
     let started = std::time::Instant::now();
     get_token(&server, Some("read")).await;
     assert!(started.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_head_left_unfinished_is_dropped_after_the_header_read_timeout() {
+    let server = MockServer::start().await.unwrap();
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    stream
+        .write_all(b"POST /api/oauth/token HTTP/1.1\r\nHost: mock\r\nContent-Len")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // The clock is paused: waiting for the server's timer takes no real time.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(HEADER_READ_TIMEOUT * 4, stream.read(&mut buf))
+        .await
+        .expect("the server still holds the half-sent request");
+    // Closed, without an answer.
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_eq!(server.stats().token_requests, 0);
 }
 
 #[tokio::test]
