@@ -84,6 +84,7 @@ OPTIONS:
     --path P                  request path (GET or POST)          [default: /api/v1/workflows for GET,
                                                                    /api/v1/documents for POST]
     --body-bytes N            POST body size (a fixed pattern)    [default: 0]
+                              (the embedded mock takes uploads of up to 8 MiB)
     --requests N              how many requests                   [default: 10]
     --concurrency C           how many at once                    [default: 4]
     --interval-ms MS          pause before each request of a worker  [default: 0]

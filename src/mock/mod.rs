@@ -15,9 +15,11 @@
 //!   `{"access_token","token_type":"Bearer","expires_in","scope","created_at"}` and
 //!   `Cache-Control: no-store`.
 //! * `GET /api/v1/workflows` (needs scope `read`): a fixed list of two workflows.
-//! * `POST /api/v1/documents` (needs scope `write`): reads the whole body and answers `201`
-//!   with `{"id","received_bytes","fnv1a64"}`; the bodies are kept, see
-//!   [`MockServer::received_documents`].
+//! * `POST /api/v1/documents` (needs scope `write`): reads the whole body, up to 8 MiB
+//!   (`413 payload_too_large` beyond), and answers `201` with
+//!   `{"id","received_bytes","fnv1a64"}`; the bodies are kept, see
+//!   [`MockServer::received_documents`]. A body is read only once the request carries a
+//!   bearer token; an upload whose token is rejected is read to its end and dropped.
 //!
 //! Every error is a problem document (`Content-Type: application/problem+json`) such as
 //! `{"type":"token_expired","status":401,"title":"Token Expired","detail":"The access token

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::handler::fnv1a64;
+use super::handler::{fnv1a64, API_BODY_LIMIT};
 use super::{MockConfig, MockServer, MockStats, TokenFailure, HEADER_READ_TIMEOUT};
 
 /// Upper bound for any single exchange in tests that run on the real clock.
@@ -900,6 +900,143 @@ async fn a_request_head_left_unfinished_is_dropped_after_the_header_read_timeout
         "{waited:?}"
     );
     assert_eq!(server.stats().token_requests, 0);
+}
+
+/// Reads one response off a raw connection: its status line and body (`Content-Length` framed).
+async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut buf).await.expect("read a response");
+        assert!(n > 0, "closed without a whole response: {received:?}");
+        received.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8(received[..head_end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    let mut body = received.split_off(head_end);
+    while body.len() < length {
+        let n = stream.read(&mut buf).await.expect("read a response body");
+        assert!(n > 0, "closed in the middle of a response body");
+        body.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(body.len(), length, "one response at a time");
+    let status = head.lines().next().unwrap().to_owned();
+    (status, body)
+}
+
+/// A token from `server` for `scope`, without a timeout (for paused-clock tests).
+async fn token_on_paused_clock(server: &MockServer, scope: &str) -> String {
+    let request = token_request(server, credentials_form(server, Some(scope)));
+    let reply = exchange(server.addr(), request).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_that_need_no_body_are_answered_without_waiting_for_it() {
+    let server = MockServer::start().await.unwrap();
+    let write = token_on_paused_clock(&server, "write").await;
+    // Each head announces a gigabyte that never comes: only an upload the server
+    // accepts is read.
+    let unauthenticated = "POST /api/v1/documents HTTP/1.1".to_owned();
+    let wrong_method = format!("PUT /api/v1/documents HTTP/1.1\r\nAuthorization: Bearer {write}");
+    for (request_line, status, kind) in [
+        ("POST /elsewhere HTTP/1.1", 404, "not_found"),
+        ("POST /api/v1/nothing-here HTTP/1.1", 404, "not_found"),
+        ("POST /api/v1/workflows HTTP/1.1", 405, "method_not_allowed"),
+        (wrong_method.as_str(), 405, "method_not_allowed"),
+        (unauthenticated.as_str(), 401, "unauthorized"),
+    ] {
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+        let head = format!(
+            "{request_line}\r\nHost: mock\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: 1073741824\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The clock is paused: a server waiting for the body fails this at once.
+        let (status_line, body) =
+            tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+                .await
+                .unwrap_or_else(|_| panic!("{request_line}: no answer without the body"));
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request_line}: {status_line}"
+        );
+        let problem: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], kind, "{request_line}");
+    }
+    assert!(server.received_documents().is_empty());
+    assert_eq!(server.stats().api_unauthorized, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_declared_larger_than_the_limit_is_refused_before_it_is_read() {
+    let server = MockServer::start().await.unwrap();
+    let write = token_on_paused_clock(&server, "write").await;
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /api/v1/documents HTTP/1.1\r\nHost: mock\r\nAuthorization: Bearer {write}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        API_BODY_LIMIT + 1
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (status_line, body) =
+        tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+            .await
+            .expect("refused without reading the body");
+    assert!(status_line.starts_with("HTTP/1.1 413 "), "{status_line}");
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["type"], "payload_too_large");
+    assert!(server.received_documents().is_empty());
+    assert_eq!(server.stats().api_ok, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_upload_is_read_to_its_end_and_the_connection_kept() {
+    // A client whose token was revoked may still be sending its upload, and sends it
+    // again on the same pooled connection: answering before the body is in would close
+    // the connection under it.
+    let server = MockServer::start().await.unwrap();
+    let revoked = token_on_paused_clock(&server, "write").await;
+    server.revoke_all();
+    let fresh = token_on_paused_clock(&server, "read").await;
+
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /api/v1/documents HTTP/1.1\r\nHost: mock\r\nAuthorization: Bearer {revoked}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 2000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[b'a'; 1000]).await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+    assert!(early.is_err(), "answered before the body was in: {early:?}");
+    stream.write_all(&[b'b'; 1000]).await.unwrap();
+    let (status_line, body) = read_response(&mut stream).await;
+    assert!(status_line.starts_with("HTTP/1.1 401 "), "{status_line}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["type"],
+        "token_expired"
+    );
+
+    // The same connection serves the next request.
+    let next = format!(
+        "GET /api/v1/workflows HTTP/1.1\r\nHost: mock\r\nAuthorization: Bearer {fresh}\r\n\r\n"
+    );
+    stream.write_all(next.as_bytes()).await.unwrap();
+    let (status_line, _) = read_response(&mut stream).await;
+    assert!(status_line.starts_with("HTTP/1.1 200 "), "{status_line}");
+    assert!(server.received_documents().is_empty());
 }
 
 #[tokio::test]
