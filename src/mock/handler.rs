@@ -374,15 +374,17 @@ fn is_form_urlencoded(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The decoded form parameters of a token request.
+/// The decoded form parameters of a token request, each name at most once.
 struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// The parameter's value; an empty value counts as omitted (RFC 6749 §3.1).
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -390,17 +392,15 @@ impl Params {
     }
 }
 
-/// Parses a form body; empty values count as omitted (RFC 6749 §3.1), repeats are refused (§3.2).
+/// Parses a form body, refusing any parameter given more than once, whatever its values
+/// (RFC 6749 §3.1, §3.2).
 fn parse_form(body: &[u8]) -> Result<Params, Resp> {
     if std::str::from_utf8(body).is_err() {
         return Err(invalid_request("The request body is not valid UTF-8."));
     }
     let mut params = Params(Vec::new());
     for (key, value) in form_urlencoded::parse(body) {
-        if value.is_empty() {
-            continue;
-        }
-        if params.contains(&key) {
+        if params.0.iter().any(|(seen, _)| *seen == key) {
             return Err(invalid_request(
                 "A request parameter is repeated; each may appear once.",
             ));

@@ -515,6 +515,71 @@ async fn rejects_bad_token_requests() {
 }
 
 #[tokio::test]
+async fn a_repeated_parameter_is_refused_whatever_its_values() {
+    let server = MockServer::start().await.unwrap();
+    let id = server.client_id().to_owned();
+    let secret = server.client_secret().to_owned();
+    let grant = ("grant_type", "client_credentials");
+    // RFC 6749 §3.1: parameters must not be included more than once, even when one of the
+    // values is empty (and so would count as omitted on its own).
+    let repeated: [Vec<(&str, &str)>; 5] = [
+        vec![
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", ""),
+            ("scope", "write"),
+        ],
+        vec![
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "write"),
+            ("scope", ""),
+        ],
+        vec![
+            grant,
+            ("client_id", ""),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "read"),
+        ],
+        vec![
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("client_secret", ""),
+            ("scope", "read"),
+        ],
+        vec![
+            ("grant_type", ""),
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "read"),
+        ],
+    ];
+    for pairs in repeated {
+        let body = form(&pairs);
+        let reply = send(server.addr(), token_request(&server, body.clone())).await;
+        let problem = reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("repeated"),
+            "{body}: {problem}"
+        );
+    }
+    assert!(server.issued_tokens().is_empty());
+
+    // Given once, an empty value still counts as omitted: this `client_id` does not
+    // clash with the credentials in the `Authorization: Basic` header.
+    let body = form(&[grant, ("client_id", ""), ("scope", "write")]);
+    let header = basic(&id, &secret);
+    let reply = send(server.addr(), token_request_basic(&server, &header, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["scope"], "write");
+}
+
+#[tokio::test]
 async fn api_serves_workflows_with_a_valid_token() {
     let server = MockServer::start().await.unwrap();
     let token = get_token(&server, Some("read")).await;
