@@ -10,6 +10,11 @@
 //!   `401 token_expired`; the layer fetches a new token and replays them, so every
 //!   request still succeeds.
 //!
+//! Unless told `--scope`, each request asks for only the scope it needs, as SimpleDocs
+//! recommends: `read` for a GET, `write` for a POST (`ScopePolicy::by_method`, one token
+//! for each). Asking for none would not do: the mock's application, like a SimpleDocs
+//! application with the `read write` scope, must name a scope in its token requests.
+//!
 //! ```text
 //! cargo run --example simpledocs
 //! cargo run --example simpledocs -- --help
@@ -61,7 +66,8 @@ USAGE:
 
 Without options: the demo. The embedded mock issues 3 s tokens; 80 requests (4 at once,
 350 ms apart) cross two renewals, and after 40 requests the mock revokes every token:
-the layer re-issues and replays, and every request succeeds.
+the layer re-issues and replays, and every request succeeds. Each request asks for
+the scope it needs (\"read\" for these GETs).
 
 OPTIONS:
     --base-url URL            API base; no mock is started        [default: the embedded mock]
@@ -70,19 +76,26 @@ OPTIONS:
     --client-secret S         or env SIMPLEDOCS_CLIENT_SECRET     [default: the mock's]
                               (the env vars are read only with --base-url, so real
                               credentials never go to the mock)
-    --scope S                 scope to request, e.g. \"read write\"  [default: none, the server's default]
+    --scope S                 the scope every request asks for, e.g. \"read write\"
+                                                                  [default: by method, see --scope-policy]
     --auth-method post|basic  client authentication               [default: post]
     --method GET|POST|mixed   mixed alternates GET /api/v1/workflows and POST /api/v1/documents
                                                                   [default: GET]
     --path P                  request path (GET or POST)          [default: /api/v1/workflows for GET,
                                                                    /api/v1/documents for POST]
     --body-bytes N            POST body size (a fixed pattern)    [default: 0]
+                              (the embedded mock takes uploads of up to 8 MiB)
     --requests N              how many requests                   [default: 10]
     --concurrency C           how many at once                    [default: 4]
     --interval-ms MS          pause before each request of a worker  [default: 0]
     --scope-policy fixed|by-method
-                              fixed: --scope for every request; by-method: \"read\" for GET,
-                              \"write\" for POST (one token each)   [default: fixed]
+                              by-method: \"read\" for GET, \"write\" for POST (one token each,
+                              only the scope each request needs; --scope is ignored);
+                              fixed: --scope for every request, or no scope at all without
+                              --scope (the server's default, which SimpleDocs refuses to
+                              an application with the \"read write\" scope)
+                                                                  [default: fixed with --scope,
+                                                                   by-method without]
     --allow-insecure-http     allow a plain http token URL that is not loopback
     --revoke-after N          (mock) revoke every token after N completed requests [default: off]
     --token-lifetime-secs N   (mock) token lifetime; the layer renews min(N/3 s, 60 s) ahead
@@ -185,7 +198,7 @@ impl Options {
             requests: 10,
             concurrency: 4,
             interval: Duration::ZERO,
-            scope_policy: PolicyChoice::Fixed,
+            scope_policy: PolicyChoice::ByMethod,
             allow_insecure_http: false,
             revoke_after: None,
             token_lifetime: None,
@@ -197,6 +210,7 @@ impl Options {
             return Ok(Command::Run(Box::new(Self::demo())));
         }
         let mut o = Self::defaults();
+        let mut policy = None;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
@@ -247,7 +261,7 @@ impl Options {
                 "--concurrency" => o.concurrency = number(name, &value()?)?,
                 "--interval-ms" => o.interval = Duration::from_millis(number(name, &value()?)?),
                 "--scope-policy" => {
-                    o.scope_policy = match value()?.to_ascii_lowercase().as_str() {
+                    policy = Some(match value()?.to_ascii_lowercase().as_str() {
                         "fixed" => PolicyChoice::Fixed,
                         "by-method" => PolicyChoice::ByMethod,
                         other => {
@@ -255,7 +269,7 @@ impl Options {
                                 "--scope-policy is fixed or by-method, not {other:?}"
                             ))
                         }
-                    }
+                    })
                 }
                 "--allow-insecure-http" if inline.is_none() => o.allow_insecure_http = true,
                 "--revoke-after" => o.revoke_after = Some(number(name, &value()?)?),
@@ -265,6 +279,11 @@ impl Options {
                 other => return Err(format!("unknown option {other:?}")),
             }
         }
+        // A scope given is for every request; without one, each asks for what it needs.
+        o.scope_policy = policy.unwrap_or(match o.scope {
+            Some(_) => PolicyChoice::Fixed,
+            None => PolicyChoice::ByMethod,
+        });
         if o.requests == 0 || o.concurrency == 0 {
             return Err("--requests and --concurrency must be at least 1".into());
         }
@@ -591,7 +610,10 @@ fn print_header(
     };
     eprintln!("  token  : {token_url} as client {client_id:?} (auth {auth}, secret not shown)");
     let scopes = match (o.scope_policy, &o.scope) {
-        (PolicyChoice::Fixed, None) => "none requested: the server's default".to_owned(),
+        (PolicyChoice::Fixed, None) => {
+            "none requested: the server's default (refused to a \"read write\" application)"
+                .to_owned()
+        }
         (PolicyChoice::Fixed, Some(scope)) => format!("{scope:?} for every request"),
         (PolicyChoice::ByMethod, scope) => format!(
             "by method: \"read\" for GET, \"write\" for POST{}",

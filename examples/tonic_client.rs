@@ -105,11 +105,15 @@ async fn run() -> Result<(), BoxError> {
     let addr = serve_docs(format!("{}/api/v1/workflows", simpledocs.base_url())).await?;
     println!("grpc server (example.Docs):     http://{addr}");
 
-    let layer = OAuthLayer::new(ClientCredentials::new(
+    // The gRPC server checks tokens with `GET /api/v1/workflows`, which needs `read`; ask
+    // for just that (the mock's application, scoped `read write`, must name a scope).
+    let creds = ClientCredentials::new(
         &simpledocs.token_url(),
         simpledocs.client_id(),
         simpledocs.client_secret(),
-    ));
+    )
+    .scope("read");
+    let layer = OAuthLayer::new(creds);
     let tokens = layer.handle();
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect()

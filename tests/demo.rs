@@ -208,6 +208,8 @@ fn the_demo_renews_tokens_ahead_of_expiry_and_recovers_from_a_revoke_without_a_f
     // reported.
     assert!(out.lines_with("renewed ahead of expiry") >= 2, "{out}");
     assert_eq!(out.lines_with("** token fetch #") as u64, fetches, "{out}");
+    // Every token was asked for with the one scope the GETs need.
+    assert_eq!(out.lines_with("(scope \"read\")") as u64, fetches, "{out}");
 
     // The recovery: the revoked token was rejected, and every rejected request was
     // replayed once and succeeded.
@@ -377,9 +379,45 @@ fn a_plain_http_token_url_off_loopback_is_refused_before_any_connection() {
 }
 
 #[test]
+fn without_a_scope_each_request_asks_for_the_scope_its_method_needs() {
+    let out = run(&["--method", "mixed", "--requests", "8"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let summary = out.summary();
+    assert_eq!(summary["statuses"], json!({"200": 4, "201": 4}), "{out}");
+    assert_eq!(summary["token_fetches"], 2, "{out}");
+    for scope in ["read", "write"] {
+        let slot = format!("token slot scope=\"{scope}\" granted=\"{scope}\" ");
+        assert_eq!(out.lines_with(&slot), 1, "no {scope} slot\n{out}");
+    }
+    assert_eq!(out.mock_stats()["api_insufficient_scope"], 0, "{out}");
+}
+
+#[test]
+fn asking_for_no_scope_is_refused_with_invalid_scope_for_a_read_write_application() {
+    // The mock's application has the `read write` scope, so it must ask for one.
+    let out = run(&["--scope-policy", "fixed", "--requests", "3"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.last_stderr_line()
+            .starts_with("error: token request failed: invalid_scope"),
+        "{out}"
+    );
+    let summary = out.summary();
+    assert_eq!(summary["errors"], 3, "{out}");
+    assert_eq!(summary["statuses"], json!({}), "{out}");
+    let mock = out.mock_stats();
+    assert!(mock["token_errors"] >= 1, "{out}");
+    assert_eq!(
+        (mock["tokens_issued"], mock["api_requests"]),
+        (0, 0),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_token_without_the_write_scope_is_reported_as_insufficient_scope() {
-    // Without a scope the mock grants `read`; uploads need `write`.
-    let out = run(&["--method", "POST", "--requests", "6"]);
+    // A `read` token; uploads need `write`.
+    let out = run(&["--method", "POST", "--scope", "read", "--requests", "6"]);
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(
         out.last_stderr_line(),

@@ -207,6 +207,31 @@ async fn a_scope_beyond_the_application_is_an_invalid_scope_error() {
 }
 
 #[tokio::test]
+async fn no_scope_for_a_read_write_application_is_an_invalid_scope_error_with_the_reason() {
+    // The mock's application has the `read write` scope: it must ask for one explicitly.
+    let mock = MockServer::start().await.unwrap();
+    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret());
+    assert!(creds.configured_scope().is_none());
+    for (via, layer) in layers(creds, quick) {
+        let err = failure(&layer).await;
+        check(via, &err, ErrorKind::InvalidScope, false);
+        assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST), "{via}");
+        assert_eq!(err.oauth_error(), Some("invalid_scope"), "{via}");
+        // The server's own reason comes with it.
+        let shown = err.to_string();
+        assert!(
+            shown.ends_with(
+                ": An application with the read write scope must ask for scope explicitly: \
+                 read, write or read write."
+            ),
+            "{via}: {shown}"
+        );
+        assert_eq!(layer.handle().fetches(), 1, "{via}: not retried");
+    }
+    assert_eq!(mock.stats().tokens_issued, 0);
+}
+
+#[tokio::test]
 async fn an_rfc6749_invalid_scope_is_an_invalid_scope_error() {
     let body = r#"{"error":"invalid_scope","error_description":"scope admin is unknown"}"#;
     for (via, err) in body_failure(400, "application/json", body).await {
@@ -428,7 +453,7 @@ async fn retryable_failures_are_retried_within_the_budget_and_others_are_not() {
 async fn a_retryable_failure_followed_by_success_gives_a_token() {
     let mock = MockServer::start().await.unwrap();
     let url = mock.token_url();
-    let creds = ClientCredentials::new(&url, mock.client_id(), mock.client_secret());
+    let creds = ClientCredentials::new(&url, mock.client_id(), mock.client_secret()).scope("read");
     for (via, layer) in layers(creds, with_budget) {
         mock.fail_token_requests(1, TokenFailure::CloseConnection);
         mock.push_token_failures(1, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
@@ -500,7 +525,8 @@ impl Service<Request<Full<Bytes>>> for Failing {
 #[tokio::test]
 async fn errors_of_the_inner_service_pass_through_unchanged() {
     let mock = MockServer::start().await.unwrap();
-    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret());
+    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret())
+        .scope("read");
     for (via, layer) in layers(creds, quick) {
         for in_ready in [false, true] {
             let inner = Failing {
@@ -538,7 +564,8 @@ async fn errors_of_the_inner_service_pass_through_unchanged() {
 #[tokio::test]
 async fn an_infallible_inner_service_never_yields_a_token_error_once_a_token_exists() {
     let mock = MockServer::start().await.unwrap();
-    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret());
+    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret())
+        .scope("read");
     for (via, layer) in layers(creds, quick) {
         layer
             .handle()

@@ -515,8 +515,9 @@ async fn hostile_error_descriptions_are_kept_short_and_printable() {
 // Lifetimes
 // ---------------------------------------------------------------------------------------
 
+/// The mock's credentials, asking for `read` (its application must name a scope).
 fn mock_creds(mock: &MockServer) -> ClientCredentials {
-    ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret())
+    ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret()).scope("read")
 }
 
 #[tokio::test]
@@ -669,7 +670,8 @@ async fn plain_http_to_a_host_off_loopback_is_refused_before_connecting() {
         "http://[::ffff:127.0.0.1]:{}/api/oauth/token",
         mock.addr().port()
     );
-    let refused = ClientCredentials::new(&mapped, mock.client_id(), mock.client_secret());
+    let refused =
+        ClientCredentials::new(&mapped, mock.client_id(), mock.client_secret()).scope("read");
     let err = failure(&quick(refused.clone()).build()).await;
     assert_eq!(err.kind(), ErrorKind::Config, "{err:?}");
     assert_eq!(mock.stats().token_requests, 0, "refused before connecting");

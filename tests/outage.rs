@@ -14,8 +14,9 @@ use tower_oauth::{
 
 const SEC: Duration = Duration::from_secs(1);
 
+/// Credentials for the mock's application, asking for `read` (it must name a scope).
 fn creds(mock: &MockServer, secret: &str) -> ClientCredentials {
-    ClientCredentials::new(&mock.token_url(), mock.client_id(), secret)
+    ClientCredentials::new(&mock.token_url(), mock.client_id(), secret).scope("read")
 }
 
 /// A layer against the mock with a short retry budget so the tests run in real time.

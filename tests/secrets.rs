@@ -227,7 +227,7 @@ async fn no_public_type_shows_the_secret_or_a_token() {
     );
 
     // A working layer, after a request: handle, state, service, future, body.
-    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), SECRET);
+    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), SECRET).scope("read");
     let layer = OAuthLayer::builder(creds).build();
     let recorder = Recorder::new();
     let mut svc = layer.layer(recorder.clone());
@@ -458,8 +458,9 @@ async fn a_full_fetch_request_replay_and_renewal_cycle_logs_no_secret_and_no_tok
     let mut seen_all = Vec::new();
 
     for method in [AuthMethod::ClientSecretPost, AuthMethod::ClientSecretBasic] {
-        let creds =
-            ClientCredentials::new(&mock.token_url(), mock.client_id(), SECRET).auth_method(method);
+        let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), SECRET)
+            .scope("read")
+            .auth_method(method);
         let layer = OAuthLayer::builder(creds)
             .initial_backoff(Duration::from_millis(5))
             .max_backoff(Duration::from_millis(20))

@@ -17,10 +17,13 @@ use http::header::{
 };
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
+
+use crate::BoxError;
 
 use super::state::{Counters, Scopes, Shared, TokenInfo};
 use super::{IssuedToken, TokenFailure};
@@ -35,8 +38,9 @@ const WORKFLOWS_PATH: &str = "/api/v1/workflows";
 const DOCUMENTS_PATH: &str = "/api/v1/documents";
 /// Largest token request body accepted.
 const TOKEN_BODY_LIMIT: usize = 64 * 1024;
-/// Largest API request body accepted.
-const API_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest upload accepted: ample for tests (the largest they send is 1 MB), small enough
+/// that a test server never buffers much.
+pub(super) const API_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// The realm named in `WWW-Authenticate` challenges.
 const REALM: &str = "simpledocs";
 
@@ -82,10 +86,7 @@ pub(super) async fn handle(
     } else if path.starts_with(API_PREFIX) {
         api(&shared, request).await
     } else {
-        match read_body(request.into_body(), API_BODY_LIMIT).await {
-            Err(BodyError::Broken) => Err(DropConnection),
-            _ => Ok(not_found()),
-        }
+        Ok(not_found())
     };
     match &result {
         Ok(response) => {
@@ -98,12 +99,32 @@ pub(super) async fn handle(
 
 /// Reads a whole body, up to `limit` bytes.
 async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(BodyError::TooLarge)
-        }
-        Err(_) => Err(BodyError::Broken),
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(body_error)
+}
+
+/// Reads a body to its end without keeping it, up to `limit` bytes.
+async fn discard_body(body: Incoming, limit: usize) -> Result<(), BodyError> {
+    let mut body = Limited::new(body, limit);
+    while let Some(frame) = body.frame().await {
+        frame.map_err(body_error)?;
+    }
+    Ok(())
+}
+
+/// Whether a body's `Content-Length` says it is longer than `limit`.
+fn declared_longer_than(body: &Incoming, limit: usize) -> bool {
+    u64::try_from(limit).is_ok_and(|limit| body.size_hint().lower() > limit)
+}
+
+fn body_error(error: BoxError) -> BodyError {
+    if error.downcast_ref::<LengthLimitError>().is_some() {
+        BodyError::TooLarge
+    } else {
+        BodyError::Broken
     }
 }
 
@@ -258,8 +279,8 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
         ));
     }
     let scope = match params.get("scope").map(Scopes::parse) {
-        None => Scopes::READ,
-        Some(Ok(scope)) if scope.is_empty() => Scopes::READ,
+        None => default_scope(shared)?,
+        Some(Ok(scope)) if scope.is_empty() => default_scope(shared)?,
         Some(Ok(scope)) if shared.app_scope.contains(scope) => scope,
         Some(Ok(_)) => {
             return Err(invalid_scope(
@@ -273,6 +294,17 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
         }
     };
     Ok(issue_token(shared, scope))
+}
+
+/// The scope granted when the request names none: `read`, unless the application has both
+/// scopes, which SimpleDocs makes ask explicitly.
+fn default_scope(shared: &Shared) -> Result<Scopes, Resp> {
+    if shared.app_scope.contains(Scopes::READ_WRITE) {
+        return Err(invalid_scope(
+            "An application with the read write scope must ask for scope explicitly: read, write or read write.",
+        ));
+    }
+    Ok(Scopes::READ)
 }
 
 /// Stores a new token and builds the success response.
@@ -342,15 +374,17 @@ fn is_form_urlencoded(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The decoded form parameters of a token request.
+/// The decoded form parameters of a token request, each name at most once.
 struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// The parameter's value; an empty value counts as omitted (RFC 6749 §3.1).
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -358,17 +392,15 @@ impl Params {
     }
 }
 
-/// Parses a form body; empty values count as omitted (RFC 6749 §3.1), repeats are refused (§3.2).
+/// Parses a form body, refusing any parameter given more than once, whatever its values
+/// (RFC 6749 §3.1, §3.2).
 fn parse_form(body: &[u8]) -> Result<Params, Resp> {
     if std::str::from_utf8(body).is_err() {
         return Err(invalid_request("The request body is not valid UTF-8."));
     }
     let mut params = Params(Vec::new());
     for (key, value) in form_urlencoded::parse(body) {
-        if value.is_empty() {
-            continue;
-        }
-        if params.contains(&key) {
+        if params.0.iter().any(|(seen, _)| *seen == key) {
             return Err(invalid_request(
                 "A request parameter is repeated; each may appear once.",
             ));
@@ -505,22 +537,15 @@ fn invalid_scope(detail: &str) -> Resp {
 // ---------------------------------------------------------------------------------------------
 
 /// `/api/v1/*`: routes, authenticates, authorizes and serves.
+///
+/// The body is read only once the request has a bearer token: an upload is stored if the
+/// token is good and read to its end (up to [`API_BODY_LIMIT`]) and dropped if not.
+/// Other requests are answered without reading their body, and hyper then closes the
+/// connection unless the body was already in.
 async fn api(shared: &Shared, request: Request<Incoming>) -> Result<Resp, DropConnection> {
     let counters = &shared.counters;
     Counters::bump(&counters.api_requests);
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, API_BODY_LIMIT).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            return Ok(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload Too Large",
-                "The request body exceeds 64 MiB.",
-            ))
-        }
-        Err(BodyError::Broken) => return Err(DropConnection),
-    };
     let (required, method, allow) = match parts.uri.path() {
         WORKFLOWS_PATH => (Scopes::READ, Method::GET, "GET"),
         DOCUMENTS_PATH => (Scopes::WRITE, Method::POST, "POST"),
@@ -538,7 +563,20 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Result<Resp, DropCo
             .insert(ALLOW, HeaderValue::from_static(allow));
         return Ok(response);
     }
-    if let Err(response) = authorize(shared, &parts.headers, required) {
+    let token = match bearer_credentials(shared, &parts.headers) {
+        Ok(token) => token,
+        Err(response) => return Ok(response),
+    };
+    let too_large = declared_longer_than(&body, API_BODY_LIMIT);
+    if let Err(response) = authorize(shared, token, required) {
+        // A client whose token is rejected may still be sending its upload, to send it
+        // again with a new token, often on this connection: take the rest of it first, as
+        // closing the connection on unread bytes could reset it before the answer is read.
+        if !too_large {
+            if let Err(BodyError::Broken) = discard_body(body, API_BODY_LIMIT).await {
+                return Err(DropConnection);
+            }
+        }
         return Ok(response);
     }
     let response = if required == Scopes::READ {
@@ -548,10 +586,28 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Result<Resp, DropCo
             &json!({"data": [{"id": 1, "name": "Onboarding"}, {"id": 2, "name": "Contract review"}]}),
         )
     } else {
-        store_document(shared, body)
+        let body = if too_large {
+            Err(BodyError::TooLarge)
+        } else {
+            read_body(body, API_BODY_LIMIT).await
+        };
+        match body {
+            Ok(body) => store_document(shared, body),
+            Err(BodyError::TooLarge) => return Ok(payload_too_large()),
+            Err(BodyError::Broken) => return Err(DropConnection),
+        }
     };
     Counters::bump(&counters.api_ok);
     Ok(response)
+}
+
+fn payload_too_large() -> Resp {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload Too Large",
+        &format!("The request body exceeds {} MiB.", API_BODY_LIMIT >> 20),
+    )
 }
 
 /// The outcome of checking a bearer token.
@@ -562,26 +618,28 @@ enum Verdict {
     Insufficient,
 }
 
-/// Checks the bearer token against `required`, counting and answering rejections.
-fn authorize(shared: &Shared, headers: &HeaderMap, required: Scopes) -> Result<(), Resp> {
+/// The token of the request's `Authorization: Bearer` header; without one, the answer.
+fn bearer_credentials<'a>(shared: &Shared, headers: &'a HeaderMap) -> Result<&'a str, Resp> {
+    if let Some(token) = single_authorization(headers)?.and_then(bearer_token) {
+        return Ok(token);
+    }
+    Counters::bump(&shared.counters.api_unauthorized);
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        "An access token is required: send Authorization: Bearer <token>.",
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="simpledocs""#),
+    );
+    Err(response)
+}
+
+/// Checks a bearer token against `required`, counting and answering rejections.
+fn authorize(shared: &Shared, token: &str, required: Scopes) -> Result<(), Resp> {
     let counters = &shared.counters;
-    let token = match single_authorization(headers)?.and_then(bearer_token) {
-        Some(token) => token,
-        None => {
-            Counters::bump(&counters.api_unauthorized);
-            let mut response = problem(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                "An access token is required: send Authorization: Bearer <token>.",
-            );
-            response.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="simpledocs""#),
-            );
-            return Err(response);
-        }
-    };
     let now = Instant::now();
     let verdict = match shared.lock().tokens.get(token) {
         None => Verdict::Unknown,

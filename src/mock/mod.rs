@@ -1,19 +1,25 @@
 //! An embedded mock of the SimpleDocs token endpoint and API, for tests and demos.
 //!
 //! [`MockServer`] listens on `127.0.0.1` on a random port and speaks HTTP/1.1 (with
-//! keep-alive). It implements:
+//! keep-alive). A connection that takes more than 30 s to send a whole request head,
+//! idle time between requests included, is closed. It implements:
 //!
 //! * `POST /api/oauth/token`: the OAuth 2.0 client-credentials grant. Client credentials
 //!   come either in the form body (`client_id`, `client_secret`) or in an
 //!   `Authorization: Basic` header whose two halves are form-url-encoded (RFC 6749
 //!   §2.3.1), never both. The optional `scope` is `read`, `write` or `read write` (in any
-//!   order); omitting it grants `read`. Success answers `200` with
+//!   order). As SimpleDocs documents, omitting it (or sending it empty or as spaces only)
+//!   grants `read` to an application scoped to `read` or to `write`, while an application
+//!   with the `read write` scope (the default, see [`MockConfig::app_scope`]) must ask
+//!   explicitly and gets `400 invalid_scope` otherwise. Success answers `200` with
 //!   `{"access_token","token_type":"Bearer","expires_in","scope","created_at"}` and
 //!   `Cache-Control: no-store`.
 //! * `GET /api/v1/workflows` (needs scope `read`): a fixed list of two workflows.
-//! * `POST /api/v1/documents` (needs scope `write`): reads the whole body and answers `201`
-//!   with `{"id","received_bytes","fnv1a64"}`; the bodies are kept, see
-//!   [`MockServer::received_documents`].
+//! * `POST /api/v1/documents` (needs scope `write`): reads the whole body, up to 8 MiB
+//!   (`413 payload_too_large` beyond), and answers `201` with
+//!   `{"id","received_bytes","fnv1a64"}`; the bodies are kept, see
+//!   [`MockServer::received_documents`]. A body is read only once the request carries a
+//!   bearer token; an upload whose token is rejected is read to its end and dropped.
 //!
 //! Every error is a problem document (`Content-Type: application/problem+json`) such as
 //! `{"type":"token_expired","status":401,"title":"Token Expired","detail":"The access token
@@ -25,6 +31,8 @@
 //!
 //! Token expiry is measured with [`tokio::time::Instant`], so tests that call
 //! `tokio::time::pause()` and `tokio::time::advance()` can expire tokens without waiting.
+//! The header read timeout runs on the same clock: advancing it past 30 s also closes
+//! the idle connections of clients that keep them pooled.
 //!
 //! Tests steer the server with knobs: [`MockServer::revoke_all`],
 //! [`MockServer::expire_token`], [`MockServer::fail_token_requests`] (status codes,
@@ -106,7 +114,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -120,6 +128,8 @@ const DEFAULT_CLIENT_SECRET: &str = "demo-secret";
 const DEFAULT_APP_SCOPE: &str = "read write";
 /// Default token lifetime, as documented by SimpleDocs.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+/// How long a connection may take to send a whole request head, idle keep-alive time included.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configuration of a [`MockServer`]: the application's credentials, scope and token lifetime.
 #[derive(Clone)]
@@ -171,6 +181,9 @@ impl MockConfig {
     }
 
     /// Sets the space-separated scopes the application may be granted (default `read write`).
+    ///
+    /// An application with both `read` and `write` must name a scope in every token
+    /// request; one with a single scope that names none is granted `read`.
     pub fn app_scope(mut self, scope: impl Into<String>) -> Self {
         self.app_scope = scope.into();
         self
@@ -437,7 +450,11 @@ async fn accept_loop(listener: Arc<Mutex<Option<TcpListener>>>, shared: Arc<Shar
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
             let service = service_fn(move |request| handler::handle(Arc::clone(&shared), request));
+            // Without a timer hyper enforces no header read timeout, and a client that
+            // never finishes its request head would hold the connection forever.
             let result = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

@@ -29,6 +29,12 @@ impl Scopes {
         write: true,
     };
 
+    /// Both `read` and `write`.
+    pub(super) const READ_WRITE: Scopes = Scopes {
+        read: true,
+        write: true,
+    };
+
     /// Whether every scope of `other` is in `self`.
     pub(super) fn contains(self, other: Scopes) -> bool {
         (self.read || !other.read) && (self.write || !other.write)

@@ -12,10 +12,11 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::handler::fnv1a64;
-use super::{MockConfig, MockServer, MockStats, TokenFailure};
+use super::handler::{fnv1a64, API_BODY_LIMIT};
+use super::{MockConfig, MockServer, MockStats, TokenFailure, HEADER_READ_TIMEOUT};
 
 /// Upper bound for any single exchange in tests that run on the real clock.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -216,19 +217,22 @@ async fn grants_a_token_with_form_credentials() {
     assert_eq!(stats.token_errors, 0);
 }
 
+/// A token request without a usable scope: missing, empty, or spaces only.
+const NO_SCOPE: [Option<&str>; 3] = [None, Some(""), Some("   ")];
+
 #[tokio::test]
-async fn scope_defaults_to_read_and_is_normalised() {
+async fn requested_scopes_are_normalised_and_unknown_ones_refused() {
     let server = MockServer::start().await.unwrap();
     for (requested, granted) in [
-        (None, "read"),
-        (Some("read"), "read"),
-        (Some("write"), "write"),
-        (Some("write read"), "read write"),
-        (Some("read write read"), "read write"),
+        ("read", "read"),
+        ("write", "write"),
+        ("write read", "read write"),
+        ("read write read", "read write"),
+        (" read  write ", "read write"),
     ] {
         let reply = send(
             server.addr(),
-            token_request(&server, credentials_form(&server, requested)),
+            token_request(&server, credentials_form(&server, Some(requested))),
         )
         .await;
         assert_eq!(reply.status, StatusCode::OK, "{requested:?}");
@@ -255,8 +259,75 @@ async fn scope_defaults_to_read_and_is_normalised() {
     )
     .await;
     reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_scope");
-    assert_eq!(get_token(&read_only, None).await.len(), 44);
-    assert_eq!(read_only.issued_tokens()[0].scope, "read");
+    assert!(read_only.issued_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn a_read_write_application_that_omits_scope_is_told_to_ask_for_it() {
+    // `read write` is the default application scope.
+    let server = MockServer::start().await.unwrap();
+    for requested in NO_SCOPE {
+        let reply = send(
+            server.addr(),
+            token_request(&server, credentials_form(&server, requested)),
+        )
+        .await;
+        let problem = reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_scope");
+        assert_eq!(problem["title"], "Invalid Scope", "{requested:?}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("must ask for scope explicitly"),
+            "{requested:?}: {detail}"
+        );
+        assert_eq!(reply.header(CACHE_CONTROL), Some("no-store"));
+    }
+    // The same holds with credentials in an `Authorization: Basic` header.
+    let grant = form(&[("grant_type", "client_credentials")]);
+    let header = basic(server.client_id(), server.client_secret());
+    send(server.addr(), token_request_basic(&server, &header, grant))
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "invalid_scope");
+
+    assert!(server.issued_tokens().is_empty());
+    let stats = server.stats();
+    assert_eq!((stats.token_errors, stats.tokens_issued), (4, 0));
+
+    // Named explicitly, the same application gets either scope or both.
+    for scope in ["read", "write", "read write"] {
+        get_token(&server, Some(scope)).await;
+    }
+    let granted: Vec<_> = server
+        .issued_tokens()
+        .into_iter()
+        .map(|t| t.scope)
+        .collect();
+    assert_eq!(granted, ["read", "write", "read write"]);
+}
+
+#[tokio::test]
+async fn a_single_scope_application_that_omits_scope_gets_read() {
+    // As the reference puts it: omitting scope yields `read` when the application is
+    // scoped to read or write.
+    for app_scope in ["read", "write"] {
+        let server = MockServer::start_with(MockConfig::new().app_scope(app_scope))
+            .await
+            .unwrap();
+        for requested in NO_SCOPE {
+            let reply = send(
+                server.addr(),
+                token_request(&server, credentials_form(&server, requested)),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{app_scope}: {requested:?}");
+            assert_eq!(reply.json()["scope"], "read", "{app_scope}: {requested:?}");
+        }
+        let granted: Vec<_> = server
+            .issued_tokens()
+            .into_iter()
+            .map(|t| t.scope)
+            .collect();
+        assert_eq!(granted, ["read"; 3], "{app_scope}");
+    }
 }
 
 #[tokio::test]
@@ -272,7 +343,7 @@ async fn hostile_secret_works_in_the_form_and_in_basic() {
     // Form body.
     assert!(get_token(&server, Some("write")).await.starts_with("sdk_"));
 
-    let grant = form(&[("grant_type", "client_credentials")]);
+    let grant = form(&[("grant_type", "client_credentials"), ("scope", "read")]);
     // Basic with %20-style encoding.
     let header = basic(&percent_encode_all(id), &percent_encode_all(secret));
     let reply = send(
@@ -319,7 +390,7 @@ async fn basic_splits_at_the_first_colon() {
     let server = MockServer::start_with(MockConfig::new().client_id("id").client_secret("p:w"))
         .await
         .unwrap();
-    let grant = form(&[("grant_type", "client_credentials")]);
+    let grant = form(&[("grant_type", "client_credentials"), ("scope", "read")]);
     let reply = send(
         server.addr(),
         token_request_basic(&server, &basic("id", "p:w"), grant),
@@ -378,14 +449,14 @@ async fn rejects_bad_token_requests() {
     let request = token_request_basic(
         &server,
         &basic(&id, "demo-secret"),
-        credentials_form(&server, None),
+        credentials_form(&server, Some("read")),
     );
     send(addr, request)
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_request");
 
     // Malformed: not a form, repeated parameter, bad Basic, not UTF-8.
-    let mut request = token_request(&server, credentials_form(&server, None));
+    let mut request = token_request(&server, credentials_form(&server, Some("read")));
     request
         .headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().unwrap());
@@ -421,7 +492,7 @@ async fn rejects_bad_token_requests() {
     // Too large (the token endpoint accepts 64 KiB).
     let body = format!(
         "{}&pad={}",
-        credentials_form(&server, None),
+        credentials_form(&server, Some("read")),
         "x".repeat(70_000)
     );
     send(addr, token_request(&server, body))
@@ -444,9 +515,74 @@ async fn rejects_bad_token_requests() {
 }
 
 #[tokio::test]
+async fn a_repeated_parameter_is_refused_whatever_its_values() {
+    let server = MockServer::start().await.unwrap();
+    let id = server.client_id().to_owned();
+    let secret = server.client_secret().to_owned();
+    let grant = ("grant_type", "client_credentials");
+    // RFC 6749 §3.1: parameters must not be included more than once, even when one of the
+    // values is empty (and so would count as omitted on its own).
+    let repeated: [Vec<(&str, &str)>; 5] = [
+        vec![
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", ""),
+            ("scope", "write"),
+        ],
+        vec![
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "write"),
+            ("scope", ""),
+        ],
+        vec![
+            grant,
+            ("client_id", ""),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "read"),
+        ],
+        vec![
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("client_secret", ""),
+            ("scope", "read"),
+        ],
+        vec![
+            ("grant_type", ""),
+            grant,
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("scope", "read"),
+        ],
+    ];
+    for pairs in repeated {
+        let body = form(&pairs);
+        let reply = send(server.addr(), token_request(&server, body.clone())).await;
+        let problem = reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("repeated"),
+            "{body}: {problem}"
+        );
+    }
+    assert!(server.issued_tokens().is_empty());
+
+    // Given once, an empty value still counts as omitted: this `client_id` does not
+    // clash with the credentials in the `Authorization: Basic` header.
+    let body = form(&[grant, ("client_id", ""), ("scope", "write")]);
+    let header = basic(&id, &secret);
+    let reply = send(server.addr(), token_request_basic(&server, &header, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["scope"], "write");
+}
+
+#[tokio::test]
 async fn api_serves_workflows_with_a_valid_token() {
     let server = MockServer::start().await.unwrap();
-    let token = get_token(&server, None).await;
+    let token = get_token(&server, Some("read")).await;
     let reply = send(server.addr(), api_get(&server, Some(&token))).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header(CONTENT_TYPE), Some("application/json"));
@@ -504,13 +640,13 @@ async fn api_rejects_missing_and_unknown_tokens() {
 #[tokio::test(start_paused = true)]
 async fn token_expires_after_its_lifetime_on_the_tokio_clock() {
     // No timeouts here: with a paused clock they would fire spuriously. Each step is one
-    // exchange with a local server that sets no timers, so the test cannot hang.
+    // exchange with a local server on a fresh connection, so the test cannot hang.
     let server = MockServer::start_with(MockConfig::new().token_lifetime(Duration::from_secs(60)))
         .await
         .unwrap();
     let reply = exchange(
         server.addr(),
-        token_request(&server, credentials_form(&server, None)),
+        token_request(&server, credentials_form(&server, Some("read"))),
     )
     .await
     .unwrap();
@@ -538,7 +674,7 @@ async fn token_expires_after_its_lifetime_on_the_tokio_clock() {
     server.set_token_lifetime(Duration::from_secs(5));
     let reply = exchange(
         server.addr(),
-        token_request(&server, credentials_form(&server, None)),
+        token_request(&server, credentials_form(&server, Some("read"))),
     )
     .await
     .unwrap();
@@ -561,7 +697,7 @@ async fn token_expires_after_its_lifetime_on_the_tokio_clock() {
 #[tokio::test]
 async fn expires_in_field_can_be_overridden() {
     let server = MockServer::start().await.unwrap();
-    let grant = || token_request(&server, credentials_form(&server, None));
+    let grant = || token_request(&server, credentials_form(&server, Some("read")));
 
     server.set_expires_in_field(Some(json!("3600")));
     assert_eq!(
@@ -589,8 +725,8 @@ async fn expires_in_field_can_be_overridden() {
 #[tokio::test]
 async fn revoke_all_and_expire_token() {
     let server = MockServer::start().await.unwrap();
-    let first = get_token(&server, None).await;
-    let second = get_token(&server, None).await;
+    let first = get_token(&server, Some("read")).await;
+    let second = get_token(&server, Some("read")).await;
 
     assert!(server.expire_token(&first));
     assert!(!server.expire_token("sdk_unknown"));
@@ -609,7 +745,7 @@ async fn revoke_all_and_expire_token() {
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
     // Tokens issued afterwards are fine.
-    let third = get_token(&server, None).await;
+    let third = get_token(&server, Some("read")).await;
     assert_eq!(
         send(server.addr(), api_get(&server, Some(&third)))
             .await
@@ -680,7 +816,7 @@ async fn documents_are_echoed_with_their_fnv1a64() {
 #[tokio::test]
 async fn injected_status_failures() {
     let server = MockServer::start().await.unwrap();
-    let grant = || token_request(&server, credentials_form(&server, None));
+    let grant = || token_request(&server, credentials_form(&server, Some("read")));
 
     server.fail_token_requests(2, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
     for _ in 0..2 {
@@ -751,12 +887,12 @@ async fn injected_status_failures() {
 async fn injected_hang_never_answers() {
     let server = MockServer::start().await.unwrap();
     server.fail_token_requests(1, TokenFailure::Hang);
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let outcome =
         tokio::time::timeout(Duration::from_millis(300), exchange(server.addr(), request)).await;
     assert!(outcome.is_err(), "expected a client-side timeout");
     // The next request is served normally, in parallel with the hung one.
-    assert!(get_token(&server, None).await.starts_with("sdk_"));
+    assert!(get_token(&server, Some("read")).await.starts_with("sdk_"));
     let stats = server.stats();
     assert_eq!(
         (
@@ -772,7 +908,7 @@ async fn injected_hang_never_answers() {
 async fn injected_close_drops_the_connection() {
     let server = MockServer::start().await.unwrap();
     server.fail_token_requests(1, TokenFailure::CloseConnection);
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(server.addr(), request))
         .await
         .expect("a dropped connection is reported promptly");
@@ -781,7 +917,7 @@ async fn injected_close_drops_the_connection() {
         error.is_incomplete_message() || error.is_closed(),
         "{error:?}"
     );
-    assert!(get_token(&server, None).await.starts_with("sdk_"));
+    assert!(get_token(&server, Some("read")).await.starts_with("sdk_"));
     assert_eq!(server.stats().token_errors, 1);
 }
 
@@ -790,7 +926,7 @@ async fn token_delay_holds_the_answer_but_counts_at_once() {
     let server = MockServer::start().await.unwrap();
     server.set_token_delay(Duration::from_millis(300));
     let addr = server.addr();
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let started = std::time::Instant::now();
     let pending = tokio::spawn(async move { send(addr, request).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -803,14 +939,175 @@ async fn token_delay_holds_the_answer_but_counts_at_once() {
 
     server.set_token_delay(Duration::ZERO);
     let started = std::time::Instant::now();
-    get_token(&server, None).await;
+    get_token(&server, Some("read")).await;
     assert!(started.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_head_left_unfinished_is_dropped_after_the_header_read_timeout() {
+    let server = MockServer::start().await.unwrap();
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    stream
+        .write_all(b"POST /api/oauth/token HTTP/1.1\r\nHost: mock\r\nContent-Len")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // The clock is paused: waiting for the server's timer takes no real time.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(HEADER_READ_TIMEOUT * 4, stream.read(&mut buf))
+        .await
+        .expect("the server still holds the half-sent request");
+    // Closed, without an answer.
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_eq!(server.stats().token_requests, 0);
+}
+
+/// Reads one response off a raw connection: its status line and body (`Content-Length` framed).
+async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut buf).await.expect("read a response");
+        assert!(n > 0, "closed without a whole response: {received:?}");
+        received.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8(received[..head_end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    let mut body = received.split_off(head_end);
+    while body.len() < length {
+        let n = stream.read(&mut buf).await.expect("read a response body");
+        assert!(n > 0, "closed in the middle of a response body");
+        body.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(body.len(), length, "one response at a time");
+    let status = head.lines().next().unwrap().to_owned();
+    (status, body)
+}
+
+/// A token from `server` for `scope`, without a timeout (for paused-clock tests).
+async fn token_on_paused_clock(server: &MockServer, scope: &str) -> String {
+    let request = token_request(server, credentials_form(server, Some(scope)));
+    let reply = exchange(server.addr(), request).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_that_need_no_body_are_answered_without_waiting_for_it() {
+    let server = MockServer::start().await.unwrap();
+    let write = token_on_paused_clock(&server, "write").await;
+    // Each head announces a gigabyte that never comes: only an upload the server
+    // accepts is read.
+    let unauthenticated = "POST /api/v1/documents HTTP/1.1".to_owned();
+    let wrong_method = format!("PUT /api/v1/documents HTTP/1.1\r\nAuthorization: Bearer {write}");
+    for (request_line, status, kind) in [
+        ("POST /elsewhere HTTP/1.1", 404, "not_found"),
+        ("POST /api/v1/nothing-here HTTP/1.1", 404, "not_found"),
+        ("POST /api/v1/workflows HTTP/1.1", 405, "method_not_allowed"),
+        (wrong_method.as_str(), 405, "method_not_allowed"),
+        (unauthenticated.as_str(), 401, "unauthorized"),
+    ] {
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+        let head = format!(
+            "{request_line}\r\nHost: mock\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: 1073741824\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The clock is paused: a server waiting for the body fails this at once.
+        let (status_line, body) =
+            tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+                .await
+                .unwrap_or_else(|_| panic!("{request_line}: no answer without the body"));
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request_line}: {status_line}"
+        );
+        let problem: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], kind, "{request_line}");
+    }
+    assert!(server.received_documents().is_empty());
+    assert_eq!(server.stats().api_unauthorized, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_declared_larger_than_the_limit_is_refused_before_it_is_read() {
+    let server = MockServer::start().await.unwrap();
+    let write = token_on_paused_clock(&server, "write").await;
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /api/v1/documents HTTP/1.1\r\nHost: mock\r\nAuthorization: Bearer {write}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        API_BODY_LIMIT + 1
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (status_line, body) =
+        tokio::time::timeout(Duration::from_secs(10), read_response(&mut stream))
+            .await
+            .expect("refused without reading the body");
+    assert!(status_line.starts_with("HTTP/1.1 413 "), "{status_line}");
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["type"], "payload_too_large");
+    assert!(server.received_documents().is_empty());
+    assert_eq!(server.stats().api_ok, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_upload_is_read_to_its_end_and_the_connection_kept() {
+    // A client whose token was revoked may still be sending its upload, and sends it
+    // again on the same pooled connection: answering before the body is in would close
+    // the connection under it.
+    let server = MockServer::start().await.unwrap();
+    let revoked = token_on_paused_clock(&server, "write").await;
+    server.revoke_all();
+    let fresh = token_on_paused_clock(&server, "read").await;
+
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /api/v1/documents HTTP/1.1\r\nHost: mock\r\nAuthorization: Bearer {revoked}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 2000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[b'a'; 1000]).await.unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+    assert!(early.is_err(), "answered before the body was in: {early:?}");
+    stream.write_all(&[b'b'; 1000]).await.unwrap();
+    let (status_line, body) = read_response(&mut stream).await;
+    assert!(status_line.starts_with("HTTP/1.1 401 "), "{status_line}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["type"],
+        "token_expired"
+    );
+
+    // The same connection serves the next request.
+    let next = format!(
+        "GET /api/v1/workflows HTTP/1.1\r\nHost: mock\r\nAuthorization: Bearer {fresh}\r\n\r\n"
+    );
+    stream.write_all(next.as_bytes()).await.unwrap();
+    let (status_line, _) = read_response(&mut stream).await;
+    assert!(status_line.starts_with("HTTP/1.1 200 "), "{status_line}");
+    assert!(server.received_documents().is_empty());
 }
 
 #[tokio::test]
 async fn keep_alive_serves_several_requests_on_one_connection() {
     let server = MockServer::start().await.unwrap();
-    let token = get_token(&server, None).await;
+    let token = get_token(&server, Some("read")).await;
     let stream = TcpStream::connect(server.addr()).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -837,7 +1134,7 @@ async fn counters_add_up() {
     server.fail_token_requests(1, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
     send(
         server.addr(),
-        token_request(&server, credentials_form(&server, None)),
+        token_request(&server, credentials_form(&server, Some("read"))),
     )
     .await;
     send(server.addr(), api_get(&server, Some(&read))).await;
@@ -890,7 +1187,7 @@ async fn shutdown_closes_the_listener_and_open_connections() {
     let server = MockServer::start().await.unwrap();
     let addr = server.addr();
     server.fail_token_requests(1, TokenFailure::Hang);
-    let request = token_request(&server, credentials_form(&server, None));
+    let request = token_request(&server, credentials_form(&server, Some("read")));
     let hung = tokio::spawn(tokio::time::timeout(
         EXCHANGE_TIMEOUT,
         exchange(addr, request),
