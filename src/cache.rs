@@ -177,6 +177,14 @@ struct State {
     retry_scheduled: bool,
 }
 
+impl State {
+    /// The error that requests get without a new fetch, while a cooldown lasts.
+    fn cooling_down(&self) -> Option<&Error> {
+        let (until, err) = self.cooldown.as_ref()?;
+        (Instant::now() < *until).then_some(err)
+    }
+}
+
 /// The token state of one scope set.
 ///
 /// Cache-line aligned for the same reason as [`Cached`]: `current` is read on every
@@ -301,10 +309,8 @@ impl Slot {
             if let Some(rx) = &state.flight {
                 rx.clone()
             } else {
-                if let Some((until, err)) = &state.cooldown {
-                    if Instant::now() < *until {
-                        return Err(err.clone());
-                    }
+                if let Some(err) = state.cooling_down() {
+                    return Err(err.clone());
                 }
                 let reason = match current.as_deref().map(Cached::phase) {
                     None => FetchReason::First,
@@ -367,10 +373,8 @@ impl Slot {
     pub(crate) fn renew_in_background(self: &Arc<Self>, reason: FetchReason) -> bool {
         let mut state = self.lock();
         if state.flight.is_none() {
-            if let Some((until, _)) = &state.cooldown {
-                if Instant::now() < *until {
-                    return true;
-                }
+            if state.cooling_down().is_some() {
+                return true;
             }
             self.start_flight(&mut state, reason);
         }
@@ -387,15 +391,9 @@ impl Slot {
         let still_needed = current
             .as_deref()
             .is_some_and(|c| c.generation == generation && c.usable());
-        if state.flight.is_some() || !still_needed {
-            return;
+        if state.flight.is_none() && still_needed && state.cooling_down().is_none() {
+            self.start_flight_at(&mut state, reason, attempt);
         }
-        if let Some((until, _)) = &state.cooldown {
-            if Instant::now() < *until {
-                return;
-            }
-        }
-        self.start_flight_at(&mut state, reason, attempt);
     }
 
     /// Fetches a new token now (joining a fetch in flight) and waits for it.
@@ -666,11 +664,7 @@ async fn drive(
         }
         // Give up: everyone waiting gets the error, and so does everyone arriving during
         // the cooldown, without a new fetch.
-        let cooldown = if err.is_retryable() {
-            delay
-        } else {
-            delay.max(config.max_backoff)
-        };
+        let cooldown = pause_after(config, &err, delay);
         {
             let mut state = slot.lock();
             state.flight = None;
@@ -703,11 +697,7 @@ fn renewal_failed(
     tx: &watch::Sender<Outcome>,
 ) {
     let retryable = err.is_retryable();
-    let pause = if retryable {
-        delay
-    } else {
-        delay.max(slot.core.config.max_backoff)
-    };
+    let pause = pause_after(&slot.core.config, &err, delay);
     let retry = {
         let mut state = slot.lock();
         state.flight = None;
@@ -748,8 +738,8 @@ fn renewal_failed(
 
 /// Clears the slot's flight if the driver ends without doing so itself (its runtime shut
 /// down; a panic of the fetcher is caught as a failed fetch), so that the next request
-/// starts a new fetch instead of waiting on one that no longer exists. Its waiters see the sender dropped
-/// and get [`ErrorKind::Cancelled`].
+/// starts a new fetch instead of waiting on one that no longer exists. Its waiters see the
+/// sender dropped and get [`ErrorKind::Cancelled`].
 struct FlightGuard {
     slot: Arc<Slot>,
     rx: watch::Receiver<Outcome>,
@@ -765,6 +755,16 @@ impl Drop for FlightGuard {
         {
             state.flight = None;
         }
+    }
+}
+
+/// How long to wait after a failed fetch before the next: the backoff delay, and at least
+/// `max_backoff` after a failure that retrying cannot mend.
+fn pause_after(config: &Config, err: &Error, delay: Duration) -> Duration {
+    if err.is_retryable() {
+        delay
+    } else {
+        delay.max(config.max_backoff)
     }
 }
 

@@ -61,10 +61,12 @@ pub(crate) fn parse_redacting(
     };
     // Redacted whole, before a problem type is cut to its last segment (which could hold
     // a part of the secret that no longer matches).
-    for (key, value) in json.iter_mut().flatten() {
-        if let (true, Value::String(text)) = (ERROR_TEXT.contains(&key.as_str()), value) {
-            if let Cow::Owned(clean) = redact(text, secrets) {
-                *text = clean;
+    if let Some(map) = json.as_mut().filter(|_| !secrets.is_empty()) {
+        for key in ERROR_TEXT {
+            if let Some(Value::String(text)) = map.get_mut(key) {
+                if let Cow::Owned(clean) = redact(text, secrets) {
+                    *text = clean;
+                }
             }
         }
     }
