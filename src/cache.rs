@@ -508,6 +508,12 @@ impl Slot {
                 "token endpoint granted less scope than requested"
             );
         }
+        // A token that replaces a rejected one is the re-issue for that rejection, whatever
+        // started its fetch (a renewal can be under way when the rejection comes).
+        let reason = match self.current.load().as_deref().map(Cached::phase) {
+            Some(REJECTED) => FetchReason::Rejected,
+            _ => reason,
+        };
         let cached = Arc::new(Cached {
             header,
             generation: self.generations.fetch_add(1, Ordering::Relaxed),

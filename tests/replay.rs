@@ -698,3 +698,34 @@ async fn a_rejection_after_every_clone_of_the_service_was_dropped_reaches_the_ca
         drop(kept);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_fetched_while_its_predecessor_was_rejected_counts_as_a_reissue() {
+    // The renewal ahead of expiry is under way when the api rejects the token it renews:
+    // the token that renewal brings is the re-issue, held off like any other.
+    let fetcher = Fetcher::tokens(100 * SEC, 2 * SEC);
+    let mut api = Api::new(Style::Problem);
+    api.reject_all = true;
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(30 * SEC)
+        .reissue_interval(10 * SEC)
+        .build();
+    let mut svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+    common::advance(75 * SEC).await;
+
+    // tok-1 is due for renewal: this request starts it, is rejected, and is replayed
+    // with tok-2 from that renewal, which is rejected too.
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!((fetcher.calls(), api.calls()), (2, 2));
+
+    // tok-2 came because tok-1 was rejected: not replaced within the interval.
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (fetcher.calls(), api.calls()),
+        (2, 3),
+        "held off, not replayed"
+    );
+}
