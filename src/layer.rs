@@ -252,8 +252,9 @@ impl Builder {
 
     /// The least time between two re-issues caused by rejections. Default: 1 s.
     ///
-    /// A token fetched because the API rejected its predecessor is not replaced for
-    /// another rejection within this time: such rejections reach the caller as they came.
+    /// A token fetched because the API rejected its predecessor (or that arrived while
+    /// its predecessor stood rejected) is not replaced for another rejection within this
+    /// time: such rejections reach the caller as they came.
     /// A server that rejects every token (a wrong audience, a skewed clock) then costs
     /// one token request per interval rather than one per wave of requests.
     pub fn reissue_interval(mut self, interval: Duration) -> Self {

@@ -90,9 +90,10 @@
 //! response (see [`classify`]) — marks that token unusable (only if it is still the
 //! current one: a token already replaced is not fetched again), gets a new token and
 //! replays the request once. If the replay is rejected too, that response goes to the
-//! caller: there is no loop. A token that was itself fetched because of a rejection is
-//! not replaced for another rejection within `reissue_interval` (1 s), so a server that
-//! rejects every token costs one token request per interval, not one per request.
+//! caller: there is no loop. A token that was itself fetched because of a rejection (or
+//! that arrived while its predecessor stood rejected) is not replaced for another
+//! rejection within `reissue_interval` (1 s), so a server that rejects every token costs
+//! one token request per interval, not one per request.
 //! 401 `invalid_client`, 403 `insufficient_scope` and every other response pass through
 //! untouched, byte for byte; reading a 401 body to classify it is capped at
 //! `inspect_limit` (4 KiB).
