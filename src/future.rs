@@ -137,13 +137,22 @@ where
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
                 StateProj::Called { fut, ctx } => {
-                    let res = ready!(fut.poll(cx)).map_err(Into::into)?;
+                    let res = match ready!(fut.poll(cx)) {
+                        Ok(res) => res,
+                        Err(e) => {
+                            *ctx = None;
+                            return Poll::Ready(Err(e.into()));
+                        }
+                    };
                     let decision = ctx
                         .as_ref()
                         .expect("polled after completion")
                         .classifier
                         .classify_head(res.status(), res.headers());
                     if decision == Classification::NotRejected {
+                        // The request's copy is not kept for as long as the caller keeps
+                        // this future.
+                        *ctx = None;
                         return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                     }
                     let ctx = ctx.take().expect("polled after completion");

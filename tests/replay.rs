@@ -729,3 +729,32 @@ async fn a_token_fetched_while_its_predecessor_was_rejected_counts_as_a_reissue(
         "held off, not replayed"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_response_future_lets_go_of_the_request_copy() {
+    // A caller that keeps the future after its response (as a `join!` of futures that
+    // finish apart does) must not keep the request's copy alive with it.
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let api = Api::new(Style::Problem);
+    let layer = layer(&fetcher);
+    let mut svc = layer.layer(api.clone());
+    warm(&fetcher, &layer).await;
+
+    let marker = Arc::new(());
+    let mut req = get("/x");
+    req.extensions_mut().insert(marker.clone());
+    std::future::poll_fn(|cx| Service::<Request<Full<Bytes>>>::poll_ready(&mut svc, cx))
+        .await
+        .unwrap();
+    let mut fut = Box::pin(svc.call(req));
+    let res = std::future::poll_fn(|cx| fut.as_mut().poll(cx))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        Arc::strong_count(&marker),
+        1,
+        "the request and its copy are gone while the future is kept"
+    );
+    drop(fut);
+}
