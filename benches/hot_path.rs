@@ -1,6 +1,8 @@
 //! The per-request cost of `OAuth<S>` with a cached, fresh token, side by side with the
 //! bare inner service, tower-http's `AddAuthorization` (a static header: the floor) and
-//! two hand-written token caches (`std::sync::Mutex`, `tokio::sync::RwLock`).
+//! two hand-written token caches (`std::sync::Mutex`, `tokio::sync::RwLock`), and, for
+//! context, the `Mutex` cache keeping a copy of each request for a replay as the layer
+//! does by default.
 //!
 //! Every iteration builds the request, polls the service ready, calls it and polls the
 //! response future (the inner service answers at once), then drops the response; the
@@ -31,7 +33,8 @@ use tower_http::auth::AddAuthorization;
 use tower_oauth::OAuthLayer;
 
 use support::{
-    quantile, send_now, static_request, Answer, CachedToken, MutexCache, RwLockCache, TOKEN,
+    quantile, send_now, static_request, Answer, CachedToken, MutexCache, MutexCacheReplay,
+    RwLockCache, TOKEN,
 };
 
 fn bench_one<S, ResB>(
@@ -71,6 +74,12 @@ fn compare(
         &mut g,
         "mutex_cache",
         MutexCache::new(inner, CachedToken::fresh()),
+        make,
+    );
+    bench_one(
+        &mut g,
+        "mutex_cache_replay",
+        MutexCacheReplay::new(inner, CachedToken::fresh()),
         make,
     );
     bench_one(
@@ -187,6 +196,14 @@ fn paired(layers: &[OAuthLayer; 2]) {
                 ),
             ),
             (
+                "mutex_cache_replay",
+                paired_ratios(
+                    &mut floor,
+                    &mut MutexCacheReplay::new(inner, CachedToken::fresh()),
+                    make,
+                ),
+            ),
+            (
                 "rwlock_cache",
                 paired_ratios(
                     &mut floor,
@@ -279,7 +296,7 @@ fn paired_processes() {
     };
     for (request, _, _) in REQUESTS {
         for variant in ["oauth", "oauth_replay_off"] {
-            for cache in ["mutex_cache", "rwlock_cache"] {
+            for cache in ["mutex_cache", "rwlock_cache", "mutex_cache_replay"] {
                 let (Some(ours), Some(theirs)) = (find(request, variant), find(request, cache))
                 else {
                     continue;

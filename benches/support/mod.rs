@@ -173,6 +173,80 @@ where
     }
 }
 
+/// Context for the layer's default (not a target's baseline): the `Mutex` cache doing
+/// what the layer does with replay on. It keeps a copy of each request, cloned as
+/// hand-written code clones an `http::Request` (which is not `Clone`): part by part, the
+/// header map and the extensions whole. Its response future looks at the status; on a
+/// 401 a real cache would renew the token and send the copy (cold, never reached here),
+/// otherwise the copy is dropped.
+#[derive(Debug, Clone)]
+pub struct MutexCacheReplay<S>(MutexCache<S>);
+
+impl<S> MutexCacheReplay<S> {
+    pub fn new(inner: S, token: CachedToken) -> Self {
+        Self(MutexCache::new(inner, token))
+    }
+}
+
+/// A request cloned part by part.
+fn clone_request<B: Clone>(req: &Request<B>) -> Request<B> {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    copy
+}
+
+impl<S, B, ResB> Service<Request<B>> for MutexCacheReplay<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = KeepCopy<<MutexCache<S> as Service<Request<B>>>::Future, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let copy = clone_request(&req);
+        KeepCopy {
+            fut: self.0.call(req),
+            copy: Some(copy),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`MutexCacheReplay`]'s response future: the inner one, and the request's copy.
+    pub struct KeepCopy<F, B> {
+        #[pin]
+        fut: F,
+        copy: Option<Request<B>>,
+    }
+}
+
+impl<F, B, ResB> Future for KeepCopy<F, B>
+where
+    F: Future<Output = Result<Response<ResB>, BoxError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.fut.poll(cx))?;
+        if res.status() != StatusCode::UNAUTHORIZED {
+            *this.copy = None;
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
 /// Baseline: a token cache behind `Arc<tokio::sync::RwLock<Option<_>>>`, read-locked
 /// on every request. An async lock can only be taken in the response future, so that
 /// future is an `async` block, boxed, owning a clone of the inner service.
