@@ -190,7 +190,7 @@ pub use crate::{
     error::{BoxError, Error, ErrorKind},
     future::ResponseFuture,
     layer::{Builder, OAuthLayer, TokenHandle},
-    scope::{RequestHead, ScopePolicy},
+    scope::{RequestHead, ScopePolicy, MAX_SCOPE_SETS},
     service::OAuth,
     token::{AccessToken, FetchReason, Scope, Token, TokenRequest},
 };

@@ -10,8 +10,12 @@ use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
 use crate::{
     cache::{Core, Slot},
+    error::{Error, ErrorKind},
     token::Scope,
 };
+
+/// The most scope sets a [`ScopePolicy::from_fn`] layer keeps a token for.
+pub const MAX_SCOPE_SETS: usize = 64;
 
 type ScopeFn = dyn Fn(&RequestHead<'_>) -> Option<Scope> + Send + Sync;
 
@@ -77,7 +81,11 @@ impl ScopePolicy {
     ///
     /// Meant for a handful of scope sets: the layer keeps a token for each set `f` has
     /// returned, for its whole life, and finds a request's set among them by a linear
-    /// search. Sets are only known once a request has needed them, so
+    /// search. At most [`MAX_SCOPE_SETS`] sets: a request that needs one more fails with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) (no token is requested for it;
+    /// the sets already known keep working), so that scopes computed from what requests
+    /// carry cannot grow the layer's tokens, and its token requests, without bound.
+    /// Sets are only known once a request has needed them, so
     /// [`TokenHandle::warm_up`](crate::TokenHandle::warm_up) fetches nothing before the
     /// first request; for a start-up check, use a fixed or by-method policy.
     pub fn from_fn<F>(f: F) -> Self
@@ -154,13 +162,14 @@ pub(crate) fn by_method_index(method: &Method) -> u32 {
 
 impl Slots {
     /// The slot for a request, and its index (stable for the life of the layer; see
-    /// [`Slots::get`]).
-    pub(crate) fn resolve<B>(&self, req: &Request<B>) -> (u32, Arc<Slot>) {
+    /// [`Slots::get`]). Fails only for a request that needs a scope set past
+    /// [`MAX_SCOPE_SETS`].
+    pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Result<(u32, Arc<Slot>), Error> {
         match self {
-            Slots::One(slot) => (0, slot.clone()),
+            Slots::One(slot) => Ok((0, slot.clone())),
             Slots::ByMethod { read, write } => {
                 let index = by_method_index(req.method());
-                (index, [read, write][index as usize].clone())
+                Ok((index, [read, write][index as usize].clone()))
             }
             Slots::Dynamic {
                 f,
@@ -180,12 +189,20 @@ impl Slots {
                     Some((i as u32, slots[i].clone()))
                 };
                 if let Some(found) = find(&known.load()) {
-                    return found;
+                    return Ok(found);
                 }
                 let _guard = insert.lock().unwrap_or_else(|e| e.into_inner());
                 let current = known.load_full();
                 if let Some(found) = find(&current) {
-                    return found;
+                    return Ok(found);
+                }
+                if current.len() >= MAX_SCOPE_SETS {
+                    return Err(Error::builder(ErrorKind::Config)
+                        .detail(&format!(
+                            "the scope policy asked for more than {MAX_SCOPE_SETS} distinct \
+                             scope sets"
+                        ))
+                        .build());
                 }
                 // Slots are only ever appended, so an index keeps naming the same slot.
                 let slot = Arc::new(Slot::new(core.clone(), scope));
@@ -193,7 +210,7 @@ impl Slots {
                 next.extend(current.iter().cloned());
                 next.push(slot.clone());
                 known.store(Arc::new(next));
-                (current.len() as u32, slot)
+                Ok((current.len() as u32, slot))
             }
         }
     }

@@ -212,10 +212,13 @@ where
                 let index = by_method_index(req.method());
                 (index, locals[index as usize].credential())
             }
-            Tokens::Dynamic => {
-                let (index, slot) = self.home.shared.slots.resolve(&req);
-                (index, slot.fast())
-            }
+            Tokens::Dynamic => match self.home.shared.slots.resolve(&req) {
+                Ok((index, slot)) => (index, slot.fast()),
+                Err(_) if req.headers().contains_key(AUTHORIZATION) => {
+                    return ResponseFuture::passthrough(self.inner.call(req));
+                }
+                Err(err) => return ResponseFuture::slow(std::future::ready(Err(err.into()))),
+            },
         };
         // A request with its own `Authorization` passes through. With a token at hand, one
         // `insert` both adds ours and finds theirs (put back below); that is lossless
