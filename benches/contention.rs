@@ -1,6 +1,7 @@
 //! Throughput with every core sending through one shared service (clones of it), for
 //! `OAuth<S>` and the same baselines as `hot_path`: the bare service, tower-http's
-//! `AddAuthorization`, and the `Mutex` and `RwLock` token caches.
+//! `AddAuthorization`, the `Mutex` and `RwLock` token caches, and, for context, the
+//! `Mutex` cache keeping a copy of each request for a replay.
 //!
 //! One criterion iteration is one request; each sample spreads its iterations over one
 //! thread per core, started together, and counts the wall time until the last one ends.
@@ -26,7 +27,9 @@ use http_body_util::Full;
 use tower::{Layer, Service};
 use tower_http::auth::AddAuthorization;
 
-use support::{send_now, static_request, Answer, CachedToken, MutexCache, RwLockCache, TOKEN};
+use support::{
+    send_now, static_request, Answer, CachedToken, MutexCache, MutexCacheReplay, RwLockCache, TOKEN,
+};
 
 fn threads() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
@@ -96,6 +99,12 @@ fn contention(c: &mut Criterion) {
         handle,
         "mutex_cache",
         MutexCache::new(inner, CachedToken::fresh()),
+    );
+    bench_one(
+        &mut g,
+        handle,
+        "mutex_cache_replay",
+        MutexCacheReplay::new(inner, CachedToken::fresh()),
     );
     bench_one(
         &mut g,
