@@ -657,4 +657,106 @@ mod tests {
             .iter()
             .all(|c| c.param("error").is_none()));
     }
+
+    #[test]
+    fn a_token68_is_read_at_the_end_of_a_value() {
+        let c = parse_challenges("Negotiate abc123==");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].token68.as_deref(), Some("abc123=="));
+        assert!(c[0].params.is_empty());
+    }
+
+    #[test]
+    fn a_scheme_alone_before_a_comma_does_not_hide_the_next_challenge() {
+        let w = "www-authenticate";
+        assert_eq!(
+            head(401, &[(w, r#"Basic , Bearer error="invalid_token""#)]),
+            Classification::Rejected
+        );
+        let c = parse_challenges(r#"Basic , Bearer realm="api""#);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].scheme.as_str(), c[0].params.len()), ("Basic", 0));
+        assert_eq!(c[1].param("realm"), Some("api"));
+    }
+
+    #[test]
+    fn a_malformed_challenge_is_read_only_up_to_the_fault() {
+        // A parameter with nothing after `=` is not a parameter with an empty value.
+        let c = parse_challenges(r#"Bearer realm="api", error="#);
+        assert_eq!(c[0].param("realm"), Some("api"));
+        assert!(c.iter().all(|c| c.param("error").is_none()), "{c:?}");
+        // A token68 or a parameter must be separated from the scheme by a space.
+        let c = parse_challenges("Bearer/abc");
+        assert_eq!(
+            c,
+            vec![Challenge {
+                scheme: "Bearer".into(),
+                token68: None,
+                params: Vec::new(),
+            }]
+        );
+    }
+
+    #[test]
+    fn each_standard_rule_can_be_turned_off_alone() {
+        use Classification::*;
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            h
+        };
+        let bearer = headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)]);
+        let json = headers(&[("content-type", "application/json")]);
+        let grpc = headers(&[("grpc-status", "16")]);
+        let expired = br#"{"type":"token_expired"}"#;
+        let u = StatusCode::UNAUTHORIZED;
+
+        let c = StandardClassifier::default().rfc6750(false);
+        assert_eq!(c.classify_head(u, &bearer), NotRejected);
+        assert_eq!(c.classify_head(u, &json), InspectBody);
+        assert_eq!(c.classify_head(StatusCode::OK, &grpc), Rejected);
+
+        let c = StandardClassifier::default().simpledocs(false);
+        assert_eq!(c.classify_head(u, &json), NotRejected);
+        assert!(!c.classify_body(u, &json, expired));
+        assert_eq!(c.classify_head(u, &bearer), Rejected);
+
+        let c = StandardClassifier::default().grpc(false);
+        assert_eq!(c.classify_head(StatusCode::OK, &grpc), NotRejected);
+        assert_eq!(c.classify_head(u, &bearer), Rejected);
+        assert!(c.classify_body(u, &json, expired));
+    }
+
+    /// A custom classifier that only looks at the head.
+    struct HeadOnly;
+
+    impl ClassifyRejection for HeadOnly {
+        fn classify_head(&self, _: StatusCode, _: &HeaderMap) -> Classification {
+            Classification::InspectBody
+        }
+    }
+
+    #[test]
+    fn a_layer_classifier_answers_as_the_classifier_it_wraps() {
+        let u = StatusCode::UNAUTHORIZED;
+        let json = HeaderMap::new();
+        let expired = br#"{"type":"token_expired"}"#;
+
+        let standard = Classifier::new(StandardClassifier::default());
+        assert!(matches!(standard, Classifier::Standard(_)));
+        assert!(standard.classify_body(u, &json, expired));
+        assert!(!standard.classify_body(u, &json, br#"{"type":"invalid_client"}"#));
+
+        // A custom classifier that does not read bodies gets the default: not rejected.
+        assert!(!HeadOnly.classify_body(u, &json, expired));
+        let custom = Classifier::new(HeadOnly);
+        assert!(matches!(custom, Classifier::Custom(_)));
+        assert_eq!(custom.classify_head(u, &json), Classification::InspectBody);
+        assert!(!custom.classify_body(u, &json, expired));
+    }
 }

@@ -366,6 +366,59 @@ mod tests {
     }
 
     #[test]
+    fn a_client_secret_is_redacted_in_debug_and_display() {
+        let secret = ClientSecret::new("hunter2-s3cret");
+        assert_eq!(format!("{secret:?}"), "ClientSecret(<redacted>)");
+        assert_eq!(secret.to_string(), "<redacted>");
+        assert_eq!(secret.expose(), "hunter2-s3cret");
+    }
+
+    #[test]
+    fn credentials_debug_shows_everything_but_the_secret() {
+        let creds =
+            ClientCredentials::new("https://auth.test/token", "my-client", "hunter2-s3cret")
+                .scope("read")
+                .auth_method(AuthMethod::ClientSecretBasic);
+        let shown = format!("{creds:?}");
+        for part in [
+            "ClientCredentials",
+            "https://auth.test/token",
+            "my-client",
+            "ClientSecret(<redacted>)",
+            "read",
+            "ClientSecretBasic",
+            "allow_insecure_http: false",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn the_accessors_return_what_was_configured() {
+        let creds = ClientCredentials::new("https://auth.test/token", "my-client", "s3cret")
+            .scope("write read")
+            .auth_method(AuthMethod::ClientSecretBasic);
+        assert_eq!(creds.token_url(), "https://auth.test/token");
+        assert_eq!(creds.client_id(), "my-client");
+        assert_eq!(creds.client_secret().expose(), "s3cret");
+        assert_eq!(creds.configured_scope(), Some(&Scope::new("read write")));
+        assert_eq!(creds.method(), AuthMethod::ClientSecretBasic);
+        assert_eq!(
+            ClientCredentials::new("https://auth.test/token", "i", "s").method(),
+            AuthMethod::ClientSecretPost
+        );
+    }
+
+    #[test]
+    fn an_empty_scope_is_left_out_of_the_request() {
+        let creds = ClientCredentials::new("https://auth.test/token", "id", "s3cret").scope("  ");
+        assert_eq!(creds.configured_scope(), None);
+        let body = creds.form_body(creds.configured_scope());
+        assert!(!body.contains("scope"), "{}", body.as_str());
+    }
+
+    #[test]
     fn simpledocs_preset_uses_the_documented_url() {
         let creds = ClientCredentials::simpledocs("id", "secret").scope("read write");
         assert_eq!(creds.token_url().to_string(), SIMPLEDOCS_TOKEN_URL);

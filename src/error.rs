@@ -315,6 +315,33 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_every_field_that_is_set() {
+        let err = Error::builder(ErrorKind::OAuth)
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .oauth_error("temporarily_unavailable")
+            .detail("try again\r\nlater")
+            .retryable(true)
+            .retry_after(Some(Duration::from_secs(7)))
+            .source(std::io::Error::other("boom"))
+            .build();
+        let shown = format!("{err:?}");
+        for part in [
+            "kind: OAuth",
+            "retryable: true",
+            "status: 503",
+            "oauth_error: \"temporarily_unavailable\"",
+            "detail: \"try againlater\"",
+            "retry_after: 7s",
+            "source: Custom",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        // Unset fields are left out.
+        let shown = format!("{:?}", Error::new(ErrorKind::Timeout));
+        assert_eq!(shown, "Error { kind: Timeout, retryable: true }");
+    }
+
+    #[test]
     fn fetcher_errors_keep_our_error_and_wrap_others() {
         let ours: BoxError = Box::new(Error::new(ErrorKind::InvalidScope));
         assert_eq!(Error::from_fetcher(ours).kind(), ErrorKind::InvalidScope);

@@ -189,6 +189,32 @@ mod tests {
     }
 
     #[test]
+    fn an_access_token_is_redacted_in_debug_and_display() {
+        let token = AccessToken::new("very-secret-token");
+        assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
+        assert_eq!(token.to_string(), "<redacted>");
+        assert_eq!(token.secret(), "very-secret-token");
+    }
+
+    #[test]
+    fn token_debug_names_the_extra_fields_but_hides_their_values() {
+        let mut t =
+            Token::new("very-secret-token", Some(Duration::from_secs(5))).with_scope("read");
+        t.extra
+            .insert("id_token".into(), "eyJ-secret-id-token".into());
+        let shown = format!("{t:?}");
+        for part in [
+            "AccessToken(<redacted>)",
+            "expires_in: Some(5s)",
+            r#"Scope("read")"#,
+            "id_token",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
     fn tokens_are_redacted() {
         let t = Token::new("very-secret-token", Some(Duration::from_secs(5)));
         let shown = format!("{t:?} {} {:?}", t.access_token, t.access_token);

@@ -203,6 +203,32 @@ mod tests {
         })
     }
 
+    /// A token endpoint client that answers a success with `body` and a `Content-Length`
+    /// that matches it.
+    fn with_length(
+        body: Vec<u8>,
+    ) -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = std::convert::Infallible,
+        Future = impl Future<Output = Result<Response<Full<Bytes>>, std::convert::Infallible>>
+                     + Send
+                     + 'static,
+    > + Clone
+           + Send
+           + 'static {
+        let body = Bytes::from(body);
+        tower::service_fn(move |_req: Request<Full<Bytes>>| {
+            let body = body.clone();
+            async move {
+                let mut res = Response::new(Full::new(body.clone()));
+                res.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                Ok(res)
+            }
+        })
+    }
+
     async fn fetch(creds: ClientCredentials, status: u16, body: String) -> Result<Token, Error> {
         HttpFetcher::new(canned(status, body, Forms::default()), creds)
             .oneshot(TokenRequest::new(None, FetchReason::First))
@@ -249,6 +275,41 @@ mod tests {
         for part in SECRET.split('/').filter(|p| p.len() >= 4) {
             assert!(!shown.contains(part), "{part}: {shown}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_token_response_of_exactly_the_limit_is_read_and_a_longer_one_is_not() {
+        let creds = ClientCredentials::new("https://auth.example/token", "id", "secret");
+        let body = |len: usize| {
+            let mut body = br#"{"access_token":"t","pad":""#.to_vec();
+            body.resize(len - 2, b'x');
+            body.extend_from_slice(br#""}"#);
+            body
+        };
+        let at_limit = body(MAX_TOKEN_RESPONSE_BYTES);
+        assert_eq!(at_limit.len(), 64 * 1024);
+        let token = HttpFetcher::new(with_length(at_limit), creds.clone())
+            .oneshot(TokenRequest::new(None, FetchReason::First))
+            .await
+            .unwrap();
+        assert_eq!(token.access_token.secret(), "t");
+
+        let err = HttpFetcher::new(with_length(body(MAX_TOKEN_RESPONSE_BYTES + 1)), creds)
+            .oneshot(TokenRequest::new(None, FetchReason::First))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+        assert!(err.to_string().contains("64 KiB"), "{err}");
+    }
+
+    #[test]
+    fn the_fetcher_debug_shows_its_credentials_without_the_secret() {
+        let creds = ClientCredentials::new("https://auth.example/token", "my-client", "hunter2");
+        let shown = format!("{:?}", HttpFetcher::new((), creds));
+        for part in ["HttpFetcher", "my-client", "ClientSecret(<redacted>)"] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[tokio::test]

@@ -368,6 +368,48 @@ mod tests {
     }
 
     #[test]
+    fn a_retryable_code_or_status_makes_an_oauth_error_retryable() {
+        // The code alone: a server_error is worth retrying whatever the status.
+        let e = err(400, r#"{"error":"server_error"}"#);
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, true));
+        let e = ok(r#"{"error":"temporarily_unavailable"}"#).unwrap_err();
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, true));
+        // The status alone, for a code that says nothing about retrying.
+        let e = err(503, r#"{"error":"invalid_request"}"#);
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, true));
+        let e = err(429, r#"{"type":"rate_limited"}"#);
+        assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::OAuth, true));
+    }
+
+    #[test]
+    fn a_rejected_client_or_scope_is_not_retryable_even_with_a_retryable_status() {
+        for (status, body, kind) in [
+            (
+                503,
+                r#"{"error":"invalid_client"}"#,
+                ErrorKind::InvalidClient,
+            ),
+            (500, r#"{"error":"invalid_scope"}"#, ErrorKind::InvalidScope),
+            (
+                429,
+                r#"{"error":"unauthorized_client"}"#,
+                ErrorKind::UnauthorizedClient,
+            ),
+        ] {
+            let e = err(status, body);
+            assert_eq!((e.kind(), e.is_retryable()), (kind, false), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_oauth_error_keeps_an_error_status_but_not_a_success_status() {
+        let e = err(400, r#"{"error":"invalid_scope"}"#);
+        assert_eq!(e.status(), Some(StatusCode::BAD_REQUEST));
+        let e = ok(r#"{"error":"invalid_scope"}"#).unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::InvalidScope, None));
+    }
+
+    #[test]
     fn reads_retry_after() {
         let mut h = HeaderMap::new();
         h.insert(header::RETRY_AFTER, "7".parse().unwrap());
