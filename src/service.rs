@@ -214,10 +214,7 @@ where
             }
             Tokens::Dynamic => match self.home.shared.slots.resolve(&req) {
                 Ok((index, slot)) => (index, slot.fast()),
-                Err(_) if req.headers().contains_key(AUTHORIZATION) => {
-                    return ResponseFuture::passthrough(self.inner.call(req));
-                }
-                Err(err) => return ResponseFuture::slow(std::future::ready(Err(err.into()))),
+                Err(err) => return self.no_slot(req, err),
             },
         };
         // A request with its own `Authorization` passes through. With a token at hand, one
@@ -254,6 +251,24 @@ where
 }
 
 impl<S> OAuth<S> {
+    /// A request whose scope set got no slot: it fails, unless it brings its own
+    /// `Authorization`.
+    #[cold]
+    #[inline(never)]
+    fn no_slot<B, ResB>(&mut self, req: Request<B>, err: crate::Error) -> ResponseFuture<S, B, ResB>
+    where
+        S: Service<Request<B>, Response = Response<ResB>>,
+        B: ReplayableBody,
+        ResB: Body + Send + 'static,
+        ResB::Data: Send,
+        ResB::Error: Send,
+    {
+        if req.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        ResponseFuture::slow(std::future::ready(Err(err.into())))
+    }
+
     #[inline]
     fn ctx<B: ReplayableBody>(&self, slot: u32, generation: u64) -> Ctx<B> {
         Ctx {
