@@ -168,23 +168,17 @@ mod tests {
 
     type Forms = Arc<Mutex<Vec<String>>>;
 
+    /// A scripted token endpoint client.
+    type Endpoint = tower::util::BoxCloneSyncService<
+        Request<Full<Bytes>>,
+        Response<Full<Bytes>>,
+        std::convert::Infallible,
+    >;
+
     /// A token endpoint client that answers `status` and `body`, and keeps each form and
     /// `Authorization` value it is sent.
-    fn canned(
-        status: u16,
-        body: String,
-        sent: Forms,
-    ) -> impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = std::convert::Infallible,
-        Future = impl Future<Output = Result<Response<Full<Bytes>>, std::convert::Infallible>>
-                     + Send
-                     + 'static,
-    > + Clone
-           + Send
-           + 'static {
-        tower::service_fn(move |req: Request<Full<Bytes>>| {
+    fn canned(status: u16, body: String, sent: Forms) -> Endpoint {
+        Endpoint::new(tower::service_fn(move |req: Request<Full<Bytes>>| {
             let sent = sent.clone();
             let body = body.clone();
             async move {
@@ -200,25 +194,14 @@ mod tests {
                 *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
                 Ok(res)
             }
-        })
+        }))
     }
 
     /// A token endpoint client that answers a success with `body` and a `Content-Length`
     /// that matches it.
-    fn with_length(
-        body: Vec<u8>,
-    ) -> impl Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = std::convert::Infallible,
-        Future = impl Future<Output = Result<Response<Full<Bytes>>, std::convert::Infallible>>
-                     + Send
-                     + 'static,
-    > + Clone
-           + Send
-           + 'static {
+    fn with_length(body: Vec<u8>) -> Endpoint {
         let body = Bytes::from(body);
-        tower::service_fn(move |_req: Request<Full<Bytes>>| {
+        Endpoint::new(tower::service_fn(move |_req: Request<Full<Bytes>>| {
             let body = body.clone();
             async move {
                 let mut res = Response::new(Full::new(body.clone()));
@@ -226,7 +209,7 @@ mod tests {
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                 Ok(res)
             }
-        })
+        }))
     }
 
     async fn fetch(creds: ClientCredentials, status: u16, body: String) -> Result<Token, Error> {
