@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use http_body_util::{Empty, Full};
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_oauth::{FetchReason, OAuthLayer, ScopePolicy, TokenStatus};
+use tower_oauth::{FetchReason, OAuthLayer, ScopePolicy, Token, TokenRequest, TokenStatus};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -424,4 +424,95 @@ fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
     });
     assert_eq!(sent.as_deref(), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expires_in_of_zero_gets_the_default_lifetime() {
+    let fetcher = Fetcher::script(vec![Step::Token {
+        lifetime: Some(Duration::ZERO),
+        delay: Duration::ZERO,
+    }]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .default_lifetime(30 * SEC)
+        .build();
+    let handle = layer.handle();
+    handle.warm_up().await.unwrap();
+    advance(Duration::ZERO).await;
+    // 30 s minus the expiry margin, capped at a tenth of the lifetime (3 s).
+    assert_eq!(handle.state()[0].expires_in, Some(27 * SEC));
+    assert_eq!(handle.state()[0].status, TokenStatus::Fresh);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_shorter_than_twice_renew_ahead_is_renewed_at_half_its_life() {
+    // The default `renew_ahead` (60 s) is more than half of a 100 s lifetime: renewal is
+    // due at 50 s, not at 40 s.
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let handle = layer.handle();
+    handle.warm_up().await.unwrap();
+    advance(49 * SEC).await;
+    assert_eq!(handle.state()[0].status, TokenStatus::Fresh);
+    advance(2 * SEC).await;
+    assert_eq!(handle.state()[0].status, TokenStatus::RenewalDue);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_the_scope_check_lets_through_is_served_from_the_hot_path() {
+    // `read write` is asked for. Granted only `read` without strict mode, or all of it in
+    // strict mode, the token is used as it is: a clone that keeps sending makes its own
+    // copy of the header, as on any cache hit (the slow path sends the layer's).
+    for (granted, strict) in [("read", false), ("read write", true)] {
+        let fetcher = service_fn(move |_: TokenRequest| async move {
+            Ok::<_, std::convert::Infallible>(
+                Token::new("narrow", Some(100 * SEC)).with_scope(granted),
+            )
+        });
+        let (captured, inner) = recording();
+        let layer = OAuthLayer::with_fetcher(fetcher)
+            .scope_policy(ScopePolicy::fixed(Some("read write".into())))
+            .strict_scope(strict)
+            .build();
+        layer.handle().warm_up().await.unwrap();
+        let mut svc = layer.layer(inner);
+        for _ in 0..40 {
+            let req = Request::get("/x").body(Empty::new()).unwrap();
+            send(&mut svc, req).await.unwrap();
+        }
+        let sent = captured.lock().unwrap();
+        assert_eq!(sent.len(), 40);
+        let bytes_of = |v: &HeaderValue| v.as_bytes().as_ptr();
+        assert_ne!(
+            bytes_of(&sent[39]),
+            bytes_of(&sent[0]),
+            "granted {granted:?}, strict {strict}: the clone's own copy, from the hot path"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reissued_token_rejected_exactly_reissue_interval_after_it_arrived_is_replaced() {
+    // An api that rejects every token.
+    let api = service_fn(|_req: Request<Full<Bytes>>| async {
+        let mut res = Response::new(Full::new(Bytes::new()));
+        *res.status_mut() = http::StatusCode::UNAUTHORIZED;
+        res.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+        );
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .reissue_interval(2 * SEC)
+        .build();
+    let mut svc = layer.layer(api);
+    // tok-1 is rejected, tok-2 fetched for it and rejected too: held off.
+    send(&mut svc, get("/x")).await.unwrap();
+    send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(fetcher.calls(), 2);
+    // The hold-off lasts less than the interval: at exactly 2 s, tok-2 is replaced.
+    advance(2 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(fetcher.calls(), 3);
 }

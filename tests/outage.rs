@@ -434,3 +434,65 @@ async fn failed_renewals_share_one_retry_however_many_there_were() {
     // One schedule: one retry every 5–10 s (twenty schedules would make far more).
     assert!((10..=20).contains(&retries), "{retries} retries in 100 s");
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_renewal_refused_for_bad_credentials_requests_past_expiry_get_the_error_without_a_fetch(
+) {
+    let fetcher = Fetcher::script(vec![
+        token_100s(),
+        Step::Fail(invalid_client(), Duration::ZERO),
+        token_100s(),
+    ]);
+    // A failure that retrying cannot mend pauses fetching for `max_backoff` (30 s).
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(20 * SEC)
+        .max_backoff(30 * SEC)
+        .build();
+    let mut svc = layer.layer(Echo::default());
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(81 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-1"));
+    advance(Duration::ZERO).await;
+    assert_eq!(fetcher.calls(), 2, "the renewal was refused");
+
+    // Past expiry (95 s), inside the pause (until 111 s): the error, at once.
+    advance(15 * SEC).await;
+    let err = send(&mut svc, get("/x")).await.unwrap_err();
+    assert_eq!(kind(&err), ErrorKind::InvalidClient);
+    assert_eq!(fetcher.calls(), 2, "no fetch during the pause");
+
+    // After the pause, a request fetches again.
+    advance(20 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-3"));
+    assert_eq!(fetcher.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_retries_of_a_failing_renewal_back_off_further_each_time() {
+    let fetcher = Fetcher::script(vec![
+        Step::Token {
+            lifetime: Some(7200 * SEC),
+            delay: Duration::ZERO,
+        },
+        Step::Fail(unavailable(None), Duration::ZERO),
+    ]);
+    // One attempt per flight; retries after 0.5–1 s, then 1–2 s, 2–4 s, 4–8 s, ...
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .retry_budget(Duration::ZERO)
+        .initial_backoff(SEC)
+        .max_backoff(1000 * SEC)
+        .build();
+    let handle = layer.handle();
+    handle.warm_up().await.unwrap();
+    handle.force_refresh().await.unwrap_err();
+    assert_eq!(fetcher.calls(), 2);
+    for _ in 0..60 {
+        advance(SEC).await;
+    }
+    // Doubling delays fit five or six retries in 60 s; a delay that did not grow would
+    // retry every second.
+    let retries = fetcher.calls() - 2;
+    assert!((5..=6).contains(&retries), "{retries} retries in 60 s");
+}
