@@ -236,20 +236,24 @@ async fn an_expired_token_is_never_sent_and_requests_wait_for_a_new_one() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_missing_expires_in_gets_the_default_lifetime() {
-    let fetcher = Fetcher::script(vec![Step::Token {
-        lifetime: None,
-        delay: Duration::ZERO,
-    }]);
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .default_lifetime(30 * SEC)
-        .build();
-    let handle = layer.handle();
-    handle.warm_up().await.unwrap();
-    // 30 s minus the expiry margin, capped at a tenth of the lifetime (3 s).
-    assert_eq!(handle.state()[0].expires_in, Some(27 * SEC));
-    advance(28 * SEC).await;
-    assert_eq!(handle.state()[0].status, TokenStatus::Expired);
+async fn a_missing_or_zero_expires_in_gets_the_default_lifetime() {
+    for lifetime in [None, Some(Duration::ZERO)] {
+        let fetcher = Fetcher::script(vec![Step::Token {
+            lifetime,
+            delay: Duration::ZERO,
+        }]);
+        let layer = OAuthLayer::with_fetcher(fetcher.clone())
+            .default_lifetime(30 * SEC)
+            .build();
+        let handle = layer.handle();
+        handle.warm_up().await.unwrap();
+        advance(Duration::ZERO).await;
+        // 30 s minus the expiry margin, capped at a tenth of the lifetime (3 s).
+        assert_eq!(handle.state()[0].expires_in, Some(27 * SEC), "{lifetime:?}");
+        assert_eq!(handle.state()[0].status, TokenStatus::Fresh);
+        advance(28 * SEC).await;
+        assert_eq!(handle.state()[0].status, TokenStatus::Expired);
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -424,23 +428,6 @@ fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
     });
     assert_eq!(sent.as_deref(), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_expires_in_of_zero_gets_the_default_lifetime() {
-    let fetcher = Fetcher::script(vec![Step::Token {
-        lifetime: Some(Duration::ZERO),
-        delay: Duration::ZERO,
-    }]);
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .default_lifetime(30 * SEC)
-        .build();
-    let handle = layer.handle();
-    handle.warm_up().await.unwrap();
-    advance(Duration::ZERO).await;
-    // 30 s minus the expiry margin, capped at a tenth of the lifetime (3 s).
-    assert_eq!(handle.state()[0].expires_in, Some(27 * SEC));
-    assert_eq!(handle.state()[0].status, TokenStatus::Fresh);
 }
 
 #[tokio::test(start_paused = true)]
