@@ -308,38 +308,51 @@ async fn force_refresh_returns_the_first_error_at_once_while_the_token_is_kept()
 
 #[tokio::test(start_paused = true)]
 async fn a_renewal_told_to_wait_does_not_hold_requests_once_the_token_expires() {
-    let fetcher = Fetcher::script(vec![
-        token_100s(),
-        Step::Fail(unavailable(Some("60")), Duration::ZERO),
-        token_100s(),
-    ]);
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .renew_ahead(20 * SEC)
-        .build();
-    let mut svc = layer.layer(Echo::default());
-    send(&mut svc, get("/x")).await.unwrap();
+    // Told to come back in 60 s (`Retry-After`), or refused for bad credentials, which
+    // retrying cannot mend (a pause of `max_backoff`, 30 s): either way a pause.
+    for (failure, expected) in [
+        (unavailable(Some("60")), ErrorKind::HttpStatus),
+        (invalid_client(), ErrorKind::InvalidClient),
+    ] {
+        let fetcher = Fetcher::script(vec![
+            token_100s(),
+            Step::Fail(failure, Duration::ZERO),
+            token_100s(),
+        ]);
+        let layer = OAuthLayer::with_fetcher(fetcher.clone())
+            .renew_ahead(20 * SEC)
+            .max_backoff(30 * SEC)
+            .build();
+        let mut svc = layer.layer(Echo::default());
+        send(&mut svc, get("/x")).await.unwrap();
 
-    // Into the renewal window: this request starts the renewal, which is told to come
-    // back in 60 s; the token, valid until 95 s, is still sent.
-    advance(81 * SEC).await;
-    let res = send(&mut svc, get("/x")).await.unwrap();
-    assert_eq!(seen(&res), Some("Bearer tok-1"));
-    advance(SEC).await;
-    assert_eq!(fetcher.calls(), 2);
+        // Into the renewal window: this request starts the renewal, which fails; the
+        // token, valid until 95 s, is still sent.
+        advance(81 * SEC).await;
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        assert_eq!(seen(&res), Some("Bearer tok-1"));
+        advance(SEC).await;
+        assert_eq!(fetcher.calls(), 2);
 
-    // Past expiry, inside the pause: the error at once, not a wait for the pause to end.
-    advance(15 * SEC).await;
-    let started = tokio::time::Instant::now();
-    let err = send(&mut svc, get("/x")).await.unwrap_err();
-    assert_eq!(kind(&err), ErrorKind::HttpStatus);
-    assert!(started.elapsed() < SEC);
-    assert_eq!(fetcher.calls(), 2, "the server asked for a pause");
+        // Past expiry, inside the pause: the error at once, without a fetch and without a
+        // wait for the pause to end.
+        advance(15 * SEC).await;
+        let started = tokio::time::Instant::now();
+        let err = send(&mut svc, get("/x")).await.unwrap_err();
+        assert_eq!(kind(&err), expected);
+        assert!(started.elapsed() < SEC);
+        assert_eq!(
+            fetcher.calls(),
+            2,
+            "{expected:?}: no fetch during the pause"
+        );
 
-    // After the pause, a request fetches a new token.
-    advance(60 * SEC).await;
-    let res = send(&mut svc, get("/x")).await.unwrap();
-    assert_eq!(seen(&res), Some("Bearer tok-3"));
-    assert_eq!(fetcher.calls(), 3);
+        // After the pause, a request fetches a new token.
+        advance(60 * SEC).await;
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        assert_eq!(seen(&res), Some("Bearer tok-3"));
+        assert_eq!(fetcher.calls(), 3);
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -433,40 +446,6 @@ async fn failed_renewals_share_one_retry_however_many_there_were() {
     let retries = fetcher.calls() - 21;
     // One schedule: one retry every 5–10 s (twenty schedules would make far more).
     assert!((10..=20).contains(&retries), "{retries} retries in 100 s");
-}
-
-#[tokio::test(start_paused = true)]
-async fn after_a_renewal_refused_for_bad_credentials_requests_past_expiry_get_the_error_without_a_fetch(
-) {
-    let fetcher = Fetcher::script(vec![
-        token_100s(),
-        Step::Fail(invalid_client(), Duration::ZERO),
-        token_100s(),
-    ]);
-    // A failure that retrying cannot mend pauses fetching for `max_backoff` (30 s).
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .renew_ahead(20 * SEC)
-        .max_backoff(30 * SEC)
-        .build();
-    let mut svc = layer.layer(Echo::default());
-    send(&mut svc, get("/x")).await.unwrap();
-    advance(81 * SEC).await;
-    let res = send(&mut svc, get("/x")).await.unwrap();
-    assert_eq!(seen(&res), Some("Bearer tok-1"));
-    advance(Duration::ZERO).await;
-    assert_eq!(fetcher.calls(), 2, "the renewal was refused");
-
-    // Past expiry (95 s), inside the pause (until 111 s): the error, at once.
-    advance(15 * SEC).await;
-    let err = send(&mut svc, get("/x")).await.unwrap_err();
-    assert_eq!(kind(&err), ErrorKind::InvalidClient);
-    assert_eq!(fetcher.calls(), 2, "no fetch during the pause");
-
-    // After the pause, a request fetches again.
-    advance(20 * SEC).await;
-    let res = send(&mut svc, get("/x")).await.unwrap();
-    assert_eq!(seen(&res), Some("Bearer tok-3"));
-    assert_eq!(fetcher.calls(), 3);
 }
 
 #[tokio::test(start_paused = true)]
