@@ -419,8 +419,9 @@ async fn a_panicking_fetcher_is_backed_off_from_like_a_failing_one() {
     assert!(err.to_string().contains("panicked"), "{err}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn failed_renewals_share_one_retry_however_many_there_were() {
+/// A two-hour token, then a token endpoint that is always unavailable; one attempt per
+/// flight (no retry budget), so each failed renewal is retried only in the background.
+fn failing_renewals(initial_backoff: Duration, max_backoff: Duration) -> (Fetcher, OAuthLayer) {
     let fetcher = Fetcher::script(vec![
         Step::Token {
             lifetime: Some(7200 * SEC),
@@ -428,12 +429,18 @@ async fn failed_renewals_share_one_retry_however_many_there_were() {
         },
         Step::Fail(unavailable(None), Duration::ZERO),
     ]);
-    // One attempt per flight; a retry 5–10 s after each failure.
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
         .retry_budget(Duration::ZERO)
-        .initial_backoff(10 * SEC)
-        .max_backoff(10 * SEC)
+        .initial_backoff(initial_backoff)
+        .max_backoff(max_backoff)
         .build();
+    (fetcher, layer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_renewals_share_one_retry_however_many_there_were() {
+    // One attempt per flight; a retry 5–10 s after each failure.
+    let (fetcher, layer) = failing_renewals(10 * SEC, 10 * SEC);
     let handle = layer.handle();
     handle.warm_up().await.unwrap();
     for _ in 0..20 {
@@ -450,19 +457,8 @@ async fn failed_renewals_share_one_retry_however_many_there_were() {
 
 #[tokio::test(start_paused = true)]
 async fn background_retries_of_a_failing_renewal_back_off_further_each_time() {
-    let fetcher = Fetcher::script(vec![
-        Step::Token {
-            lifetime: Some(7200 * SEC),
-            delay: Duration::ZERO,
-        },
-        Step::Fail(unavailable(None), Duration::ZERO),
-    ]);
     // One attempt per flight; retries after 0.5–1 s, then 1–2 s, 2–4 s, 4–8 s, ...
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .retry_budget(Duration::ZERO)
-        .initial_backoff(SEC)
-        .max_backoff(1000 * SEC)
-        .build();
+    let (fetcher, layer) = failing_renewals(SEC, 1000 * SEC);
     let handle = layer.handle();
     handle.warm_up().await.unwrap();
     handle.force_refresh().await.unwrap_err();
