@@ -79,6 +79,9 @@ OPTIONS:
     --scope S                 the scope every request asks for, e.g. \"read write\"
                                                                   [default: by method, see --scope-policy]
     --auth-method post|basic  client authentication               [default: post]
+    --param NAME=VALUE        one more token request parameter, e.g. audience=https://api.example
+                              (repeatable; grant_type, scope, client_id and client_secret
+                              are the grant's own and refused)
     --method GET|POST|mixed   mixed alternates GET /api/v1/workflows and POST /api/v1/documents
                                                                   [default: GET]
     --path P                  request path (GET or POST)          [default: /api/v1/workflows for GET,
@@ -153,6 +156,7 @@ struct Options {
     client_secret: Option<String>,
     scope: Option<String>,
     auth_method: AuthMethod,
+    params: Vec<(String, String)>,
     method: MethodChoice,
     path: Option<String>,
     body_bytes: usize,
@@ -192,6 +196,7 @@ impl Options {
             client_secret: None,
             scope: None,
             auth_method: AuthMethod::ClientSecretPost,
+            params: Vec::new(),
             method: MethodChoice::Get,
             path: None,
             body_bytes: 0,
@@ -238,6 +243,13 @@ impl Options {
                             return Err(format!("--auth-method is post or basic, not {other:?}"))
                         }
                     }
+                }
+                "--param" => {
+                    let pair = value()?;
+                    let Some((name, value)) = pair.split_once('=') else {
+                        return Err(format!("--param is NAME=VALUE, not {pair:?}"));
+                    };
+                    o.params.push((name.to_owned(), value.to_owned()));
                 }
                 "--method" => {
                     o.method = match value()?.to_ascii_lowercase().as_str() {
@@ -489,6 +501,9 @@ async fn run(o: Options) -> Result<ExitCode, String> {
         .allow_insecure_http(o.allow_insecure_http);
     if let Some(scope) = &o.scope {
         creds = creds.scope(scope.as_str());
+    }
+    for (name, value) in &o.params {
+        creds = creds.param(name.as_str(), value.as_str());
     }
 
     let mut builder = OAuthLayer::builder(creds);

@@ -456,6 +456,24 @@ fn basic_client_authentication_gets_a_token_from_the_mock() {
 }
 
 #[test]
+fn an_added_token_parameter_is_sent_and_one_the_grant_sets_is_refused() {
+    let out = run(&["--param", "audience=https://api.example", "--requests", "3"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.number("ok"), 3, "{out}");
+
+    let out = run(&["--param", "scope=admin", "--requests", "3"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let reason = out.last_stderr_line();
+    assert!(
+        reason.starts_with("error: token request failed: config"),
+        "{out}"
+    );
+    assert!(reason.contains("`scope`"), "{out}");
+    assert!(!reason.contains("admin"), "{out}");
+    assert_eq!(out.mock_stats()["token_requests"], 0, "{out}");
+}
+
+#[test]
 fn help_lists_the_options_and_an_unknown_option_is_a_usage_error() {
     let help = run(&["--help"]);
     assert_eq!(help.code, Some(0), "{help}");
@@ -463,6 +481,7 @@ fn help_lists_the_options_and_an_unknown_option_is_a_usage_error() {
         "--base-url",
         "--token-url",
         "--scope-policy",
+        "--param",
         "--revoke-after",
     ] {
         assert!(help.stdout.contains(option), "{option} missing\n{help}");

@@ -28,7 +28,8 @@ use crate::{
 /// authenticated as [`ClientCredentials::auth_method`] says, asking for the
 /// [`TokenRequest`]'s scope, or, when it names none (the layer's default policy under
 /// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher)), the credentials' own
-/// [`scope`](ClientCredentials::scope). The response is read up to
+/// [`scope`](ClientCredentials::scope), followed by any parameters added with
+/// [`ClientCredentials::param`]. The response is read up to
 /// [`MAX_TOKEN_RESPONSE_BYTES`] and parsed by
 /// [`parse_token_response`](super::parse_token_response). Redirects are never followed
 /// (a 3xx is an [`ErrorKind::HttpStatus`] error), and a plain-HTTP token URL is refused
@@ -101,6 +102,7 @@ where
         let creds = self.creds.clone();
         Box::pin(async move {
             creds.check_transport()?;
+            creds.check_params()?;
             let body = creds.form_body(request.scope.as_ref().or(creds.configured_scope()));
             let mut req = Request::builder()
                 .method(Method::POST)
@@ -312,5 +314,80 @@ mod tests {
             let form = sent.lock().unwrap()[0].clone();
             assert!(form.contains(want), "{asked:?}: {form}");
         }
+    }
+    #[tokio::test]
+    async fn added_parameters_follow_the_grants_own_in_order_and_encoded() {
+        let token = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
+        for method in [AuthMethod::ClientSecretPost, AuthMethod::ClientSecretBasic] {
+            let creds = ClientCredentials::new("https://auth.example/token", "id", "secret")
+                .auth_method(method)
+                .scope("read")
+                .param("audience", "https://api.example/ & more")
+                .param("resource", "urn:one")
+                .param("resource", "urn:two");
+            let sent = Forms::default();
+            HttpFetcher::new(canned(200, token.into(), sent.clone()), creds)
+                .oneshot(TokenRequest::new(None, FetchReason::First))
+                .await
+                .unwrap();
+            let form = sent.lock().unwrap()[0].clone();
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(form.as_bytes())
+                .into_owned()
+                .collect();
+            let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+            let grant: &[&str] = match method {
+                AuthMethod::ClientSecretPost => {
+                    &["grant_type", "scope", "client_id", "client_secret"]
+                }
+                _ => &["grant_type", "scope"],
+            };
+            assert_eq!(names[..grant.len()], *grant, "{form}");
+            assert_eq!(
+                pairs[grant.len()..],
+                [
+                    ("audience".into(), "https://api.example/ & more".into()),
+                    ("resource".into(), "urn:one".into()),
+                    ("resource".into(), "urn:two".into()),
+                ],
+                "{form}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_parameter_the_grant_sets_itself_is_refused_before_anything_is_sent() {
+        for name in ["grant_type", "scope", "client_id", "client_secret", ""] {
+            let creds = ClientCredentials::new("https://auth.example/token", "id", "secret")
+                .param("audience", "a")
+                .param(name, "x");
+            let sent = Forms::default();
+            let token = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
+            let err = HttpFetcher::new(canned(200, token.into(), sent.clone()), creds)
+                .oneshot(TokenRequest::new(None, FetchReason::First))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{name:?}");
+            assert!(!err.is_retryable(), "{name:?}");
+            let shown = err.to_string();
+            let named = if name.is_empty() { "empty name" } else { name };
+            assert!(shown.contains(named), "{name:?}: {shown}");
+            assert!(
+                sent.lock().unwrap().is_empty(),
+                "{name:?}: a request was sent"
+            );
+        }
+    }
+
+    #[test]
+    fn the_credentials_debug_names_added_parameters_without_their_values() {
+        let creds = ClientCredentials::new("https://auth.example/token", "id", "secret")
+            .param("client_assertion", "eyJ.private.value");
+        let shown = format!("{creds:?}");
+        assert!(shown.contains(r#"params: ["client_assertion"]"#), "{shown}");
+        assert!(!shown.contains("eyJ.private.value"), "{shown}");
+        assert_eq!(
+            creds.params().collect::<Vec<_>>(),
+            [("client_assertion", "eyJ.private.value")]
+        );
     }
 }
