@@ -570,6 +570,82 @@ async fn a_response_that_is_not_an_expiry_passes_through_byte_for_byte() {
     }
 }
 
+/// A 401 `application/json` `token_expired` document padded to `len` bytes: whole (a
+/// `Full`, whose size hint is exact) or in 1 KiB frames (no size hint).
+fn padded_rejection(len: usize, streamed: bool) -> (Response<BoxBody<Bytes, BoxError>>, Bytes) {
+    let start = r#"{"type":"token_expired","pad":""#;
+    let pad = len - start.len() - 2;
+    let whole = Bytes::from(format!("{start}{}\"}}", "x".repeat(pad)));
+    assert_eq!(whole.len(), len);
+    let body = if streamed {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = whole
+            .chunks(1024)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        BoxBody::new(StreamBody::new(stream::iter(frames)))
+    } else {
+        Full::new(whole.clone()).map_err(|e| match e {}).boxed()
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = StatusCode::UNAUTHORIZED;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    (res, whole)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_body_is_read_up_to_the_inspection_limit_and_no_further() {
+    const LIMIT: usize = 4096; // the default `inspect_limit`
+                               // (length, streamed, classified): a body of exactly the limit is read and found to be
+                               // a rejection; one the size hint puts past it is not read; a streamed one is read up
+                               // to the limit, not classified, and delivered whole.
+    for (len, streamed, classified) in [
+        (LIMIT, false, true),
+        (LIMIT, true, true),
+        (LIMIT + 1, false, false),
+        (3 * LIMIT, true, false),
+    ] {
+        let case = format!("{len} bytes, streamed: {streamed}");
+        let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| {
+            let res = match counted.fetch_add(1, Ordering::SeqCst) {
+                0 => padded_rejection(len, streamed).0,
+                _ => Response::new(
+                    Full::new(Bytes::from_static(b"ok"))
+                        .map_err(|e| match e {})
+                        .boxed(),
+                ),
+            };
+            std::future::ready(Ok::<_, Infallible>(res))
+        });
+        let mut svc = layer(&fetcher).layer(inner);
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        if classified {
+            assert_eq!(res.status(), StatusCode::OK, "{case}");
+            assert_eq!(body_of(res).await, "ok", "{case}");
+            assert_eq!(
+                (fetcher.calls(), calls.load(Ordering::SeqCst)),
+                (2, 2),
+                "{case}"
+            );
+        } else {
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{case}");
+            assert_eq!(
+                body_of(res).await,
+                padded_rejection(len, streamed).1,
+                "{case}"
+            );
+            assert_eq!(
+                (fetcher.calls(), calls.load(Ordering::SeqCst)),
+                (1, 1),
+                "{case}"
+            );
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_replay_that_cannot_get_a_token_returns_the_fetch_error() {
     use common::Step;

@@ -362,6 +362,7 @@ async fn no_public_type_shows_the_secret_or_a_token() {
     }
 
     for (what, text) in &shown {
+        assert!(!text.is_empty(), "{what} shows nothing");
         forbidden.check(what, text);
     }
     // The checks looked at real output.
