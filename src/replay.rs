@@ -437,6 +437,45 @@ mod tests {
     }
 
     #[test]
+    fn a_head_box_is_kept_only_while_its_buffers_stay_within_the_limits() {
+        // (path length, header values too long to copy, kept); a head of a couple of KiB
+        // (a long query, cookies) is common enough to be worth keeping.
+        for (path, long, kept) in [
+            (2 * 1024, 0, true),
+            (SPARE_BYTES + 1, 0, false),
+            (1, SPARE_SHARED, true),
+            (1, SPARE_SHARED + 1, false),
+        ] {
+            std::thread::spawn(move || {
+                let mut req = Request::new(());
+                *req.uri_mut() = format!("/{}", "p".repeat(path - 1)).parse().unwrap();
+                for _ in 0..long {
+                    req.headers_mut()
+                        .append(COOKIE, "c".repeat(COPY_VALUE_MAX + 1).parse().unwrap());
+                }
+                drop(HeadCopy::of(&req));
+                let spares = SPARE_HEADS.with_borrow(Vec::len);
+                assert_eq!(spares, usize::from(kept), "path {path}, {long} long values");
+            })
+            .join()
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_thread_keeps_at_most_spare_count_head_boxes() {
+        std::thread::spawn(|| {
+            let copies: Vec<_> = (0..=SPARE_COUNT)
+                .map(|_| HeadCopy::of(&request("/a")))
+                .collect();
+            drop(copies);
+            assert_eq!(SPARE_HEADS.with_borrow(Vec::len), SPARE_COUNT);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn a_dropped_home_is_no_longer_found() {
         let fetcher = tower::service_fn(|_: crate::TokenRequest| async {
             Err::<crate::Token, crate::BoxError>("no tokens here".into())
@@ -448,6 +487,10 @@ mod tests {
         assert!(Home::<u8>::find(id).is_none(), "another service type");
         drop(home);
         assert!(Home::<()>::find(id).is_none());
+        assert!(
+            !lock(&HOMES).contains_key(&id),
+            "its registry entry is removed"
+        );
     }
 
     mod round_trip {

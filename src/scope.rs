@@ -235,3 +235,26 @@ impl Slots {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_scopes_of_a_policy() {
+        for (policy, shown) in [
+            (ScopePolicy::fixed(None), "Fixed(None)"),
+            (
+                ScopePolicy::fixed(Some("read".into())),
+                r#"Fixed(Some(Scope("read")))"#,
+            ),
+            (
+                ScopePolicy::by_method("read", "write"),
+                r#"ByMethod { read: Scope("read"), write: Scope("write") }"#,
+            ),
+            (ScopePolicy::from_fn(|_| None), "Custom(..)"),
+        ] {
+            assert_eq!(format!("{policy:?}"), shown);
+        }
+    }
+}

@@ -280,3 +280,17 @@ impl<S> OAuth<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tower_layer::Layer;
+
+    #[test]
+    fn debug_shows_the_inner_service() {
+        let fetcher = tower::service_fn(|_: crate::TokenRequest| async {
+            Err::<crate::Token, crate::BoxError>("no tokens here".into())
+        });
+        let svc = crate::OAuthLayer::with_fetcher(fetcher).build().layer(7u8);
+        assert_eq!(format!("{svc:?}"), "OAuth { inner: 7, .. }");
+    }
+}

@@ -109,6 +109,17 @@ async fn a_clone_that_keeps_sending_makes_its_own_copy_of_the_header_once_per_to
         bytes_of(&b_sent[0]),
         "at first, both send the layer's header"
     );
+    for sent in [a_sent, b_sent] {
+        let shared = sent
+            .iter()
+            .take_while(|v| bytes_of(v) == bytes_of(&a_sent[0]))
+            .count();
+        // `OWN_COPY_AFTER` in src/service.rs.
+        assert_eq!(
+            shared, 16,
+            "sixteen requests with the layer's header, then a copy"
+        );
+    }
     let a_own = bytes_of(&a_sent[PER_CLONE - 1]);
     let b_own = bytes_of(&b_sent[PER_CLONE - 1]);
     assert_ne!(a_own, bytes_of(&a_sent[0]), "then a copy of their own");
