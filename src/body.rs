@@ -1160,6 +1160,55 @@ mod tests {
         assert!(poll(&mut replay, waker).is_pending());
     }
 
+    #[tokio::test]
+    async fn empty_and_unsync_boxed_bodies_are_replayed() {
+        let mut empty = Empty::<Bytes>::new();
+        let replay = empty.prepare(0).expect("an empty body is replayable");
+        assert!(Empty::replay(replay).expect("and replayed").is_end_stream());
+
+        let (body, whole) = chunks(4);
+        let mut first = UnsyncBoxBody::new(body);
+        let replay = first.prepare(1024).expect("recorded");
+        assert_eq!(format!("{replay:?}"), "Recording { .. }");
+        let again = UnsyncBoxBody::replay(replay).expect("replayable");
+        for body in [again, first] {
+            let all = body.collect().await.unwrap();
+            assert_eq!(all.trailers().unwrap()["x-checksum"], "42");
+            assert_eq!(all.to_bytes(), whole);
+        }
+    }
+
+    #[test]
+    fn a_recording_error_shows_and_chains_the_error_it_carries() {
+        let failed = RecordError::Body(std::io::Error::other("connection reset"));
+        assert_eq!(failed.to_string(), "connection reset");
+        let source = std::error::Error::source(&failed).expect("a source");
+        assert_eq!(source.to_string(), "connection reset");
+
+        let lost = RecordError::<std::io::Error>::Replay(ReplayError(()));
+        assert_eq!(
+            lost.to_string(),
+            "request body outgrew the replay limit and cannot be replayed"
+        );
+        let source = std::error::Error::source(&lost).expect("a source");
+        assert!(source.is::<ReplayError>());
+    }
+
+    #[test]
+    fn a_reader_polled_from_another_task_is_woken_in_that_task() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        let _replay = first.prepare(1024).unwrap();
+        let (before, _) = Woken::waker();
+        let (after, after_woken) = Woken::waker();
+        assert!(poll(&mut first, &before).is_pending());
+        // The body moved to another task, which polls it with its own waker.
+        assert!(poll(&mut first, &after).is_pending());
+        gate.send(Bytes::from_static(b"one"));
+        assert!(after_woken.get(), "the task polling it now is woken");
+        assert_eq!(poll(&mut first, &after), Poll::Ready(Some("one".into())));
+    }
+
     #[test]
     fn body_copies_reuse_their_buffers_on_the_same_thread() {
         std::thread::spawn(|| {
