@@ -922,10 +922,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_size_hint_over_the_limit_is_not_recorded() {
-        let body = Boxed::new(Full::new(Bytes::from(vec![1u8; 100])).map_err(|e| match e {}));
-        let mut body = body;
-        let replay = body.prepare(99);
-        assert!(replay.is_none());
+        let hundred = || Boxed::new(Full::new(Bytes::from(vec![1u8; 100])).map_err(|e| match e {}));
+        assert!(hundred().prepare(99).is_none());
+        assert!(
+            hundred().prepare(100).is_some(),
+            "exactly the limit is recorded"
+        );
     }
 
     #[tokio::test]
@@ -1207,6 +1209,37 @@ mod tests {
         gate.send(Bytes::from_static(b"one"));
         assert!(after_woken.get(), "the task polling it now is woken");
         assert_eq!(poll(&mut first, &after), Poll::Ready(Some("one".into())));
+    }
+
+    #[test]
+    fn a_reader_dropped_behind_the_other_lets_go_of_what_only_it_had_left_to_read() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        // No further replay can be made once this one is.
+        let mut replay = Boxed::replay(first.prepare(1024).unwrap()).unwrap();
+        let (data, dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut replay, Waker::noop()).is_ready());
+        assert!(!is_dropped(&dropped), "the first body has yet to read it");
+        drop(first);
+        assert!(is_dropped(&dropped), "let go with the first body");
+    }
+
+    #[test]
+    fn a_recording_body_says_which_reader_it_is() {
+        let (body, _) = chunks(1);
+        let Ok((first, recording)) = Recording::start(body, 1024) else {
+            panic!("recorded");
+        };
+        let replay = recording.replay().unwrap();
+        assert_eq!(
+            format!("{first:?}"),
+            r#"RecordingBody { reader: "first", .. }"#
+        );
+        assert_eq!(
+            format!("{replay:?}"),
+            r#"RecordingBody { reader: "replay", .. }"#
+        );
     }
 
     #[test]
