@@ -1211,6 +1211,36 @@ mod tests {
         assert_eq!(poll(&mut first, &after), Poll::Ready(Some("one".into())));
     }
 
+    #[tokio::test]
+    async fn a_failed_source_is_an_error_for_every_reader_never_an_early_end() {
+        let failing = || {
+            let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"one"))),
+                Err("boom".into()),
+            ];
+            Boxed::new(StreamBody::new(stream::iter(frames)))
+        };
+        // A replay made after the failure: none can be.
+        let mut first = failing();
+        let recording = first.prepare(1024).unwrap();
+        assert_eq!(read_n(&mut first, 1).await, b"one");
+        let err = first.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+        assert!(Boxed::replay(recording).is_none());
+
+        // A replay made before, level with the first body when the source fails.
+        let mut first = failing();
+        let mut replay = Boxed::replay(first.prepare(1024).unwrap()).unwrap();
+        assert_eq!(read_n(&mut replay, 1).await, b"one");
+        assert_eq!(read_n(&mut first, 1).await, b"one");
+        assert_eq!(
+            first.frame().await.unwrap().unwrap_err().to_string(),
+            "boom"
+        );
+        let err = replay.frame().await.expect("not an end").unwrap_err();
+        assert!(err.is::<ReplayError>(), "{err}");
+    }
+
     #[test]
     fn a_reader_dropped_behind_the_other_lets_go_of_what_only_it_had_left_to_read() {
         let gate = Gate::default();
