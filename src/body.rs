@@ -944,9 +944,15 @@ mod tests {
     async fn the_prefixed_response_body_yields_prefix_then_rest() {
         let rest = Box::pin(Full::new(Bytes::from_static(b"world")));
         let prefix = VecDeque::from([Frame::data(Bytes::from_static(b"hello "))]);
-        let body = ResponseBody::prefixed(prefix, Some(rest), None);
+        let mut body = ResponseBody::prefixed(prefix, Some(rest), None);
         assert_eq!(body.size_hint().exact(), Some(11));
-        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
+        assert_eq!(format!("{body:?}"), r#"ResponseBody { kind: "prefixed" }"#);
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(got, b"hello world");
+        assert!(body.is_end_stream());
     }
 
     async fn bytes_of<B: Body<Data = Bytes>>(body: B) -> Bytes
@@ -1239,6 +1245,59 @@ mod tests {
         );
         let err = replay.frame().await.expect("not an end").unwrap_err();
         assert!(err.is::<ReplayError>(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_recording_body_hints_its_size_and_end_as_it_is_read() {
+        let mut first =
+            Boxed::new(Full::new(Bytes::from_static(b"twelve bytes")).map_err(|e| match e {}));
+        let replay = Boxed::replay(first.prepare(1024).unwrap()).unwrap();
+        for body in [&first, &replay] {
+            assert_eq!(body.size_hint().exact(), Some(12));
+            assert!(!body.is_end_stream());
+        }
+        assert_eq!(read_n(&mut first, 1).await, b"twelve bytes");
+        // The source has given its bytes; the replay has them still to yield.
+        assert_eq!(replay.size_hint().exact(), Some(12));
+        assert_eq!(first.size_hint().exact(), Some(0));
+        assert!(first.frame().await.is_none());
+        assert!(first.is_end_stream());
+        assert!(!replay.is_end_stream());
+        assert_eq!(read_all(replay).await.0, b"twelve bytes");
+
+        // With trailers: the end is after them.
+        let (body, whole) = chunks(2);
+        let mut first = body;
+        let _recording = first.prepare(1024).unwrap();
+        assert_eq!(read_n(&mut first, 2).await, whole);
+        let trailers = first.frame().await.unwrap().unwrap();
+        assert!(trailers.is_trailers());
+        assert!(first.is_end_stream(), "ended once its trailers are read");
+    }
+
+    #[test]
+    fn a_prefixed_response_body_ends_after_its_prefix_its_error_and_its_rest() {
+        let hello = || VecDeque::from([Frame::data(Bytes::from_static(b"hello"))]);
+        let empty_rest = || {
+            Some(Box::pin(Boxed::new(
+                Full::new(Bytes::new()).map_err(|e| match e {}),
+            )))
+        };
+        let cases: [(ResponseBody<Boxed>, bool); 4] = [
+            (ResponseBody::prefixed(hello(), None, None), false),
+            (ResponseBody::prefixed(hello(), empty_rest(), None), false),
+            (
+                ResponseBody::prefixed(VecDeque::new(), None, Some("reset".into())),
+                false,
+            ),
+            (
+                ResponseBody::prefixed(VecDeque::new(), empty_rest(), None),
+                true,
+            ),
+        ];
+        for (i, (body, ended)) in cases.into_iter().enumerate() {
+            assert_eq!(body.is_end_stream(), ended, "case {i}");
+        }
     }
 
     #[test]
