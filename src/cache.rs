@@ -823,6 +823,19 @@ mod tests {
     }
 
     #[test]
+    fn forever_is_a_century_and_anything_shorter_is_itself() {
+        let now = Instant::now();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(later(now, hour), now + hour);
+        let century = later(now, Duration::MAX) - now;
+        assert!(
+            century >= Duration::from_secs(99 * 365 * 24 * 3600),
+            "{century:?}"
+        );
+        assert_eq!(later(now, Duration::MAX), later(now, century * 2));
+    }
+
+    #[test]
     fn bearer_header_refuses_bad_tokens_and_is_sensitive() {
         assert!(bearer_header("abc.DEF-123_~+/=").unwrap().is_sensitive());
         for bad in [

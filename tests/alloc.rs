@@ -26,8 +26,8 @@ use http::{
     HeaderValue, Request, Response, StatusCode,
 };
 use http_body_util::{Empty, Full};
-use tower::{service_fn, Layer, Service};
-use tower_oauth::{BoxError, OAuthLayer, Token, TokenRequest};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_oauth::{BoxError, OAuthLayer, Scope, ScopePolicy, Token, TokenRequest};
 
 struct Counting;
 
@@ -109,6 +109,9 @@ fn warmed_layer(
     });
     let layer = configure(OAuthLayer::with_fetcher(fetcher)).build();
     rt.block_on(layer.handle().warm_up()).expect("warm-up");
+    // Scopes computed per request are known, and fetched, once a request needs them.
+    rt.block_on(layer.layer(Answer(StatusCode::OK)).oneshot(empty_request()))
+        .expect("a first request");
     layer
 }
 
@@ -227,6 +230,20 @@ fn a_service_cloned_for_every_request_allocates_no_more_than_without_the_layer()
             StatusCode::OK,
             empty_request,
             Sending::ClonePerRequest
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn with_scopes_computed_per_request_a_cache_hit_allocates_no_more_than_without_the_layer() {
+    let read = Scope::new("read");
+    let by_request = ScopePolicy::from_fn(move |_| Some(read.clone()));
+    assert_eq!(
+        extra_allocations_per_request(
+            |b| b.scope_policy(by_request),
+            StatusCode::OK,
+            empty_request
         ),
         0.0
     );
