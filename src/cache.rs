@@ -10,7 +10,6 @@
 //! goes away never strands the others.
 
 use std::{
-    fmt,
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
@@ -82,13 +81,6 @@ pub(crate) struct Core {
     pub(crate) classifier: Classifier,
 }
 
-impl fmt::Debug for Core {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Core")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
 
 const FRESH: u8 = 0;
 const RENEW_DUE: u8 = 1;
@@ -199,14 +191,6 @@ pub(crate) struct Slot {
     generations: AtomicU64,
 }
 
-impl fmt::Debug for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slot")
-            .field("scope", &self.scope)
-            .field("fetches", &self.fetches.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
-    }
-}
 
 /// What the control handle shows of a slot; no token in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
