@@ -81,7 +81,6 @@ pub(crate) struct Core {
     pub(crate) classifier: Classifier,
 }
 
-
 const FRESH: u8 = 0;
 const RENEW_DUE: u8 = 1;
 const EXPIRED: u8 = 2;
@@ -190,7 +189,6 @@ pub(crate) struct Slot {
     fetches: AtomicU64,
     generations: AtomicU64,
 }
-
 
 /// What the control handle shows of a slot; no token in it.
 #[derive(Debug, Clone, PartialEq, Eq)]

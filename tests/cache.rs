@@ -441,6 +441,42 @@ fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
     assert_eq!(fetcher.calls(), 2);
 }
 
+#[test]
+fn a_fetch_cut_off_by_its_runtime_shutting_down_is_started_again_on_the_next_request() {
+    let fetcher = Fetcher::script(vec![
+        Step::Hang,
+        Step::Token {
+            lifetime: Some(3600 * SEC),
+            delay: Duration::ZERO,
+        },
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let waited = first.block_on(async {
+        let svc = layer.layer(Echo::default());
+        tokio::time::timeout(SEC / 10, svc.oneshot(get("/x"))).await
+    });
+    assert!(waited.is_err(), "the first fetch hangs");
+    // The fetch's task goes with its runtime, before it could answer.
+    drop(first);
+    let sent = runtime().block_on(async {
+        let svc = layer.layer(Echo::default());
+        let res = tokio::time::timeout(10 * SEC, svc.oneshot(get("/x")))
+            .await
+            .expect("bounded")
+            .expect("a new fetch, not the dead one's error");
+        seen(&res).map(str::to_owned)
+    });
+    assert_eq!(sent.as_deref(), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_token_shorter_than_twice_renew_ahead_is_renewed_at_half_its_life() {
     // The default `renew_ahead` (60 s) is more than half of a 100 s lifetime: renewal is
