@@ -416,16 +416,18 @@ async fn a_renewal_set_later_than_the_expiry_margin_does_not_keep_the_token_in_u
     assert_eq!(seen(&res), Some("Bearer tok-2"));
 }
 
+/// A runtime of its own, to be shut down while the layer lives on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
     let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
     let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let first = runtime();
     first.block_on(layer.handle().warm_up()).unwrap();
     // The task that would expire the token goes with its runtime; nothing else would
@@ -451,12 +453,6 @@ fn a_fetch_cut_off_by_its_runtime_shutting_down_is_started_again_on_the_next_req
         },
     ]);
     let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let first = runtime();
     let waited = first.block_on(async {
         let svc = layer.layer(Echo::default());
