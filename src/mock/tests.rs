@@ -515,6 +515,19 @@ async fn rejects_bad_token_requests() {
 }
 
 #[tokio::test]
+async fn a_token_request_of_up_to_64_kib_is_read_and_unknown_parameters_are_ignored() {
+    let server = MockServer::start().await.unwrap();
+    let body = format!(
+        "{}&audience=https%3A%2F%2Fapi.example&pad={}",
+        credentials_form(&server, Some("read")),
+        "x".repeat(60_000)
+    );
+    let reply = send(server.addr(), token_request(&server, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json()["scope"], "read");
+}
+
+#[tokio::test]
 async fn a_repeated_parameter_is_refused_whatever_its_values() {
     let server = MockServer::start().await.unwrap();
     let id = server.client_id().to_owned();
@@ -877,10 +890,15 @@ async fn injected_status_failures() {
         ]
     );
 
+    // Zero failures are none.
+    server.fail_token_requests(0, TokenFailure::Status(StatusCode::BAD_GATEWAY));
+    server.push_token_failures(0, TokenFailure::Status(StatusCode::BAD_GATEWAY));
+    assert_eq!(send(server.addr(), grant()).await.status, StatusCode::OK);
+
     let stats = server.stats();
-    assert_eq!(stats.token_requests, 13);
+    assert_eq!(stats.token_requests, 14);
     assert_eq!(stats.token_errors, 10);
-    assert_eq!(stats.tokens_issued, 3);
+    assert_eq!(stats.tokens_issued, 4);
 }
 
 #[tokio::test]
@@ -1042,6 +1060,17 @@ async fn requests_that_need_no_body_are_answered_without_waiting_for_it() {
     }
     assert!(server.received_documents().is_empty());
     assert_eq!(server.stats().api_unauthorized, 1);
+}
+
+#[tokio::test]
+async fn an_upload_of_8_mib_is_taken_whole() {
+    let server = MockServer::start().await.unwrap();
+    let token = get_token(&server, Some("write")).await;
+    let upload = Bytes::from(vec![7u8; 8 * 1024 * 1024]);
+    let reply = send(server.addr(), api_post(&server, &token, upload.clone())).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(reply.json()["received_bytes"], upload.len());
+    assert_eq!(server.received_documents(), [upload]);
 }
 
 #[tokio::test(start_paused = true)]
