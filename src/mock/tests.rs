@@ -445,15 +445,19 @@ async fn rejects_bad_token_requests() {
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "unsupported_grant_type");
 
-    // Both Basic and form credentials.
-    let request = token_request_basic(
-        &server,
-        &basic(&id, "demo-secret"),
-        credentials_form(&server, Some("read")),
-    );
-    send(addr, request)
-        .await
-        .assert_problem(StatusCode::BAD_REQUEST, "invalid_request");
+    // Basic and form credentials, or a part of them, both.
+    for in_form in [
+        &[("client_id", id.as_str()), ("client_secret", "demo-secret")][..],
+        &[("client_id", id.as_str())],
+        &[("client_secret", "demo-secret")],
+    ] {
+        let mut pairs = vec![("grant_type", "client_credentials")];
+        pairs.extend_from_slice(in_form);
+        let request = token_request_basic(&server, &basic(&id, "demo-secret"), form(&pairs));
+        send(addr, request)
+            .await
+            .assert_problem(StatusCode::BAD_REQUEST, "invalid_request");
+    }
 
     // Malformed: not a form, repeated parameter, bad Basic, not UTF-8.
     let mut request = token_request(&server, credentials_form(&server, Some("read")));
@@ -508,8 +512,8 @@ async fn rejects_bad_token_requests() {
     assert_eq!(reply.header(http::header::ALLOW), Some("POST"));
 
     let stats = server.stats();
-    assert_eq!(stats.token_requests, 13);
-    assert_eq!(stats.token_errors, 13);
+    assert_eq!(stats.token_requests, 15);
+    assert_eq!(stats.token_errors, 15);
     assert_eq!(stats.tokens_issued, 0);
     assert!(server.issued_tokens().is_empty());
 }
