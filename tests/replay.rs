@@ -595,10 +595,11 @@ fn padded_rejection(len: usize, streamed: bool) -> (Response<BoxBody<Bytes, BoxE
 
 #[tokio::test(start_paused = true)]
 async fn a_401_body_is_read_up_to_the_inspection_limit_and_no_further() {
-    const LIMIT: usize = 4096; // the default `inspect_limit`
-                               // (length, streamed, classified): a body of exactly the limit is read and found to be
-                               // a rejection; one the size hint puts past it is not read; a streamed one is read up
-                               // to the limit, not classified, and delivered whole.
+    // The default `inspect_limit`.
+    const LIMIT: usize = 4096;
+    // (length, streamed, classified): a body of exactly the limit is read and found to be
+    // a rejection; one the size hint puts past it is not read; a streamed one is read up
+    // to the limit, not classified, and delivered whole.
     for (len, streamed, classified) in [
         (LIMIT, false, true),
         (LIMIT, true, true),
