@@ -433,7 +433,8 @@ mod tests {
         let creds =
             ClientCredentials::new("https://auth.test/token", "my-client", "hunter2-s3cret")
                 .scope("read")
-                .auth_method(AuthMethod::ClientSecretBasic);
+                .auth_method(AuthMethod::ClientSecretBasic)
+                .param("client_assertion", "eyJ.private.value");
         let shown = format!("{creds:?}");
         for part in [
             "ClientCredentials",
@@ -443,18 +444,26 @@ mod tests {
             "read",
             "ClientSecretBasic",
             "allow_insecure_http: false",
+            r#"params: ["client_assertion"]"#,
         ] {
             assert!(shown.contains(part), "{part} in {shown}");
         }
         assert!(!shown.contains("hunter2"), "{shown}");
+        // A parameter can carry a credential: its name is shown, not its value.
+        assert!(!shown.contains("eyJ.private.value"), "{shown}");
     }
 
     #[test]
     fn the_accessors_return_what_was_configured() {
         let creds = ClientCredentials::new("https://auth.test/token", "my-client", "s3cret")
             .scope("write read")
-            .auth_method(AuthMethod::ClientSecretBasic);
+            .auth_method(AuthMethod::ClientSecretBasic)
+            .param("client_assertion", "eyJ.private.value");
         assert_eq!(creds.token_url(), "https://auth.test/token");
+        assert_eq!(
+            creds.params().collect::<Vec<_>>(),
+            [("client_assertion", "eyJ.private.value")]
+        );
         assert_eq!(creds.client_id(), "my-client");
         assert_eq!(creds.client_secret().expose(), "s3cret");
         assert_eq!(creds.configured_scope(), Some(&Scope::new("read write")));
