@@ -162,16 +162,6 @@ pub(super) struct Shared {
     inner: Mutex<Inner>,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("app_scope", &self.app_scope)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Shared {
     /// Builds the initial state from a configuration.
     pub(super) fn new(config: MockConfig) -> Shared {

@@ -417,6 +417,19 @@ async fn rejects_bad_token_requests() {
     assert_eq!(reply.header(CACHE_CONTROL), Some("no-store"));
     assert!(!String::from_utf8_lossy(&reply.body).contains("demo-secret"));
 
+    // Wrong secrets of the right length: the last byte other, two bytes swapped (their
+    // differences are equal, so a comparison that let two differences cancel would pass).
+    for secret in ["demo-secreT", "deom-secret"] {
+        let body = form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", secret),
+        ]);
+        send(addr, token_request(&server, body))
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+
     // Wrong client id, missing credentials.
     let body = form(&[
         ("grant_type", "client_credentials"),
@@ -512,8 +525,8 @@ async fn rejects_bad_token_requests() {
     assert_eq!(reply.header(http::header::ALLOW), Some("POST"));
 
     let stats = server.stats();
-    assert_eq!(stats.token_requests, 15);
-    assert_eq!(stats.token_errors, 15);
+    assert_eq!(stats.token_requests, 17);
+    assert_eq!(stats.token_errors, 17);
     assert_eq!(stats.tokens_issued, 0);
     assert!(server.issued_tokens().is_empty());
 }
