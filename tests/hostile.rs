@@ -615,7 +615,7 @@ async fn a_huge_expires_in_is_clamped_to_the_max_lifetime_without_a_renewal_loop
 #[tokio::test]
 async fn a_huge_expires_in_works_even_with_an_unbounded_max_lifetime() {
     let mock = MockServer::start().await.unwrap();
-    // Beyond u64: the parser clamps it to u64::MAX seconds.
+    // Beyond u64: the parser clamps it to the longest `Duration`.
     mock.set_expires_in_field(Some(json!("99999999999999999999999")));
     let layer = OAuthLayer::builder(mock_creds(&mock))
         .max_lifetime(Duration::MAX)

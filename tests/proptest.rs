@@ -220,12 +220,16 @@ fn expires_in_field() -> impl Strategy<Value = Field<Option<Duration>>> {
         2 => (0u64..100_000).prop_map(move |s| Field::Present(Value::from(s), Ok(secs(s)))),
         1 => Just(Field::Present(Value::from(0), Ok(None))),
         1 => (i64::MIN..0).prop_map(|s| Field::Present(Value::from(s), Err(()))),
-        1 => (0.0f64..1e7).prop_map(move |f| Field::Present(json!(f), Ok(secs(f as u64)))),
-        1 => (1e20f64..1e300).prop_map(|f| Field::Present(json!(f), Ok(Some(Duration::from_secs(u64::MAX))))),
+        // Quarters, which JSON carries exactly: a fraction of a second counts.
+        1 => (0u32..40_000_000).prop_map(|n| {
+            let f = f64::from(n) / 4.0;
+            Field::Present(json!(f), Ok((n > 0).then(|| Duration::from_secs_f64(f))))
+        }),
+        1 => (1e20f64..1e300).prop_map(|f| Field::Present(json!(f), Ok(Some(Duration::MAX)))),
         1 => (-1e7f64..-0.001).prop_map(|f| Field::Present(json!(f), Err(()))),
         2 => (" {0,2}", "[0-9]{1,30}", " {0,2}").prop_map(move |(a, d, b)| {
-            let n = d.parse::<u64>().unwrap_or(u64::MAX);
-            Field::Present(Value::from(format!("{a}{d}{b}")), Ok(secs(n)))
+            let lifetime = d.parse::<u64>().map_or(Some(Duration::MAX), secs);
+            Field::Present(Value::from(format!("{a}{d}{b}")), Ok(lifetime))
         }),
         1 => select(vec!["", " ", "abc", "-5", "+5", "1e3", "0x10", "5s", "1 2"]).prop_map(|s| Field::Present(Value::from(s), Err(()))),
         1 => prop_oneof![Just(json!(true)), Just(json!([])), Just(json!({"s": 1}))].prop_map(|v| Field::Present(v, Err(()))),

@@ -19,9 +19,9 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Parses a token endpoint's response.
 ///
-/// Tolerated: `expires_in` as a number or a numeric string (zero, or absent, means "not
-/// stated": the layer's default lifetime applies; a value too large for a `u64` is
-/// clamped), `token_type` in any case or absent, `scope` absent, a string or an array of
+/// Tolerated: `expires_in` as a number (a fraction of a second counts) or a string of
+/// digits (zero, or absent, means "not stated": the layer's default lifetime applies; a
+/// value too large for a `u64` is clamped), `token_type` in any case or absent, `scope` absent, a string or an array of
 /// strings, any of these or `error` as `null` (the same as absent), and any other fields
 /// (kept in [`Token::extra`]).
 ///
@@ -145,23 +145,21 @@ pub(crate) fn parse_redacting(
     })
 }
 
-/// `expires_in` as seconds; zero means "not stated".
+/// `expires_in` as a lifetime; zero means "not stated". A fraction of a second counts: a
+/// positive lifetime is never rounded down to zero (and so to the default lifetime).
 fn parse_expires_in(v: &Value) -> Result<Option<Duration>, Error> {
-    let secs = match v {
+    let lifetime = match v {
         Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                u
+            if let Some(secs) = n.as_u64() {
+                Duration::from_secs(secs)
             } else if n.as_i64().is_some() {
                 return Err(Error::malformed("expires_in is negative"));
             } else {
                 match n.as_f64() {
-                    Some(f) if f.is_finite() && f >= 0.0 => {
-                        if f >= u64::MAX as f64 {
-                            u64::MAX
-                        } else {
-                            f as u64
-                        }
-                    }
+                    Some(f) if f.is_finite() && f > 0.0 => Duration::try_from_secs_f64(f)
+                        .unwrap_or(Duration::MAX)
+                        .max(Duration::from_nanos(1)),
+                    Some(0.0) => Duration::ZERO,
                     _ => return Err(Error::malformed("expires_in is negative")),
                 }
             }
@@ -172,11 +170,11 @@ fn parse_expires_in(v: &Value) -> Result<Option<Duration>, Error> {
                 return Err(Error::malformed("expires_in is not a number"));
             }
             // All digits: the only failure left is overflow, which we clamp.
-            s.parse::<u64>().unwrap_or(u64::MAX)
+            s.parse::<u64>().map_or(Duration::MAX, Duration::from_secs)
         }
         _ => return Err(Error::malformed("expires_in is not a number")),
     };
-    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+    Ok((!lifetime.is_zero()).then_some(lifetime))
 }
 
 /// The OAuth error code and description of an error document: RFC 6749 §5.2
@@ -285,12 +283,24 @@ mod tests {
         let t = ok(r#"{"access_token":"a"}"#).unwrap();
         assert_eq!(t.expires_in, None);
         let t = ok(r#"{"access_token":"a","expires_in":99999999999999999999999}"#).unwrap();
-        assert_eq!(t.expires_in, Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(t.expires_in, Some(Duration::MAX));
+        let t = ok(r#"{"access_token":"a","expires_in":"99999999999999999999999"}"#).unwrap();
+        assert_eq!(t.expires_in, Some(Duration::MAX));
         let t = ok(r#"{"access_token":"a","expires_in":" 60 "}"#).unwrap();
         assert_eq!(t.expires_in, Some(Duration::from_secs(60)));
         let t = ok(r#"{"access_token":"a","expires_in":59.9,"scope":["write","read"]}"#).unwrap();
-        assert_eq!(t.expires_in, Some(Duration::from_secs(59)));
+        assert_eq!(t.expires_in, Some(Duration::from_millis(59_900)));
         assert_eq!(t.scope, Some(Scope::new("read write")));
+        // Under a second is a lifetime too, never "not stated" (the default lifetime).
+        for (json, lifetime) in [
+            ("0.5", Some(Duration::from_millis(500))),
+            ("1e-300", Some(Duration::from_nanos(1))),
+            ("1e30", Some(Duration::MAX)),
+            ("0.0", None),
+        ] {
+            let t = ok(&format!(r#"{{"access_token":"a","expires_in":{json}}}"#)).unwrap();
+            assert_eq!(t.expires_in, lifetime, "{json}");
+        }
         // Every member written, the absent ones as null.
         let t = ok(
             r#"{"access_token":"a","token_type":null,"expires_in":null,"scope":null,"error":null,"error_description":null}"#,
