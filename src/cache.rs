@@ -79,6 +79,8 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) fetcher: BoxFetcher,
     pub(crate) classifier: Classifier,
+    /// Whether the scopes of token requests are explicit (a scope policy was set).
+    pub(crate) explicit_scope: bool,
 }
 
 const FRESH: u8 = 0;
@@ -163,9 +165,12 @@ struct State {
     /// After a failed fetch: until when requests get this error without a new fetch.
     cooldown: Option<(Instant, Error)>,
     last_error: Option<ErrorKind>,
-    /// Whether a failed renewal's retry is scheduled (one at a time, however many
-    /// renewals fail meanwhile).
-    retry_scheduled: bool,
+    /// The token (generation) whose renewal a background retry is scheduled for: one at
+    /// a time per token, however many of its renewals fail meanwhile.
+    retry_for: Option<u64>,
+    /// Since when requests without a usable token have waited on the flight; the retry
+    /// budget counts from there.
+    waiting_since: Option<Instant>,
 }
 
 impl State {
@@ -173,6 +178,17 @@ impl State {
     fn cooling_down(&self) -> Option<&Error> {
         let (until, err) = self.cooldown.as_ref()?;
         (Instant::now() < *until).then_some(err)
+    }
+
+    /// When the cooldown ends, while it lasts.
+    fn cooldown_until(&self) -> Option<Instant> {
+        let (until, _) = self.cooldown.as_ref()?;
+        (Instant::now() < *until).then_some(*until)
+    }
+
+    fn end_flight(&mut self) {
+        self.flight = None;
+        self.waiting_since = None;
     }
 }
 
@@ -288,7 +304,7 @@ impl Slot {
                 Some(c) if c.usable() => return self.credential(c),
                 _ => {}
             }
-            if let Some(rx) = &state.flight {
+            let rx = if let Some(rx) = &state.flight {
                 rx.clone()
             } else {
                 if let Some(err) = state.cooling_down() {
@@ -300,7 +316,13 @@ impl Slot {
                     Some(_) => FetchReason::Expired,
                 };
                 self.start_flight(&mut state, reason)
+            };
+            // The first request to wait starts the retry budget, whether it started the
+            // flight or found one running (a renewal the token ran out during).
+            if state.flight.is_some() {
+                state.waiting_since.get_or_insert_with(Instant::now);
             }
+            rx
         };
         let cached = wait(rx).await?;
         self.credential(&cached)
@@ -348,33 +370,78 @@ impl Slot {
         true
     }
 
-    /// Starts a fetch unless one is running or a cooldown says to wait, without waiting
-    /// for it. `false` only when a fetch was due but could not start (no runtime here):
-    /// a later request should try again. During a cooldown there is nothing for a later
-    /// request to do (the failure that set it retries, if retrying can help).
+    /// Starts a fetch unless one is running, without waiting for it; during a cooldown,
+    /// a renewal of the token still in use is scheduled for when the cooldown ends. `false`
+    /// only when a fetch was due but could not start (no runtime here): a later request
+    /// should try again.
     pub(crate) fn renew_in_background(self: &Arc<Self>, reason: FetchReason) -> bool {
         let mut state = self.lock();
-        if state.flight.is_none() {
-            if state.cooling_down().is_some() {
-                return true;
-            }
-            self.start_flight(&mut state, reason);
+        if state.flight.is_some() {
+            return true;
         }
+        if let Some(until) = state.cooldown_until() {
+            let current = self.current.load();
+            return match current.as_deref().filter(|c| c.usable()) {
+                Some(c) => self.schedule_retry(&mut state, c.generation, reason, 1, until),
+                // No token to keep using: the next request fetches, after the cooldown.
+                None => true,
+            };
+        }
+        self.start_flight(&mut state, reason);
         state.flight.is_some()
     }
 
-    /// Tries a failed renewal of the token `generation` again, unless it is no longer
-    /// needed: that token was replaced meanwhile or is no longer usable (the next request
-    /// fetches), another fetch is running, or a cooldown set since says to wait.
+    /// Schedules a renewal of the token `generation` at `at`, unless one is already
+    /// scheduled for that token. `false` when there is no runtime to schedule it on.
+    fn schedule_retry(
+        self: &Arc<Self>,
+        state: &mut State,
+        generation: u64,
+        reason: FetchReason,
+        attempt: u32,
+        at: Instant,
+    ) -> bool {
+        if state.retry_for == Some(generation) {
+            return true;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        state.retry_for = Some(generation);
+        // The retry holds the slot weakly: a layer dropped meanwhile is not kept fetching.
+        let slot = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(slot) = slot.upgrade() {
+                slot.retry_renewal(generation, reason, attempt);
+            }
+        });
+        true
+    }
+
+    /// Renews the token `generation` as scheduled, unless that is no longer needed: the
+    /// token was replaced meanwhile or is no longer usable (the next request fetches), or
+    /// a fetch is running (its failure schedules the next retry). A cooldown set since
+    /// puts the renewal off until it ends.
     fn retry_renewal(self: &Arc<Self>, generation: u64, reason: FetchReason, attempt: u32) {
         let mut state = self.lock();
-        state.retry_scheduled = false;
+        if state.retry_for == Some(generation) {
+            state.retry_for = None;
+        }
         let current = self.current.load();
         let still_needed = current
             .as_deref()
             .is_some_and(|c| c.generation == generation && c.usable());
-        if state.flight.is_none() && still_needed && state.cooling_down().is_none() {
-            self.start_flight_at(&mut state, reason, attempt);
+        if !still_needed || state.flight.is_some() {
+            return;
+        }
+        match state.cooldown_until() {
+            Some(until) => {
+                self.schedule_retry(&mut state, generation, reason, attempt, until);
+            }
+            None => {
+                self.start_flight_at(&mut state, reason, attempt);
+            }
         }
     }
 
@@ -450,7 +517,7 @@ impl Slot {
                 handle.spawn(drive(self.clone(), reason, attempt, tx).instrument(span));
             }
             Err(_) => {
-                state.flight = None;
+                state.end_flight();
                 let _ = tx.send(Some(Err(Error::builder(ErrorKind::Config)
                     .detail("a tokio runtime is required to fetch tokens")
                     .build())));
@@ -581,13 +648,16 @@ async fn drive(
     let config = &slot.core.config;
     let mut attempt = first_attempt.saturating_sub(1);
     // When requests started waiting (no usable token); the retry budget counts from there.
+    // Set at the start when there is no usable token, else from the slot's record of the
+    // first request that waited, or the first failure once the token is gone.
     let flight_started = Instant::now();
     let mut waiting_since = (!slot.has_usable()).then_some(flight_started);
     loop {
         attempt += 1;
         let started = Instant::now();
         slot.fetches.fetch_add(1, Ordering::Relaxed);
-        let request = TokenRequest::new(slot.scope.clone(), reason);
+        let request =
+            TokenRequest::new(slot.scope.clone(), reason).explicit(slot.core.explicit_scope);
         // A fetcher that panics is a failed fetch like any other, backed off from and
         // cooled down after, not a cancelled flight that the next request restarts at once.
         let fetch = AssertUnwindSafe(slot.core.fetcher.clone().oneshot(request)).catch_unwind();
@@ -608,7 +678,7 @@ async fn drive(
                 {
                     let mut state = slot.lock();
                     slot.current.store(Some(cached.clone()));
-                    state.flight = None;
+                    state.end_flight();
                     state.cooldown = None;
                 }
                 let _ = tx.send(Some(Ok(cached)));
@@ -641,7 +711,9 @@ async fn drive(
             renewal_failed(&slot, reason, attempt, delay, err, &tx);
             return;
         }
-        let since = *waiting_since.get_or_insert(now);
+        // Requests that joined a renewal the token ran out during have waited since they
+        // came, not since this failure.
+        let since = *waiting_since.get_or_insert_with(|| slot.lock().waiting_since.unwrap_or(now));
         if err.is_retryable() && later(now, delay) <= later(since, config.retry_budget) {
             tracing::info!(
                 delay_ms = delay.as_millis() as u64,
@@ -655,7 +727,7 @@ async fn drive(
         let cooldown = pause_after(config, &err, delay);
         {
             let mut state = slot.lock();
-            state.flight = None;
+            state.end_flight();
             state.cooldown = Some((later(Instant::now(), cooldown), err.clone()));
         }
         let _ = tx.send(Some(Err(err)));
@@ -671,7 +743,9 @@ async fn drive(
 /// than when the token runs out, and a request that later finds no usable token does not
 /// join a driver that is sleeping out a pause. A retryable failure is tried again after
 /// the backoff delay, by a new flight, while the token is still usable and nobody else
-/// has started one. A failure that asked for a pause (`Retry-After`) or that retrying
+/// has started one: one retry is scheduled per token (a newer token's failure gets its
+/// own), and a retry that falls in a cooldown set meanwhile waits for its end rather than
+/// being dropped. A failure that asked for a pause (`Retry-After`) or that retrying
 /// cannot mend (`invalid_client`) also sets a cooldown, as when requests give up: until
 /// it ends, a request without a usable token gets this error at once. A non-retryable
 /// failure is not retried in the background; the next fetch is made when a request
@@ -686,42 +760,37 @@ fn renewal_failed(
 ) {
     let retryable = err.is_retryable();
     let pause = pause_after(&slot.core.config, &err, delay);
-    let retry = {
-        let mut state = slot.lock();
-        state.flight = None;
-        if !retryable || err.retry_after().is_some() {
-            state.cooldown = Some((later(Instant::now(), pause), err.clone()));
-        }
-        // Read under the lock, so that a token installed after it is not the one the
-        // retry is for.
-        let generation = slot.current.load().as_deref().map(|c| c.generation);
-        let retry = generation.filter(|_| retryable && !state.retry_scheduled);
-        state.retry_scheduled |= retry.is_some();
-        retry
-    };
-    let _ = tx.send(Some(Err(err)));
-    if !retryable {
+    if retryable {
+        tracing::info!(
+            delay_ms = pause.as_millis() as u64,
+            "renewal failed; current token kept, retrying later"
+        );
+    } else {
         tracing::warn!(
             "renewal failed and retrying cannot help; current token kept until it expires"
         );
-        return;
     }
-    let Some(generation) = retry else {
-        // A retry is already scheduled.
-        return;
-    };
-    tracing::info!(
-        delay_ms = pause.as_millis() as u64,
-        "renewal failed; current token kept, retrying later"
-    );
-    // The retry holds the slot weakly: a layer dropped meanwhile is not kept fetching.
-    let slot = Arc::downgrade(slot);
-    tokio::spawn(async move {
-        tokio::time::sleep(pause).await;
-        if let Some(slot) = slot.upgrade() {
-            slot.retry_renewal(generation, reason, attempt + 1);
+    {
+        let mut state = slot.lock();
+        state.end_flight();
+        let now = Instant::now();
+        if !retryable || err.retry_after().is_some() {
+            state.cooldown = Some((later(now, pause), err.clone()));
         }
-    });
+        // Read under the lock, so that a token installed after it is not the one the
+        // retry is for.
+        let current = slot.current.load();
+        if let Some(c) = current.as_deref().filter(|c| retryable && c.usable()) {
+            slot.schedule_retry(
+                &mut state,
+                c.generation,
+                reason,
+                attempt + 1,
+                later(now, pause),
+            );
+        }
+    }
+    let _ = tx.send(Some(Err(err)));
 }
 
 /// Clears the slot's flight if the driver ends without doing so itself (its runtime shut
@@ -741,7 +810,7 @@ impl Drop for FlightGuard {
             .as_ref()
             .is_some_and(|rx| rx.same_channel(&self.rx))
         {
-            state.flight = None;
+            state.end_flight();
         }
     }
 }

@@ -50,7 +50,8 @@ impl OAuthLayer {
     }
 
     /// A builder for a layer that fetches tokens with `creds` over the built-in HTTPS
-    /// client. Its scope policy starts as the credentials' fixed scope.
+    /// client. Its scope policy starts as the credentials' fixed scope; a policy set with
+    /// [`Builder::scope_policy`] replaces it.
     #[cfg(feature = "https")]
     pub fn builder(creds: crate::ClientCredentials) -> Builder {
         let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
@@ -70,6 +71,7 @@ impl OAuthLayer {
         Builder {
             fetcher: BoxCloneSyncService::new(tower::ServiceExt::map_err(fetcher, Into::into)),
             policy: ScopePolicy::fixed(None),
+            policy_set: false,
             classifier: Classifier::new(StandardClassifier::default()),
             config: Config::default(),
             replay: true,
@@ -100,6 +102,8 @@ where
 pub struct Builder {
     fetcher: crate::cache::BoxFetcher,
     policy: ScopePolicy,
+    /// Whether `scope_policy` was called: the policy's scopes are then explicit.
+    policy_set: bool,
     classifier: Classifier,
     config: Config,
     /// Set apart from the limit, so that the two setters can come in any order.
@@ -121,9 +125,14 @@ impl fmt::Debug for Builder {
 impl Builder {
     /// Which scope each request's token must have. Default: the credentials' scope for
     /// `OAuthLayer::builder` (with the `https` feature), none for
-    /// [`OAuthLayer::with_fetcher`].
+    /// [`OAuthLayer::with_fetcher`]. A request the policy set here gives no scope (`None`,
+    /// or an empty scope) is fetched without one, whatever scope the fetcher's
+    /// credentials have ([`TokenRequest::scope_is_explicit`]); with no policy set under
+    /// `with_fetcher`, an [`HttpFetcher`](crate::fetch::HttpFetcher) asks for its
+    /// credentials' scope.
     pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
         self.policy = policy;
+        self.policy_set = true;
         self
     }
 
@@ -279,6 +288,7 @@ impl Builder {
             config: self.config,
             fetcher: self.fetcher,
             classifier: self.classifier,
+            explicit_scope: self.policy_set,
         });
         OAuthLayer {
             shared: Arc::new(Shared {

@@ -130,7 +130,8 @@
 //! current token is still valid, the token stays in use: a retryable failure is retried
 //! within the same budget, then again after a backoff delay in the background for as
 //! long as the token lasts; a non-retryable one is not retried until a request needs a
-//! new token. [`TokenHandle::force_refresh`] returns the error that ended the attempt.
+//! new token. A renewal that falls due during a cooldown (or whose retry does) is made
+//! when the cooldown ends. [`TokenHandle::force_refresh`] returns the error that ended the attempt.
 //! A fetcher that panics counts as a failed fetch ([`ErrorKind::Cancelled`]).
 //!
 //! # Security defaults

@@ -163,16 +163,39 @@ impl FetchReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenRequest {
-    /// The scope to request; `None` to omit the parameter.
+    /// The scope to request; `None` for none, or for the fetcher's default when the scope
+    /// is not [explicit](Self::scope_is_explicit).
     pub scope: Option<Scope>,
     /// Why the token is needed.
     pub reason: FetchReason,
+    explicit_scope: bool,
 }
 
 impl TokenRequest {
-    /// A request for the given scope.
+    /// A request for the given scope, [not explicit](Self::scope_is_explicit).
     pub fn new(scope: Option<Scope>, reason: FetchReason) -> Self {
-        Self { scope, reason }
+        Self {
+            scope,
+            reason,
+            explicit_scope: false,
+        }
+    }
+
+    /// Whether [`scope`](Self::scope), `None` included, was chosen by a scope policy set
+    /// on the layer ([`Builder::scope_policy`](crate::Builder::scope_policy), which
+    /// `OAuthLayer::builder` sets too), and is to be asked for as it is: `None` is then no
+    /// scope at all. `false` under the default policy of
+    /// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher) and for requests
+    /// made with [`new`](Self::new): a fetcher may then put a default scope of its own in
+    /// place of `None`, as [`HttpFetcher`](crate::fetch::HttpFetcher) does with its
+    /// credentials' scope.
+    pub fn scope_is_explicit(&self) -> bool {
+        self.explicit_scope
+    }
+
+    pub(crate) fn explicit(mut self, explicit: bool) -> Self {
+        self.explicit_scope = explicit;
+        self
     }
 }
 

@@ -471,3 +471,149 @@ async fn background_retries_of_a_failing_renewal_back_off_further_each_time() {
     let retries = fetcher.calls() - 2;
     assert!((5..=6).contains(&retries), "{retries} retries in 60 s");
 }
+
+fn token_for(lifetime: Duration) -> Step {
+    Step::Token {
+        lifetime: Some(lifetime),
+        delay: Duration::ZERO,
+    }
+}
+
+/// One attempt per flight, background retries after 0.5–1 s, then 1–2 s.
+fn no_budget(fetcher: &Fetcher) -> OAuthLayer {
+    OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(500 * SEC)
+        .retry_budget(Duration::ZERO)
+        .initial_backoff(SEC)
+        .max_backoff(2 * SEC)
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_retry_that_falls_in_a_newer_pause_waits_for_its_end() {
+    let fetcher = Fetcher::script(vec![
+        token_for(1000 * SEC),
+        Step::Fail(unavailable(Some("10")), Duration::ZERO),
+        Step::Fail(unavailable(Some("30")), Duration::ZERO),
+        token_for(1000 * SEC),
+    ]);
+    let layer = no_budget(&fetcher);
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    handle.warm_up().await.unwrap();
+
+    // The renewal, due at 500 s, fails and asks for 10 s: a retry is scheduled for then.
+    advance(501 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(Duration::from_millis(10)).await;
+    assert_eq!(fetcher.calls(), 2);
+    // Meanwhile a forced refresh fails and asks for 30 s: the retry waits for that.
+    advance(5 * SEC).await;
+    assert!(handle.force_refresh().await.unwrap_err().is_retryable());
+    assert_eq!(fetcher.calls(), 3);
+    advance(25 * SEC).await;
+    assert_eq!(fetcher.calls(), 3, "the retry waits out the newer pause");
+    advance(10 * SEC).await;
+    assert_eq!(fetcher.calls(), 4, "and then renews: {:?}", handle.state());
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-4"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_tokens_failed_renewal_gets_its_own_retry_while_an_old_one_is_pending() {
+    let fetcher = Fetcher::script(vec![
+        token_for(1000 * SEC),
+        Step::Fail(unavailable(Some("60")), Duration::ZERO),
+        token_for(40 * SEC),
+        Step::Fail(unavailable(None), Duration::ZERO),
+        token_for(1000 * SEC),
+    ]);
+    let layer = no_budget(&fetcher);
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    handle.warm_up().await.unwrap();
+
+    // The first token's renewal fails and asks for 60 s: its retry is 60 s away.
+    advance(501 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(Duration::from_millis(10)).await;
+    assert_eq!(fetcher.calls(), 2);
+    // A forced refresh gets a 40 s token, due for renewal after 20 s; that renewal fails.
+    handle.force_refresh().await.unwrap();
+    advance(21 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-3"));
+    advance(Duration::from_millis(10)).await;
+    assert_eq!(fetcher.calls(), 4);
+    // Its own retry comes 0.5–1 s later, long before the first token's would have.
+    advance(SEC).await;
+    assert_eq!(fetcher.calls(), 5, "{:?}", handle.state());
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-5"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_falls_due_during_a_cooldown_is_made_when_it_ends() {
+    let fetcher = Fetcher::script(vec![
+        token_for(1000 * SEC),
+        Step::Fail(invalid_client(), Duration::ZERO),
+        token_for(1000 * SEC),
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(500 * SEC)
+        .max_backoff(60 * SEC)
+        .build();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    handle.warm_up().await.unwrap();
+
+    // A forced refresh just before the renewal is due fails and cools down for 60 s.
+    advance(490 * SEC).await;
+    assert_eq!(
+        handle.force_refresh().await.unwrap_err().kind(),
+        ErrorKind::InvalidClient
+    );
+    // The renewal falls due at 500 s, in the cooldown: it is made when the cooldown ends.
+    advance(11 * SEC).await;
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-1"));
+    advance(48 * SEC).await;
+    assert_eq!(fetcher.calls(), 2, "nothing during the cooldown");
+    advance(2 * SEC).await;
+    assert_eq!(fetcher.calls(), 3, "{:?}", handle.state());
+    let res = send(&mut svc, get("/x")).await.unwrap();
+    assert_eq!(seen(&res), Some("Bearer tok-3"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_that_wait_on_a_renewal_the_token_ran_out_during_have_the_budget_from_then() {
+    let fetcher = Fetcher::script(vec![
+        token_for(100 * SEC),
+        Step::Hang,
+        Step::Fail(unavailable(None), Duration::ZERO),
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_ahead(9 * SEC)
+        .fetch_timeout(10 * SEC)
+        .retry_budget(5 * SEC)
+        .initial_backoff(Duration::from_millis(100))
+        .max_backoff(Duration::from_millis(200))
+        .build();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    handle.warm_up().await.unwrap();
+    // The renewal starts at 91 s and hangs until its timeout at 101 s; the token expires
+    // at 95 s, and a request comes at 95.5 s.
+    advance(91 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(Duration::ZERO).await; // the renewal's attempt starts
+    advance(4500 * Duration::from_millis(1)).await;
+    assert_eq!(handle.state()[0].status, TokenStatus::Expired);
+    let came = tokio::time::Instant::now();
+    let err = send(&mut svc, get("/x")).await.unwrap_err();
+    // Its budget, counted from when it came, is spent when the hanging attempt times out:
+    // no retries after that (from the timeout, they would have held it 5 s longer).
+    assert_eq!(kind(&err), ErrorKind::Timeout);
+    assert_eq!(came.elapsed(), Duration::from_millis(5500));
+    assert_eq!(fetcher.calls(), 2);
+}

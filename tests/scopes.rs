@@ -17,7 +17,10 @@ use futures_util::FutureExt;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{service_fn, Layer, ServiceExt};
-use tower_oauth::{ErrorKind, OAuthLayer, Scope, ScopePolicy, Token, TokenRequest, TokenStatus};
+use tower_oauth::{
+    fetch::HttpFetcher, ClientCredentials, ErrorKind, OAuthLayer, Scope, ScopePolicy, Token,
+    TokenRequest, TokenStatus,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -292,4 +295,43 @@ async fn a_scope_function_gets_at_most_64_scope_sets() {
     let res = send(&mut svc, own).await.unwrap();
     assert_eq!(seen(&res), Some("Bearer mine"));
     assert_eq!(fetcher.calls(), 64);
+}
+
+#[tokio::test]
+async fn a_request_the_policy_gives_no_scope_asks_for_none_whatever_the_credentials_say() {
+    // The token endpoint, in process: records each form and answers a token.
+    let forms = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let endpoint = {
+        let forms = forms.clone();
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let forms = forms.clone();
+            async move {
+                let body = http_body_util::BodyExt::collect(req.into_body()).await?;
+                let form = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+                forms.lock().unwrap().push(form);
+                let token = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(token))))
+            }
+        })
+    };
+    let creds = ClientCredentials::new("http://127.0.0.1:9/token", "id", "secret").scope("admin");
+    let admin_only =
+        ScopePolicy::from_fn(|req| req.uri.path().starts_with("/admin").then(|| "admin".into()));
+    let layer = OAuthLayer::with_fetcher(HttpFetcher::new(endpoint.clone(), creds.clone()))
+        .scope_policy(admin_only)
+        .build();
+    let mut svc = layer.layer(Echo::default());
+    send(&mut svc, get("/public")).await.unwrap();
+    send(&mut svc, get("/admin/users")).await.unwrap();
+    // Under `with_fetcher` with no policy set, the fetcher's credentials' scope.
+    let layer = OAuthLayer::with_fetcher(HttpFetcher::new(endpoint, creds)).build();
+    send(&mut layer.layer(Echo::default()), get("/public"))
+        .await
+        .unwrap();
+
+    let forms = forms.lock().unwrap().clone();
+    assert_eq!(forms.len(), 3, "{forms:?}");
+    assert!(!forms[0].contains("scope"), "{}", forms[0]);
+    assert!(forms[1].contains("scope=admin"), "{}", forms[1]);
+    assert!(forms[2].contains("scope=admin"), "{}", forms[2]);
 }

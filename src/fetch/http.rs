@@ -26,7 +26,8 @@ use crate::{
 ///
 /// The request is a `POST` of `application/x-www-form-urlencoded` to the token URL,
 /// authenticated as [`ClientCredentials::auth_method`] says, asking for the
-/// [`TokenRequest`]'s scope, or, when it names none (the layer's default policy under
+/// [`TokenRequest`]'s scope, or, when it names none and the scope is not
+/// [explicit](TokenRequest::scope_is_explicit) (the default policy of
 /// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher)), the credentials' own
 /// [`scope`](ClientCredentials::scope), followed by any parameters added with
 /// [`ClientCredentials::param`]. The response is read up to
@@ -103,7 +104,10 @@ where
         Box::pin(async move {
             creds.check_transport()?;
             creds.check_params()?;
-            let body = creds.form_body(request.scope.as_ref().or(creds.configured_scope()));
+            let default = creds
+                .configured_scope()
+                .filter(|_| !request.scope_is_explicit());
+            let body = creds.form_body(request.scope.as_ref().or(default));
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(creds.token_url().clone())
@@ -298,23 +302,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_credentials_scope_is_asked_for_when_the_request_names_none() {
+    async fn the_credentials_scope_is_asked_for_when_the_request_names_none_but_not_explicitly() {
         let creds = ClientCredentials::new("https://auth.example/token", "id", "secret")
             .scope("read write");
         let token = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
-        for (asked, want) in [(None, "scope=read+write"), (Some("read"), "scope=read&")] {
+        for (asked, explicit, want) in [
+            (None, false, Some("scope=read+write")),
+            (Some("read"), false, Some("scope=read&")),
+            (None, true, None),
+            (Some("read"), true, Some("scope=read&")),
+        ] {
             let sent = Forms::default();
+            let request = TokenRequest::new(asked.map(crate::Scope::new), FetchReason::First)
+                .explicit(explicit);
             HttpFetcher::new(canned(200, token.into(), sent.clone()), creds.clone())
-                .oneshot(TokenRequest::new(
-                    asked.map(crate::Scope::new),
-                    FetchReason::First,
-                ))
+                .oneshot(request)
                 .await
                 .unwrap();
             let form = sent.lock().unwrap()[0].clone();
-            assert!(form.contains(want), "{asked:?}: {form}");
+            match want {
+                Some(want) => assert!(form.contains(want), "{asked:?}, {explicit}: {form}"),
+                None => assert!(!form.contains("scope"), "{asked:?}, {explicit}: {form}"),
+            }
         }
     }
+
     #[tokio::test]
     async fn added_parameters_follow_the_grants_own_in_order_and_encoded() {
         let token = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
