@@ -13,7 +13,11 @@
 //! The recording is shared by the body that is sent and the one that is replayed: either
 //! of them may read ahead of the other, so a response that arrives before the request
 //! body was fully sent, or a replay that starts before the first body was read at all,
-//! still yields every byte exactly once per body. Whichever of them polled the original
+//! still yields every byte exactly once per body, with one exception: the first body may
+//! not lead a replay under way by more than the limit. Reading on past that, it is cut
+//! off with a [`ReplayError`] instead (its request was answered; the replay is what the
+//! caller waits for), so that the replay is sent whole within the limit's memory; the
+//! replay never waits for the first body. Whichever of them polled the original
 //! body last, both are woken when it has more to give: the first body may be kept
 //! without being polled long after its rejection, and the replay does not wait on it.
 //!
@@ -258,14 +262,28 @@ impl<E: From<ReplayError>> FromRecorded<E> for E {
     }
 }
 
-/// A replayed body could not yield its data: it had been dropped from the recording
-/// because the body outgrew the replay limit.
+/// A recorded body could not go on: a replayed body whose data had been dropped from the
+/// recording because the body outgrew the replay limit, or the body first sent, cut off
+/// because reading on would have taken its replay, still behind it, past the limit (its
+/// request had been answered and is being sent again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplayError(());
+pub struct ReplayError(Lost);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    Replay,
+    Superseded,
+}
 
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request body outgrew the replay limit and cannot be replayed")
+        f.write_str(match self.0 {
+            Lost::Replay => "request body outgrew the replay limit and cannot be replayed",
+            Lost::Superseded => {
+                "request body cut off: its request is being replayed, and reading on would \
+                 take the replay past the replay limit"
+            }
+        })
     }
 }
 
@@ -341,6 +359,10 @@ struct Shared<B> {
     dropped: usize,
     /// Data bytes taken from the source so far, kept or not.
     recorded_bytes: usize,
+    /// Data bytes in `chunks`.
+    kept_bytes: usize,
+    /// Whether the first body was cut off to keep its replay within the limit.
+    first_cut: bool,
     limit: usize,
     trailers: Option<HeaderMap>,
     /// Set once the source has ended.
@@ -415,6 +437,8 @@ impl<B> Shared<B> {
             chunks: VecDeque::new(),
             dropped: 0,
             recorded_bytes: 0,
+            kept_bytes: 0,
+            first_cut: false,
             limit,
             trailers: None,
             replayable: true,
@@ -441,9 +465,20 @@ impl<B> Shared<B> {
                 .min()
                 .unwrap_or(usize::MAX)
         };
-        while self.dropped < needed && self.chunks.pop_front().is_some() {
+        while self.dropped < needed {
+            let Some(chunk) = self.chunks.pop_front() else {
+                break;
+            };
+            self.kept_bytes -= chunk.len();
             self.dropped += 1;
         }
+    }
+
+    /// Lets go of every kept frame: a reader behind gets an error.
+    fn drop_all(&mut self) {
+        self.dropped += self.chunks.len();
+        self.chunks.clear();
+        self.kept_bytes = 0;
     }
 }
 
@@ -537,12 +572,20 @@ where
         trailers_sent: &mut bool,
         cx: &mut Context<'_>,
     ) -> (Polled<B::Error>, Option<Waker>) {
+        let lost = |why| Poll::Ready(Some(Err(RecordError::Replay(ReplayError(why)))));
+        if reader == FIRST && self.first_cut {
+            return (lost(Lost::Superseded), None);
+        }
         let pos = self.pos(reader);
         if pos < self.dropped {
-            return (
-                Poll::Ready(Some(Err(RecordError::Replay(ReplayError(()))))),
-                None,
-            );
+            // Behind the other reader, with frames let go of: for the first body, that
+            // other reader is its replay.
+            let why = if reader == FIRST {
+                Lost::Superseded
+            } else {
+                Lost::Replay
+            };
+            return (lost(why), None);
         }
         let recorded = self.dropped + self.chunks.len();
         if pos < recorded {
@@ -559,6 +602,18 @@ where
                 }
             }
             return (Poll::Ready(None), None);
+        }
+        // The first body leads its replay, which has frames yet to read: reading on would
+        // keep more for the replay. Past the limit the first body is cut off rather than
+        // the replay (the first request has been answered; the replay is what its caller
+        // waits for). It is not made to wait instead: a connection may keep the first body
+        // without ever polling it again, and the replay might then never be sent.
+        let replay_behind = self.readers[REPLAY].is_some_and(|at| at < recorded);
+        if reader == FIRST && !self.replayable && replay_behind && self.kept_bytes >= self.limit {
+            self.first_cut = true;
+            self.readers[FIRST] = None;
+            self.release();
+            return (lost(Lost::Superseded), None);
         }
         let Some(source) = self.source.as_mut() else {
             return (Poll::Ready(None), None);
@@ -583,23 +638,27 @@ where
                 // The source is unusable now; every reader after this one sees the end.
                 self.done = true;
                 self.source = None;
-                self.dropped += self.chunks.len() + 1;
-                self.chunks.clear();
+                self.drop_all();
+                self.dropped += 1;
                 Poll::Ready(Some(Err(RecordError::Body(e))))
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     self.recorded_bytes = self.recorded_bytes.saturating_add(data.len());
                     // This reader is the furthest: the frame is wanted by a replay still
-                    // to be made, or by the other reader, behind it.
+                    // to be made, or by the other reader, behind it. A replay under way
+                    // keeps what it has yet to read whatever the body's length: the first
+                    // body is cut off before that passes the limit (above).
                     let wanted = self.replayable || self.readers[1 - reader].is_some();
-                    if wanted && self.recorded_bytes <= self.limit {
+                    let for_replay = reader == FIRST && self.readers[REPLAY].is_some();
+                    if wanted && (self.recorded_bytes <= self.limit || for_replay) {
+                        self.kept_bytes += data.len();
                         self.chunks.push_back(data.clone());
                     } else {
                         // Past the limit, nothing is kept any more (replays can no longer
                         // be made); with no one to read it, this frame is not kept either.
-                        self.dropped += self.chunks.len() + 1;
-                        self.chunks.clear();
+                        self.drop_all();
+                        self.dropped += 1;
                     }
                     self.readers[reader] = Some(pos + 1);
                     Poll::Ready(Some(Ok(Frame::data(data))))
@@ -910,14 +969,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lagging_reader_gets_an_error_instead_of_missing_bytes() {
-        let (body, _) = chunks(10);
+    async fn a_first_body_leading_its_replay_past_the_limit_is_cut_off_and_the_replay_is_whole() {
+        let (body, whole) = chunks(10);
+        let mut first = body;
+        let replay = first.prepare(10);
+        let replay = Boxed::replay(replay.unwrap()).unwrap();
+        // Nine bytes kept for the replay: one more frame may be read, then no more.
+        assert_eq!(read_n(&mut first, 4).await, whole[..12]);
+        for _ in 0..2 {
+            let err = first.frame().await.unwrap().unwrap_err();
+            let err = err.downcast::<ReplayError>().unwrap();
+            assert_eq!(err.0, Lost::Superseded, "{err}");
+            assert!(err.to_string().starts_with("request body cut off"), "{err}");
+        }
+        let (got, trailers) = read_all(replay).await;
+        assert_eq!(got, whole, "the replay yields every byte");
+        assert_eq!(trailers.unwrap()["x-checksum"], "42");
+    }
+
+    #[tokio::test]
+    async fn a_first_body_behind_a_replay_that_passed_the_limit_is_cut_off() {
+        let (body, whole) = chunks(10);
         let mut first = body;
         let replay = first.prepare(10);
         let mut replay = Boxed::replay(replay.unwrap()).unwrap();
-        read_n(&mut first, 5).await; // 15 bytes: past the limit, frames dropped
-        let err = replay.frame().await.unwrap().unwrap_err();
-        assert!(err.is::<ReplayError>());
+        // The replay reads 15 bytes ahead: it does not wait, the first body's frames go.
+        assert_eq!(read_n(&mut replay, 5).await, whole[..15]);
+        let err = first.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.downcast::<ReplayError>().unwrap().0, Lost::Superseded);
+        assert_eq!(read_all(replay).await.0, whole[15..]);
     }
 
     #[tokio::test]
@@ -1193,7 +1273,7 @@ mod tests {
         let source = std::error::Error::source(&failed).expect("a source");
         assert_eq!(source.to_string(), "connection reset");
 
-        let lost = RecordError::<std::io::Error>::Replay(ReplayError(()));
+        let lost = RecordError::<std::io::Error>::Replay(ReplayError(Lost::Replay));
         assert_eq!(
             lost.to_string(),
             "request body outgrew the replay limit and cannot be replayed"
