@@ -23,6 +23,7 @@ use crate::{
     cache::Slot,
     classify::{Classification, Classifier},
     error::BoxError,
+    layer::Shared,
     replay::{Home, Replay},
     token::FetchReason,
 };
@@ -74,6 +75,8 @@ where
 /// What a request needs after its response: to classify it, and to replay it. Small and
 /// free of reference counts on purpose: it is built and dropped on every request.
 pub(crate) struct Ctx<B: ReplayableBody> {
+    /// Where the layer is registered ([`Shared`]).
+    pub(crate) layer: u64,
     /// Where the service is registered ([`Home`]).
     pub(crate) home: u64,
     /// Which of the layer's slots the token came from.
@@ -208,13 +211,9 @@ where
     ResB::Data: Send,
     ResB::Error: Send,
 {
-    let found = Home::<S>::find(ctx.home).and_then(|home| {
-        let slot = home.shared.slots.get(ctx.slot)?;
-        Some((home, slot))
-    });
-    let Some((home, slot)) = found else {
-        // Every clone of the service is gone: nothing to renew or replay with.
-        tracing::debug!("the service was dropped; returning the response as it came");
+    let Some(slot) = Shared::find(ctx.layer).and_then(|shared| shared.slots.get(ctx.slot)) else {
+        // The layer is gone, and every handle and service with it: no token to renew.
+        tracing::debug!("the layer was dropped; returning the response as it came");
         return Ok(res.map(ResponseBody::inner));
     };
     let (res, rejected) = match decision {
@@ -224,6 +223,14 @@ where
     if !rejected || !slot.reject(ctx.generation) {
         return Ok(res);
     }
+    let Some(home) = Home::<S>::find(ctx.home) else {
+        // Every clone of the service is gone (e.g. it was called through `oneshot`):
+        // nothing to replay on, but the layer lives on and must not keep sending the
+        // rejected token.
+        tracing::debug!("the service was dropped; renewing the token, returning the response");
+        let _ = slot.renew_in_background(FetchReason::Rejected);
+        return Ok(res);
+    };
     let Some(mut req) = ctx.replay.and_then(Replay::into_request) else {
         // Not replayable (a body past the limit, or a head that does not parse back): the
         // token is still renewed, and the caller gets the 401 as it came.

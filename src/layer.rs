@@ -1,6 +1,14 @@
 //! The layer and its builder.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, LazyLock, Mutex, Weak,
+    },
+    time::Duration,
+};
 
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
@@ -29,8 +37,39 @@ pub struct OAuthLayer {
 
 /// What a layer and its services share.
 pub(crate) struct Shared {
+    /// Where it is registered: a response future keeps this number rather than an `Arc`,
+    /// and finds the layer again only when it has a rejection to handle.
+    pub(crate) id: u64,
     pub(crate) slots: Slots,
     pub(crate) core: Arc<Core>,
+}
+
+static LAYERS: LazyLock<Mutex<HashMap<u64, Weak<Shared>>>> = LazyLock::new(Default::default);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Shared {
+    fn register(slots: Slots, core: Arc<Core>) -> Arc<Self> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Self { id, slots, core });
+        lock_layers().insert(id, Arc::downgrade(&shared));
+        shared
+    }
+
+    /// The layer registered as `id`, while its layer, a handle or a service made by it is
+    /// alive.
+    pub(crate) fn find(id: u64) -> Option<Arc<Self>> {
+        lock_layers().get(&id)?.upgrade()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        lock_layers().remove(&self.id);
+    }
+}
+
+fn lock_layers() -> std::sync::MutexGuard<'static, HashMap<u64, Weak<Shared>>> {
+    LAYERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl fmt::Debug for OAuthLayer {
@@ -294,10 +333,7 @@ impl Builder {
             explicit_scope: self.policy_set,
         });
         OAuthLayer {
-            shared: Arc::new(Shared {
-                slots: self.policy.into_slots(core.clone()),
-                core,
-            }),
+            shared: Shared::register(self.policy.into_slots(core.clone()), core),
         }
     }
 }
@@ -353,5 +389,40 @@ impl TokenHandle {
     /// Token requests made so far, over all scope sets (each attempt counts).
     pub fn fetches(&self) -> u64 {
         self.state().iter().map(|s| s.fetches).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> OAuthLayer {
+        let fetcher = tower::service_fn(|_: TokenRequest| async {
+            Err::<Token, BoxError>("no tokens here".into())
+        });
+        OAuthLayer::with_fetcher(fetcher).build()
+    }
+
+    #[test]
+    fn a_layer_is_found_until_its_layer_handles_and_services_are_all_dropped() {
+        let (layer, other) = (layer(), layer());
+        let id = layer.shared.id;
+        assert_ne!(other.shared.id, id);
+        let handle = layer.handle();
+        let svc = layer.layer(());
+        drop(layer);
+        assert!(Shared::find(id).is_some(), "a handle keeps it");
+        drop(handle);
+        assert!(Shared::find(id).is_some(), "a service keeps it");
+        drop(svc);
+        assert!(Shared::find(id).is_none());
+        assert!(
+            !lock_layers().contains_key(&id),
+            "its registry entry is removed"
+        );
+        assert!(
+            Shared::find(other.shared.id).is_some(),
+            "another layer stays"
+        );
     }
 }

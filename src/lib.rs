@@ -99,8 +99,12 @@
 //! `inspect_limit` (4 KiB).
 //!
 //! A replay goes to a clone of the inner service that the service keeps for the purpose.
-//! If every clone of the service has been dropped by the time a rejection arrives, the
-//! response goes to the caller as it came.
+//! If every clone of the service has been dropped by the time a rejection arrives (a
+//! service made for one request and called with `oneshot`, as in the quick start), the
+//! token is still marked rejected and renewed in the background, but the request cannot
+//! be replayed: the caller gets the response as it came. To have such requests replayed
+//! too, keep a service for the application and call a clone of it per request
+//! (`svc.clone().oneshot(req)`).
 //!
 //! # Body replay limits
 //!

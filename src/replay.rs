@@ -7,9 +7,11 @@
 //!   would write a shared reference count twice per request, and cloning the inner service
 //!   (a hyper-util client is several `Arc`s) even more. Instead each service made by
 //!   [`OAuthLayer::layer`](crate::OAuthLayer) registers a [`Home`] under a number; the
-//!   future keeps the number and looks the home up on the cold path. If every clone of the
-//!   service is gone by then, there is nothing to replay with and the response is returned
-//!   as it came.
+//!   future keeps the number and looks the home up on the cold path. The layer's shared
+//!   state is registered likewise, so that a future finds the token to mark rejected
+//!   whether or not its service is still alive. If every clone of the service is gone by
+//!   then, the token is still renewed, but there is nothing to replay with and the
+//!   response is returned as it came.
 //! - **The copy of the request.** The URI, the header names and values of up to 128
 //!   bytes (but `Authorization`) and a body of up to 512 bytes are copied as bytes into
 //!   buffers taken from per-thread free lists and given back when the future is done, so

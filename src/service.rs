@@ -28,6 +28,8 @@ use crate::{
 pub struct OAuth<S> {
     inner: S,
     home: Arc<Home<S>>,
+    /// The layer's registry number (`Shared::id`), copied: read on every request.
+    layer: u64,
     tokens: Tokens,
     // Copied from the layer's settings: read on every request, kept one pointer away.
     classifier: Classifier,
@@ -130,6 +132,7 @@ impl<S: Clone> Clone for OAuth<S> {
         Self {
             inner: self.inner.clone(),
             home: self.home.clone(),
+            layer: self.layer,
             tokens: self.tokens.clone(),
             classifier: self.classifier.clone(),
             replay_limit: self.replay_limit,
@@ -160,6 +163,7 @@ where
         let classifier = shared.core.classifier.clone();
         let replay_limit = shared.core.config.replay_limit;
         Self {
+            layer: shared.id,
             home: Home::register(shared, &inner),
             inner,
             tokens,
@@ -272,6 +276,7 @@ impl<S> OAuth<S> {
     #[inline]
     fn ctx<B: ReplayableBody>(&self, slot: u32, generation: u64) -> Ctx<B> {
         Ctx {
+            layer: self.layer,
             home: self.home.id,
             slot,
             generation,

@@ -737,7 +737,7 @@ async fn a_server_that_rejects_every_token_costs_one_reissue_per_interval() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_rejection_after_every_clone_of_the_service_was_dropped_reaches_the_caller() {
+async fn a_rejection_after_the_service_was_dropped_reaches_the_caller_and_renews_the_token() {
     use tower::ServiceExt;
 
     for keep_service in [true, false] {
@@ -760,7 +760,7 @@ async fn a_rejection_after_every_clone_of_the_service_was_dropped_reaches_the_ca
             assert_eq!(res.status(), StatusCode::OK, "replayed");
             assert_eq!((api.calls(), fetcher.calls()), (2, 2));
         } else {
-            // Nothing to renew or replay with: the response as it came.
+            // Nothing to replay on: the response as it came.
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
             assert_eq!(
                 res.headers()[header::CONTENT_TYPE],
@@ -770,10 +770,56 @@ async fn a_rejection_after_every_clone_of_the_service_was_dropped_reaches_the_ca
                 body_of(res).await,
                 &br#"{"type":"token_expired","status":401,"title":"Token Expired","detail":"The access token has expired."}"#[..],
             );
-            assert_eq!((api.calls(), fetcher.calls()), (1, 1));
+            // The layer lives on: its token is renewed all the same, and the next request
+            // carries the new one, without a rejection first.
+            common::advance(Duration::ZERO).await;
+            assert_eq!(
+                (api.calls(), fetcher.calls()),
+                (1, 2),
+                "not replayed, but renewed"
+            );
+            let mut svc = layer.layer(api.clone());
+            let res = send(&mut svc, get("/x")).await.unwrap();
+            assert_eq!(
+                (res.status(), api.calls(), api.accepted()[0].0.as_str()),
+                (StatusCode::OK, 2, "Bearer tok-2"),
+                "sent once, with the new token"
+            );
         }
         drop(kept);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_used_through_oneshot_renews_a_rejected_token() {
+    use tower::ServiceExt;
+
+    // The quick start's pattern: a service per request, called with `oneshot`, from one
+    // layer kept for the application. The service is gone before its response comes.
+    let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
+    let api = Api::new(Style::Challenge);
+    let layer = layer(&fetcher);
+    warm(&fetcher, &layer).await;
+    api.revoke("tok-1");
+
+    let mut statuses = vec![];
+    for _ in 0..3 {
+        let svc = tower::ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(api.clone());
+        let res = svc.oneshot(get("/x")).await.unwrap();
+        statuses.push(res.status());
+        common::advance(Duration::ZERO).await;
+    }
+    // The first comes back as it came (no service to replay on); the later ones carry
+    // the renewed token.
+    assert_eq!(
+        statuses,
+        [StatusCode::UNAUTHORIZED, StatusCode::OK, StatusCode::OK]
+    );
+    assert_eq!((fetcher.calls(), api.calls()), (2, 3));
+    let sent: Vec<_> = api.accepted().into_iter().map(|(auth, _)| auth).collect();
+    assert_eq!(sent, ["Bearer tok-2", "Bearer tok-2"]);
 }
 
 #[tokio::test(start_paused = true)]
