@@ -206,16 +206,20 @@ impl ClassifyRejection for StandardClassifier {
     }
 }
 
+/// Whether the `Content-Type` is JSON. Works on the bytes, like
+/// [`bearer_invalid_token`]: obs-text in a parameter must not hide the media type.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
-        || essence.eq_ignore_ascii_case("application/problem+json")
+    let ct = ct.as_bytes();
+    let essence = ct
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    essence.eq_ignore_ascii_case(b"application/json")
+        || essence.eq_ignore_ascii_case(b"application/problem+json")
 }
 
 /// Whether one `WWW-Authenticate` value holds a `Bearer` challenge whose `error` is a
@@ -490,6 +494,16 @@ mod tests {
         );
         assert_eq!(head(401, &[("content-type", "text/html")]), NotRejected);
         assert_eq!(head(401, &[]), NotRejected);
+        // Obs-text in a parameter does not hide the media type.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_bytes(b"application/json; profile=\"caf\xe9\"").unwrap(),
+        );
+        assert_eq!(
+            StandardClassifier::default().classify_head(StatusCode::UNAUTHORIZED, &headers),
+            InspectBody
+        );
         assert!(body(
             r#"{"type":"token_expired","status":401,"title":"Token Expired"}"#
         ));

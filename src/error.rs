@@ -218,17 +218,34 @@ impl ErrorBuilder {
 /// Keeps server-provided text printable and short, so a hostile server cannot inject
 /// control characters or megabytes into logs.
 fn sanitize(text: &str) -> String {
-    // Control characters, and the bidirectional controls that can make a log line read
-    // differently from what it says.
-    let mut kept = text.chars().filter(|c| {
-        !c.is_control()
-            && !matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    });
+    let mut kept = text.chars().filter(|&c| shown(c));
     let mut out: String = kept.by_ref().take(MAX_TEXT).collect();
     if kept.next().is_some() {
         out.push('…');
     }
     out
+}
+
+/// Whether server-provided text keeps `c`: not control characters, the bidirectional
+/// controls that can make a log line read differently from what it says, or invisible
+/// characters (zero-width, soft hyphen, byte order mark) that could split a secret so
+/// that it no longer matches, yet reads the same.
+fn shown(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{00ad}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// `text` without the characters an error would leave out of it (see [`shown`]), so that
+/// a secret is looked for in what the error would show.
+pub(crate) fn shown_text(text: &str) -> String {
+    text.chars().filter(|&c| shown(c)).collect()
 }
 
 impl fmt::Display for Error {

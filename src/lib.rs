@@ -96,7 +96,9 @@
 //! one token request per interval, not one per request.
 //! 401 `invalid_client`, 403 `insufficient_scope` and every other response pass through
 //! untouched, byte for byte; reading a 401 body to classify it is capped at
-//! `inspect_limit` (4 KiB).
+//! `inspect_limit` (4 KiB). A JSON 401 is held until its body ends or passes that limit,
+//! so a server that keeps such a body open holds the response: a timeout outside the
+//! layer bounds it.
 //!
 //! A replay goes to a clone of the inner service that the service keeps for the purpose.
 //! If every clone of the service has been dropped by the time a rejection arrives (a

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::parse::{parse_redacting, MAX_TOKEN_RESPONSE_BYTES};
+use super::parse::{parse_redacting, too_large, MAX_TOKEN_RESPONSE_BYTES};
 use crate::{
     credentials::ClientCredentials,
     error::{BoxError, Error, ErrorKind},
@@ -133,13 +133,13 @@ where
                 .and_then(|v| v.parse::<u64>().ok())
             {
                 if len > MAX_TOKEN_RESPONSE_BYTES as u64 {
-                    return Err(too_large(parts.status));
+                    return Err(too_large(parts.status, &parts.headers));
                 }
             }
             let bytes = match Limited::new(body, MAX_TOKEN_RESPONSE_BYTES).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(too_large(parts.status))
+                    return Err(too_large(parts.status, &parts.headers))
                 }
                 Err(e) => return Err(Error::with_source(ErrorKind::Transport, e)),
             };
@@ -152,22 +152,9 @@ where
     }
 }
 
-fn too_large(status: http::StatusCode) -> Error {
-    let kind = if status.is_success() {
-        ErrorKind::MalformedResponse
-    } else {
-        ErrorKind::HttpStatus
-    };
-    Error::builder(kind)
-        .status(status)
-        .retryable(status.is_server_error())
-        .detail("token response body exceeds 64 KiB")
-        .build()
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::{sync::Mutex, time::Duration};
 
     use super::*;
     use crate::{credentials::AuthMethod, token::FetchReason};
@@ -216,6 +203,45 @@ mod tests {
                 Ok(res)
             }
         }))
+    }
+
+    /// A token endpoint client that answers `status` with `Retry-After: 7` and a body one
+    /// byte over the limit, its length declared or not.
+    fn oversized(status: u16, declared: bool) -> Endpoint {
+        Endpoint::new(tower::service_fn(
+            move |_req: Request<Full<Bytes>>| async move {
+                let body = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
+                let len = body.len();
+                let mut res = Response::new(Full::new(Bytes::from(body)));
+                *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+                if declared {
+                    res.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                Ok(res)
+            },
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_error_status_with_a_body_over_the_limit_keeps_what_its_head_says() {
+        let creds = ClientCredentials::new("https://auth.example/token", "id", "secret");
+        for (status, retryable) in [(429, true), (408, true), (503, true), (400, false)] {
+            for declared in [true, false] {
+                let err = HttpFetcher::new(oversized(status, declared), creds.clone())
+                    .oneshot(TokenRequest::new(None, FetchReason::First))
+                    .await
+                    .unwrap_err();
+                let case = format!("{status}, length declared: {declared}: {err}");
+                assert_eq!(err.kind(), ErrorKind::HttpStatus, "{case}");
+                assert_eq!(err.status().map(|s| s.as_u16()), Some(status), "{case}");
+                assert_eq!(err.is_retryable(), retryable, "{case}");
+                assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{case}");
+                assert!(err.to_string().contains("exceeds 64 KiB"), "{case}");
+            }
+        }
     }
 
     async fn fetch(creds: ClientCredentials, status: u16, body: String) -> Result<Token, Error> {

@@ -64,9 +64,10 @@ pub(crate) fn parse_redacting(
     if let Some(map) = json.as_mut().filter(|_| !secrets.is_empty()) {
         for key in ERROR_TEXT {
             if let Some(Value::String(text)) = map.get_mut(key) {
-                if let Cow::Owned(clean) = redact(text, secrets) {
-                    *text = clean;
-                }
+                // Looked for in the text as the error will show it: a secret split by
+                // characters that are then left out must not come back whole.
+                let shown = crate::error::shown_text(text);
+                *text = redact(&shown, secrets).into_owned();
             }
         }
     }
@@ -229,6 +230,24 @@ fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
         }
     }
     text
+}
+
+/// A response whose body is over [`MAX_TOKEN_RESPONSE_BYTES`], unread: an error status
+/// keeps what it says without its body (retryable or not, `Retry-After`).
+pub(crate) fn too_large(status: StatusCode, headers: &HeaderMap) -> Error {
+    let detail = "token response body exceeds 64 KiB";
+    if status.is_success() {
+        return Error::builder(ErrorKind::MalformedResponse)
+            .status(status)
+            .detail(detail)
+            .build();
+    }
+    Error::builder(ErrorKind::HttpStatus)
+        .status(status)
+        .retryable(status_retryable(status))
+        .retry_after(retry_after(headers))
+        .detail(detail)
+        .build()
 }
 
 fn status_retryable(status: StatusCode) -> bool {
@@ -449,5 +468,29 @@ mod tests {
         h.insert(header::RETRY_AFTER, "soon".parse().unwrap());
         let e = parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &h, b"").unwrap_err();
         assert_eq!(e.retry_after(), None);
+    }
+
+    #[test]
+    fn a_secret_split_by_characters_an_error_leaves_out_is_still_redacted() {
+        const SECRET: &str = "S3CR3T-value";
+        for split in [
+            "\\n", "\\r\\n", "\\u0000", "\\t", "\\u200e", "\\u202e", "\\u200b", "\\u00ad",
+            "\\ufeff",
+        ] {
+            let echoed = format!("{}{split}{}", &SECRET[..4], &SECRET[4..]);
+            let body = format!(
+                r#"{{"error":"invalid_client","error_description":"secret {echoed} is wrong"}}"#
+            );
+            let err = parse_redacting(
+                StatusCode::UNAUTHORIZED,
+                &HeaderMap::new(),
+                body.as_bytes(),
+                &[SECRET],
+            )
+            .unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(SECRET), "split by {split}: {shown}");
+            assert!(shown.contains("secret <redacted> is wrong"), "{shown}");
+        }
     }
 }
