@@ -58,6 +58,9 @@ use tower_oauth::{
     TokenStatus,
 };
 
+/// The largest `--body-bytes`: the body is built in memory before the first request.
+const MAX_BODY_BYTES: usize = 256 << 20;
+
 const USAGE: &str = "\
 simpledocs: SimpleDocs API calls through tower-oauth, against the embedded mock or a real server
 
@@ -86,7 +89,7 @@ OPTIONS:
                                                                   [default: GET]
     --path P                  request path (GET or POST)          [default: /api/v1/workflows for GET,
                                                                    /api/v1/documents for POST]
-    --body-bytes N            POST body size (a fixed pattern)    [default: 0]
+    --body-bytes N            POST body size (a fixed pattern, at most 256 MiB)  [default: 0]
                               (the embedded mock takes uploads of up to 8 MiB)
     --requests N              how many requests                   [default: 10]
     --concurrency C           how many at once                    [default: 4]
@@ -296,6 +299,12 @@ impl Options {
             Some(_) => PolicyChoice::Fixed,
             None => PolicyChoice::ByMethod,
         });
+        if o.body_bytes > MAX_BODY_BYTES {
+            return Err(format!(
+                "--body-bytes is at most {MAX_BODY_BYTES} (256 MiB), got {}",
+                o.body_bytes
+            ));
+        }
         if o.requests == 0 || o.concurrency == 0 {
             return Err("--requests and --concurrency must be at least 1".into());
         }

@@ -491,4 +491,9 @@ fn help_lists_the_options_and_an_unknown_option_is_a_usage_error() {
     assert_eq!(bad.code, Some(2), "{bad}");
     assert!(bad.stderr.contains("unknown option"), "{bad}");
     assert!(bad.stdout.is_empty(), "{bad}");
+
+    // A body too large to build is a usage error, not a panic.
+    let huge = run(&["--method", "POST", "--body-bytes", "18446744073709551615"]);
+    assert_eq!(huge.code, Some(2), "{huge}");
+    assert!(huge.stderr.contains("--body-bytes is at most"), "{huge}");
 }

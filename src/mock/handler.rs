@@ -262,7 +262,11 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
     let via_basic = basic.is_some();
     let (id, secret) = match &basic {
         Some((id, secret)) => (Some(id.as_str()), Some(secret.as_str())),
-        None => (params.get("client_id"), params.get("client_secret")),
+        // A client whose secret is empty may omit it (RFC 6749 §2.3.1).
+        None => (
+            params.get("client_id"),
+            params.get("client_secret").or(Some("")),
+        ),
     };
     let (Some(id), Some(secret)) = (id, secret) else {
         return Err(invalid_client(
@@ -704,11 +708,13 @@ fn authorize(shared: &Shared, token: &str, required: Scopes) -> Result<(), Resp>
     Err(response)
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive);
+/// `None` without one, a bare `Bearer` included (no credentials, not a wrong token).
 fn bearer_token(value: &HeaderValue) -> Option<&str> {
     let value = value.to_str().ok()?.trim();
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Records a document and answers `201` with its id, length and FNV-1a hash.

@@ -386,6 +386,38 @@ async fn hostile_secret_works_in_the_form_and_in_basic() {
 }
 
 #[tokio::test]
+async fn an_empty_secret_may_be_sent_empty_or_left_out() {
+    // RFC 6749 §2.3.1: a client whose secret is empty may omit the parameter.
+    let server = MockServer::start_with(MockConfig::new().client_id("id").client_secret(""))
+        .await
+        .unwrap();
+    let grant = [("grant_type", "client_credentials"), ("scope", "read")];
+    for secret in [Some(""), None] {
+        let mut pairs = vec![("client_id", "id")];
+        pairs.extend(secret.map(|s| ("client_secret", s)));
+        pairs.extend(grant);
+        let reply = send(server.addr(), token_request(&server, form(&pairs))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{secret:?}: {:?}", reply.body);
+    }
+    let reply = send(
+        server.addr(),
+        token_request_basic(&server, &basic("id", ""), form(&grant)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+
+    // A secret that is not empty may not be left out.
+    let server = MockServer::start().await.unwrap();
+    let pairs = [
+        ("grant_type", "client_credentials"),
+        ("client_id", server.client_id()),
+    ];
+    send(server.addr(), token_request(&server, form(&pairs)))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_client");
+}
+
+#[tokio::test]
 async fn basic_splits_at_the_first_colon() {
     let server = MockServer::start_with(MockConfig::new().client_id("id").client_secret("p:w"))
         .await
@@ -646,6 +678,16 @@ async fn api_rejects_missing_and_unknown_tokens() {
     let reply = send(server.addr(), api_get(&server, Some("sdk_not-a-token"))).await;
     reply.assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
 
+    // The scheme without a token is no credentials, not a wrong token (RFC 6750 §3.1).
+    for bare in ["Bearer", "bearer    "] {
+        let mut request = api_get(&server, None);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, bare.parse().unwrap());
+        let reply = send(server.addr(), request).await;
+        reply.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+
     let request = Request::get("/api/v1/nothing-here")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -660,11 +702,11 @@ async fn api_rejects_missing_and_unknown_tokens() {
         .assert_problem(StatusCode::NOT_FOUND, "not_found");
 
     let stats = server.stats();
-    assert_eq!(stats.api_requests, 3);
-    assert_eq!(stats.api_unauthorized, 1);
+    assert_eq!(stats.api_requests, 5);
+    assert_eq!(stats.api_unauthorized, 3);
     assert_eq!(stats.api_invalid_token, 1);
     assert_eq!(stats.api_ok, 0);
-    assert_eq!(stats.api_rejected(), 2);
+    assert_eq!(stats.api_rejected(), 4);
 }
 
 #[tokio::test(start_paused = true)]
