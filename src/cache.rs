@@ -13,7 +13,7 @@ use std::{
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
-        Arc, Mutex, MutexGuard, Weak,
+        Arc, Mutex, MutexGuard, OnceLock, Weak,
     },
     time::Duration,
 };
@@ -21,7 +21,7 @@ use std::{
 use arc_swap::ArcSwapOption;
 use futures_util::FutureExt;
 use http::HeaderValue;
-use tokio::{sync::watch, time::Instant};
+use tokio::{sync::watch, task::AbortHandle, time::Instant};
 use tower::{util::BoxCloneSyncService, ServiceExt};
 use tracing::Instrument;
 
@@ -107,6 +107,18 @@ pub(crate) struct Cached {
     /// was rejected is not itself replaced for a rejection right away.
     reason: FetchReason,
     installed_at: Instant,
+    /// The task that moves its phase: stopped when the token is dropped (replaced early,
+    /// by a rejection or a forced refresh), rather than left sleeping until its renewal
+    /// time, one task per token replaced.
+    timers: OnceLock<AbortHandle>,
+}
+
+impl Drop for Cached {
+    fn drop(&mut self) {
+        if let Some(timers) = self.timers.get() {
+            timers.abort();
+        }
+    }
 }
 
 impl Cached {
@@ -573,8 +585,10 @@ impl Slot {
             expires_at,
             reason,
             installed_at: Instant::now(),
+            timers: OnceLock::new(),
         });
-        tokio::spawn(run_timers(Arc::downgrade(&cached), renew_at, expires_at));
+        let timers = tokio::spawn(run_timers(Arc::downgrade(&cached), renew_at, expires_at));
+        let _ = cached.timers.set(timers.abort_handle());
         Ok(cached)
     }
 

@@ -546,3 +546,29 @@ async fn a_reissued_token_rejected_exactly_reissue_interval_after_it_arrived_is_
     send(&mut svc, get("/x")).await.unwrap();
     assert_eq!(fetcher.calls(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_replaced_early_leaves_no_task_behind() {
+    // Each token has a task that moves its phase on the clock; a token replaced long
+    // before its renewal time (forced here, or rejected) must take its task with it.
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    assert_eq!(tasks(), 0);
+    for _ in 0..100 {
+        handle.force_refresh().await.unwrap();
+        send(&mut svc, get("/x")).await.unwrap();
+    }
+    advance(Duration::ZERO).await;
+    assert_eq!(fetcher.calls(), 100);
+    assert_eq!(tasks(), 1, "the current token's task only");
+    drop((layer, handle, svc));
+    advance(Duration::ZERO).await;
+    assert_eq!(tasks(), 0);
+}
