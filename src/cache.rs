@@ -177,9 +177,10 @@ struct State {
     /// After a failed fetch: until when requests get this error without a new fetch.
     cooldown: Option<(Instant, Error)>,
     last_error: Option<ErrorKind>,
-    /// The token (generation) whose renewal a background retry is scheduled for: one at
-    /// a time per token, however many of its renewals fail meanwhile.
-    retry_for: Option<u64>,
+    /// The token (generation) whose renewal a background retry is scheduled for, and
+    /// that task: one at a time, however many renewals fail meanwhile; stopped when a
+    /// newer token's retry replaces it or the slot is dropped.
+    retry_for: Option<(u64, AbortHandle)>,
     /// Since when requests without a usable token have waited on the flight; the retry
     /// budget counts from there.
     waiting_since: Option<Instant>,
@@ -255,6 +256,17 @@ pub enum TokenStatus {
     Expired,
     /// The API rejected the token.
     Rejected,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // A scheduled retry holds the slot weakly and would find it gone; it is not left
+        // sleeping out its pause (up to `max_retry_after`).
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, retry)) = state.retry_for.take() {
+            retry.abort();
+        }
+    }
 }
 
 impl Slot {
@@ -413,21 +425,28 @@ impl Slot {
         attempt: u32,
         at: Instant,
     ) -> bool {
-        if state.retry_for == Some(generation) {
+        if state
+            .retry_for
+            .as_ref()
+            .is_some_and(|(g, _)| *g == generation)
+        {
             return true;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        state.retry_for = Some(generation);
         // The retry holds the slot weakly: a layer dropped meanwhile is not kept fetching.
         let slot = Arc::downgrade(self);
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             tokio::time::sleep_until(at).await;
             if let Some(slot) = slot.upgrade() {
                 slot.retry_renewal(generation, reason, attempt);
             }
         });
+        if let Some((_, older)) = state.retry_for.replace((generation, task.abort_handle())) {
+            // For a token since replaced: it would find nothing to do.
+            older.abort();
+        }
         true
     }
 
@@ -437,7 +456,11 @@ impl Slot {
     /// puts the renewal off until it ends.
     fn retry_renewal(self: &Arc<Self>, generation: u64, reason: FetchReason, attempt: u32) {
         let mut state = self.lock();
-        if state.retry_for == Some(generation) {
+        if state
+            .retry_for
+            .as_ref()
+            .is_some_and(|(g, _)| *g == generation)
+        {
             state.retry_for = None;
         }
         let current = self.current.load();
@@ -587,7 +610,8 @@ impl Slot {
             installed_at: Instant::now(),
             timers: OnceLock::new(),
         });
-        let timers = tokio::spawn(run_timers(Arc::downgrade(&cached), renew_at, expires_at));
+        let guard = ExpireOnDrop(Arc::downgrade(&cached));
+        let timers = tokio::spawn(run_timers(guard, renew_at, expires_at));
         let _ = cached.timers.set(timers.abort_handle());
         Ok(cached)
     }
@@ -626,9 +650,9 @@ async fn wait(mut rx: watch::Receiver<Outcome>) -> Result<Arc<Cached>, Error> {
 /// runtime shut down (a layer kept beyond the runtime it was first used on): nothing
 /// would move the phase any more, so the token counts as expired now, and the next
 /// request fetches a new one, with timers on its own runtime, instead of sending this
-/// one past its expiry.
-async fn run_timers(token: Weak<Cached>, renew_at: Instant, expires_at: Instant) {
-    let token = ExpireOnDrop(token);
+/// one past its expiry. The guard is an argument, not made in the body: a task dropped
+/// before its first poll (its runtime shut down at once) expires the token too.
+async fn run_timers(token: ExpireOnDrop, renew_at: Instant, expires_at: Instant) {
     tokio::time::sleep_until(renew_at).await;
     match token.0.upgrade() {
         Some(t) => t.advance(RENEW_DUE),

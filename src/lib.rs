@@ -72,8 +72,9 @@
 //!   it shuts down while the layer lives on, the token counts as expired and the next
 //!   request, on whatever runtime, fetches a new one. A runtime that is kept but no
 //!   longer driven (a current-thread runtime whose `block_on` has returned) runs no
-//!   timers: the token would stay fresh past its expiry, so fetch on a runtime that
-//!   keeps running.
+//!   timers and no tasks: the token would stay fresh past its expiry, and a fetch it was
+//!   running would never end (its `fetch_timeout` is a timer too), holding every request
+//!   that waits for it, on any runtime. So fetch on a runtime that keeps running.
 //!
 //! Lifetimes count from when the token request was sent. A response without
 //! `expires_in`, or with zero, gets `default_lifetime` (300 s); larger values than

@@ -444,6 +444,33 @@ fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
 }
 
 #[test]
+fn a_token_whose_runtime_shut_down_before_its_timers_ever_ran_is_not_sent_either() {
+    // This runtime polls the caller as soon as it is woken: `block_on` returns with the
+    // token before the task that moves the token's phase was ever polled.
+    let eager = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .event_interval(1)
+        .build()
+        .unwrap();
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let sent = eager.block_on(async {
+        let mut svc = layer.layer(Echo::default());
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        seen(&res).map(str::to_owned)
+    });
+    assert_eq!(sent.as_deref(), Some("Bearer tok-1"));
+    drop(eager);
+    assert_eq!(layer.handle().state()[0].status, TokenStatus::Expired);
+    let sent = runtime().block_on(async {
+        let mut svc = layer.layer(Echo::default());
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        seen(&res).map(str::to_owned)
+    });
+    assert_eq!(sent.as_deref(), Some("Bearer tok-2"));
+}
+
+#[test]
 fn a_fetch_cut_off_by_its_runtime_shutting_down_is_started_again_on_the_next_request() {
     let fetcher = Fetcher::script(vec![
         Step::Hang,
@@ -571,4 +598,45 @@ async fn a_token_replaced_early_leaves_no_task_behind() {
     drop((layer, handle, svc));
     advance(Duration::ZERO).await;
     assert_eq!(tasks(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_renewal_retry_ends_with_its_layer() {
+    let fetcher = Fetcher::script(vec![
+        Step::Token {
+            lifetime: Some(100 * SEC),
+            delay: Duration::ZERO,
+        },
+        Step::Fail(
+            tower_oauth::fetch::parse_token_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                &[(http::header::RETRY_AFTER, HeaderValue::from_static("3600"))]
+                    .into_iter()
+                    .collect(),
+                b"",
+            )
+            .unwrap_err(),
+            Duration::ZERO,
+        ),
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .max_retry_after(3600 * SEC)
+        .build();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    send(&mut svc, get("/x")).await.unwrap();
+    // The renewal, due at 50 s, fails and asks for an hour: a retry is scheduled then.
+    advance(55 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(Duration::ZERO).await;
+    assert_eq!(fetcher.calls(), 2);
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    assert_eq!(tasks(), 2, "the token's timers and the retry");
+    drop((layer, handle, svc));
+    advance(Duration::ZERO).await;
+    assert_eq!(tasks(), 0, "neither sleeps on for its layer");
 }
