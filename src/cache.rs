@@ -578,6 +578,18 @@ impl Slot {
         let lifetime = lifetime.min(CEILING);
         let end = requested_at + lifetime;
         let expires_at = end - config.expiry_margin.min(lifetime / 10);
+        let now = Instant::now();
+        if expires_at <= now {
+            // Never handed out: an expired token is not sent. Retried like a fetch that
+            // timed out, as a quicker answer would do.
+            return Err(Error::builder(ErrorKind::Timeout)
+                .detail(&format!(
+                    "the token expired before it arrived: it lasts {lifetime:?} from the \
+                     request (less the expiry margin), the answer took {:?}",
+                    now - requested_at
+                ))
+                .build());
+        }
         // Renewal is due no later than expiry: a `renew_ahead` shorter than the margin
         // must not keep the token in use past it.
         let renew_at = (end - config.renew_ahead.min(lifetime / 2)).min(expires_at);

@@ -76,7 +76,10 @@
 //!   running would never end (its `fetch_timeout` is a timer too), holding every request
 //!   that waits for it, on any runtime. So fetch on a runtime that keeps running.
 //!
-//! Lifetimes count from when the token request was sent. A response without
+//! Lifetimes count from when the token request was sent; a token already expired when
+//! it arrives (the answer took longer than its lifetime, less the margin) is never
+//! used: the attempt counts as a [`Timeout`](ErrorKind::Timeout) and is retried like
+//! one. A response without
 //! `expires_in`, or with zero, gets `default_lifetime` (300 s); larger values than
 //! `max_lifetime` (24 h) are clamped. However many requests need a token at once, the
 //! token endpoint sees one request (single flight). The fetch runs in its own task: a

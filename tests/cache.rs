@@ -640,3 +640,52 @@ async fn a_scheduled_renewal_retry_ends_with_its_layer() {
     advance(Duration::ZERO).await;
     assert_eq!(tasks(), 0, "neither sleeps on for its layer");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_expires_before_it_arrives_is_never_sent() {
+    let ms = Duration::from_millis;
+    for (lifetime, delay) in [
+        // Its stated lifetime ran out while it was fetched.
+        (ms(50), ms(100)),
+        // Within its expiry margin (a tenth of 100 ms) on arrival: expired by the
+        // layer's reckoning.
+        (ms(100), ms(95)),
+    ] {
+        let fetcher = Fetcher::script(vec![
+            Step::Token {
+                lifetime: Some(lifetime),
+                delay,
+            },
+            Step::Token {
+                lifetime: Some(300 * SEC),
+                delay: ms(10),
+            },
+        ]);
+        let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+        let mut svc = layer.layer(Echo::default());
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        // Counted as a failed attempt (retryable, like a timeout): the next one is used.
+        assert_eq!(
+            seen(&res),
+            Some("Bearer tok-2"),
+            "{lifetime:?} after {delay:?}"
+        );
+        assert_eq!(fetcher.calls(), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_that_always_expire_before_they_arrive_end_in_a_timeout_error() {
+    let fetcher = Fetcher::tokens(Duration::from_millis(50), Duration::from_millis(100));
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .retry_budget(SEC)
+        .build();
+    let err = layer.handle().warm_up().await.unwrap_err();
+    assert_eq!(err.kind(), tower_oauth::ErrorKind::Timeout, "{err}");
+    assert!(
+        err.to_string().contains("expired before it arrived"),
+        "{err}"
+    );
+    assert!(fetcher.calls() > 1, "retried within the budget");
+    assert_eq!(layer.handle().state()[0].status, TokenStatus::None);
+}
