@@ -390,7 +390,10 @@ impl Slot {
             return false;
         }
         current.advance(REJECTED);
-        tracing::debug!(scope = ?self.scope, "api rejected the current token");
+        tracing::debug!(
+            scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
+            "api rejected the current token"
+        );
         true
     }
 
@@ -480,7 +483,8 @@ impl Slot {
         }
     }
 
-    /// Fetches a new token now (joining a fetch in flight) and waits for it.
+    /// Fetches a new token now (joining a fetch in flight) and waits for it; like a
+    /// request, fails when strict scope checking refuses it.
     pub(crate) async fn force(self: Arc<Self>) -> Result<(), Error> {
         let rx = {
             let mut state = self.lock();
@@ -489,7 +493,8 @@ impl Slot {
                 None => self.start_flight(&mut state, FetchReason::Forced),
             }
         };
-        wait(rx).await.map(drop)
+        let cached = wait(rx).await?;
+        self.credential(&cached).map(drop)
     }
 
     /// Waits for a usable token; fails fast on bad credentials.
@@ -571,9 +576,10 @@ impl Slot {
         let config = &self.core.config;
         let header = bearer_header(token.access_token.secret())?;
         let lifetime = match token.expires_in {
-            Some(d) if !d.is_zero() => d.min(config.max_lifetime),
+            Some(d) if !d.is_zero() => d,
             _ => config.default_lifetime,
-        };
+        }
+        .min(config.max_lifetime);
         // Count from when the request was sent: the server's clock started no earlier.
         let lifetime = lifetime.min(CEILING);
         let end = requested_at + lifetime;
@@ -755,6 +761,10 @@ async fn drive(
             // given up on in this flight.
             if err.is_retryable() && later(now, delay) <= later(flight_started, config.retry_budget)
             {
+                tracing::info!(
+                    delay_ms = delay.as_millis() as u64,
+                    "backing off before retrying the token fetch"
+                );
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -884,14 +894,20 @@ fn later(at: Instant, d: Duration) -> Instant {
 /// The longest span the cache reckons with: a hundred years.
 const CEILING: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
+/// The shortest backoff delay, whatever the settings: a zero delay would retry a failing
+/// endpoint in a tight loop (and, on a paused clock, never let time move on).
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
 /// Growing backoff with jitter: `initial * 2^(attempt-1)`, capped, then scaled by a
-/// random factor in `[0.5, 1.0)`; at least what `Retry-After` asked for (itself capped).
+/// random factor in `[0.5, 1.0)`, and at least [`MIN_BACKOFF`] (the two settings count
+/// as at least that too); at least what `Retry-After` asked for (itself capped).
 fn backoff(config: &Config, attempt: u32, retry_after: Option<Duration>) -> Duration {
     let exp = config
         .initial_backoff
+        .max(MIN_BACKOFF)
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(config.max_backoff);
-    let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
+        .min(config.max_backoff.max(MIN_BACKOFF));
+    let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5).max(MIN_BACKOFF);
     match retry_after {
         Some(after) => jittered.max(after.min(config.max_retry_after)),
         None => jittered,

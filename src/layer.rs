@@ -198,8 +198,8 @@ impl Builder {
         self
     }
 
-    /// The longest lifetime believed; larger `expires_in` values are clamped to it.
-    /// Default: 24 h.
+    /// The longest lifetime believed; larger `expires_in` values, and a longer
+    /// [`default_lifetime`](Self::default_lifetime), are clamped to it. Default: 24 h.
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.max_lifetime = lifetime.max(Duration::from_secs(1));
         self
@@ -213,7 +213,9 @@ impl Builder {
     }
 
     /// The first backoff delay after a retryable fetch failure; it doubles per attempt,
-    /// with jitter (each delay is 50–100 % of the nominal one). Default: 100 ms.
+    /// with jitter (each delay is 50–100 % of the nominal one). Default: 100 ms. No delay
+    /// is shorter than 10 ms, whatever this and [`max_backoff`](Self::max_backoff) say:
+    /// zero would retry a failing endpoint in a tight loop.
     pub fn initial_backoff(mut self, delay: Duration) -> Self {
         self.config.initial_backoff = delay;
         self
@@ -221,7 +223,8 @@ impl Builder {
 
     /// The longest backoff delay; also the cooldown after a non-retryable failure
     /// (`invalid_client`), during which requests get that error without a new fetch.
-    /// Default: 2 s.
+    /// Default: 2 s. Counts as at least 10 ms (see
+    /// [`initial_backoff`](Self::initial_backoff)).
     pub fn max_backoff(mut self, delay: Duration) -> Self {
         self.config.max_backoff = delay;
         self
@@ -248,6 +251,12 @@ impl Builder {
     /// Fail requests with an [`ErrorKind::InsufficientScope`](crate::ErrorKind) error,
     /// before sending them, when the granted scope lacks a requested scope. Default:
     /// `false` (a warning is logged and the request is sent).
+    ///
+    /// The requested scope is the one the [scope policy](Self::scope_policy) names. A
+    /// scope a fetcher adds of its own accord (an
+    /// [`HttpFetcher`](crate::fetch::HttpFetcher)'s credentials' scope, under
+    /// `with_fetcher` with no policy set) is not known to the layer and not checked: set
+    /// the policy to that scope to have it checked.
     pub fn strict_scope(mut self, strict: bool) -> Self {
         self.config.strict_scope = strict;
         self
@@ -375,7 +384,10 @@ impl TokenHandle {
     /// The first fetch error that is not retried: a non-retryable one (`invalid_client`)
     /// at once, a retryable one when the [retry budget](Builder::retry_budget) is spent
     /// or `Retry-After` asks for a longer pause. A token still valid is kept in use;
-    /// after a retryable failure its renewal is tried again in the background.
+    /// after a retryable failure its renewal is tried again in the background. With
+    /// [`strict_scope`](Builder::strict_scope), an
+    /// [`InsufficientScope`](crate::ErrorKind::InsufficientScope) error when the new token
+    /// lacks the requested scope, as requests would get.
     pub async fn force_refresh(&self) -> Result<(), Error> {
         let forced = self.shared.slots.all().into_iter().map(|s| s.force());
         futures_util::future::try_join_all(forced).await.map(drop)

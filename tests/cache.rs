@@ -689,3 +689,18 @@ async fn tokens_that_always_expire_before_they_arrive_end_in_a_timeout_error() {
     assert!(fetcher.calls() > 1, "retried within the budget");
     assert_eq!(layer.handle().state()[0].status, TokenStatus::None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_default_lifetime_is_clamped_to_the_max_lifetime_too() {
+    let fetcher = Fetcher::script(vec![Step::Token {
+        lifetime: None,
+        delay: Duration::ZERO,
+    }]);
+    let layer = OAuthLayer::with_fetcher(fetcher)
+        .default_lifetime(300 * SEC)
+        .max_lifetime(10 * SEC)
+        .build();
+    layer.handle().warm_up().await.unwrap();
+    // 10 s less the margin (a tenth of it).
+    assert_eq!(layer.handle().state()[0].expires_in, Some(9 * SEC));
+}

@@ -617,3 +617,19 @@ async fn requests_that_wait_on_a_renewal_the_token_ran_out_during_have_the_budge
     assert_eq!(came.elapsed(), Duration::from_millis(5500));
     assert_eq!(fetcher.calls(), 2);
 }
+
+#[tokio::test]
+async fn a_zero_backoff_still_waits_between_attempts() {
+    // Real time: a zero delay would retry as fast as the fetcher fails.
+    let fetcher = Fetcher::script(vec![Step::Fail(unavailable(None), Duration::ZERO)]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .initial_backoff(Duration::ZERO)
+        .max_backoff(Duration::ZERO)
+        .retry_budget(Duration::from_millis(300))
+        .build();
+    let err = layer.handle().warm_up().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HttpStatus);
+    // At least 10 ms apart: at most 31 attempts in 300 ms (hundreds without the floor).
+    let calls = fetcher.calls();
+    assert!((2..=31).contains(&calls), "{calls} attempts in 300 ms");
+}

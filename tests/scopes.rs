@@ -164,6 +164,13 @@ async fn strict_mode_refuses_an_insufficient_scope_before_sending() {
         assert!(!err.is_retryable());
     }
     assert_eq!(echo.calls(), 0, "nothing was sent");
+    // The control handle says so too, as requests would get it.
+    for result in [
+        layer.handle().warm_up().await,
+        layer.handle().force_refresh().await,
+    ] {
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::InsufficientScope);
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,8 +13,9 @@ use crate::{
     token::{AccessToken, Scope, Token},
 };
 
-/// The largest token response body read; a longer one is a
-/// [`ErrorKind::MalformedResponse`].
+/// The largest token response body read. A longer one is not read: after a success status
+/// it is an [`ErrorKind::MalformedResponse`]; after an error status, an
+/// [`ErrorKind::HttpStatus`] error that keeps what the status and `Retry-After` say.
 pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Parses a token endpoint's response.
