@@ -185,14 +185,24 @@ where
     ResB::Data: Send,
     ResB::Error: Send,
 {
-    let cred = slot.acquire().await?;
+    // `inner` is a clone not yet polled ready (see `OAuth::call`): readiness is awaited
+    // once there is a token, and the token checked again once the service is ready (it
+    // may have been rejected meanwhile; what readiness reserved is then let go of while
+    // the next one is fetched).
+    let cred = loop {
+        slot.acquire().await?;
+        inner.ready().await.map_err(Into::into)?;
+        if let Some(cred) = slot.fast() {
+            break cred;
+        }
+        inner = inner.clone();
+    };
     ctx.generation = cred.generation;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
     if let Some(limit) = slot.core.config.replay_limit {
         ctx.replay = Replay::prepare(&mut req, limit);
     }
-    // `inner` was polled ready by `OAuth::poll_ready`; waiting does not undo that. From
-    // here on it is the hot path's future.
+    // From here on it is the hot path's future.
     ResponseFuture::<S, B, ResB>::called(inner.call(req), ctx).await
 }
 

@@ -180,6 +180,11 @@ impl<S> OAuth<S> {
     }
 
     /// The wrapped service, mutably.
+    ///
+    /// Replays do not go to this instance: they go to a clone of the service as the layer
+    /// wrapped it, kept for them and shared by every clone of this service. A service
+    /// replaced here is used for requests but not for replays; to replace the inner
+    /// service, wrap the new one with the layer instead.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -231,14 +236,17 @@ where
             return ResponseFuture::passthrough(self.inner.call(req));
         }
         let Some(cred) = cred else {
-            // Cold: wait for a token. The instance polled ready goes with the request.
+            // Cold: wait for a token. What the instance polled ready reserved (a
+            // concurrency permit, a buffer slot) is let go of now rather than held across
+            // the wait, which may need it: a fetcher over the same limited client. The
+            // request goes to a clone made ready once the token is there.
             let clone = self.inner.clone();
-            let inner = mem::replace(&mut self.inner, clone);
+            drop(mem::replace(&mut self.inner, clone));
             let slot_ref = self.home.shared.slots.get(slot).expect("resolved above");
             return ResponseFuture::slow(future::call_after_token(
                 slot_ref,
                 self.ctx(slot, 0),
-                inner,
+                self.inner.clone(),
                 req,
             ));
         };

@@ -645,3 +645,34 @@ fn invalid_client() -> Error {
     assert_eq!(err.kind(), ErrorKind::InvalidClient);
     err
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fetcher_sharing_the_inner_concurrency_limit_gets_its_permit_while_requests_wait() {
+    // One client limited to N requests at a time, for the API and the token endpoint
+    // alike: requests waiting for the first token must not hold the permits the fetch
+    // needs.
+    for limit in [1, 4] {
+        let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+        let fetch_permits = permits.clone();
+        let fetcher = tower::service_fn(move |_: tower_oauth::TokenRequest| {
+            let permits = fetch_permits.clone();
+            async move {
+                let _permit = permits.acquire_owned().await?;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, BoxError>(tower_oauth::Token::new(
+                    "tok-1",
+                    Some(Duration::from_secs(3600)),
+                ))
+            }
+        });
+        let svc = ServiceBuilder::new()
+            .layer(OAuthLayer::with_fetcher(fetcher).build())
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                permits,
+            ))
+            .service(Echo::default());
+        for res in guard(send_concurrently(svc, 2 * limit)).await {
+            assert_eq!(seen(&res), Some("Bearer tok-1"), "limit {limit}");
+        }
+    }
+}
