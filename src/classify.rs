@@ -17,7 +17,8 @@
 //!   `token_expired`), e.g. `Bearer realm="api", error="invalid_token"`. Bytes elsewhere
 //!   in the value, such as non-ASCII ones in a quoted realm, do not matter.
 //! - **gRPC**: `grpc-status: 16` (UNAUTHENTICATED) in the response head (a
-//!   trailers-only response).
+//!   trailers-only response), whatever the HTTP status (gRPC answers 200; a proxy may
+//!   answer 401).
 //!
 //! Anything else is not a token rejection: 401 `invalid_client`, 403
 //! `insufficient_scope` and every other status pass through untouched.
@@ -116,8 +117,9 @@ impl Classifier {
 ///   Members of another JSON type are ignored: `{"type": "token_expired", "error":
 ///   {"code": "E42"}}` is a rejection, `{"error": {"code": "invalid_token"}}` is not.
 ///
-/// A response of any other status (gRPC answers 200) is a rejection when its head
-/// carries `grpc-status: 16`. The [module docs](crate::classify) give the details.
+/// A response of any status (gRPC answers 200; a proxy may answer 401) is a rejection
+/// when its head carries `grpc-status: 16`. The [module docs](crate::classify) give the
+/// details.
 #[derive(Debug, Clone, Copy)]
 pub struct StandardClassifier {
     simpledocs: bool,
@@ -162,6 +164,17 @@ static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// Error codes and problem types that mean "this token is no good, get another".
 const REJECTED_TYPES: [&str; 2] = ["token_expired", "invalid_token"];
 
+impl StandardClassifier {
+    /// Whether the head carries gRPC UNAUTHENTICATED (and gRPC is on).
+    #[inline]
+    fn grpc_unauthenticated(&self, headers: &HeaderMap) -> bool {
+        self.grpc
+            && headers
+                .get(&GRPC_STATUS)
+                .is_some_and(|code| code.as_bytes() == b"16")
+    }
+}
+
 impl ClassifyRejection for StandardClassifier {
     #[inline]
     fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Classification {
@@ -175,17 +188,16 @@ impl ClassifyRejection for StandardClassifier {
             {
                 return Classification::Rejected;
             }
+            if self.grpc_unauthenticated(headers) {
+                return Classification::Rejected;
+            }
             if self.simpledocs && is_json(headers) {
                 return Classification::InspectBody;
             }
             return Classification::NotRejected;
         }
-        if self.grpc {
-            if let Some(code) = headers.get(&GRPC_STATUS) {
-                if code.as_bytes() == b"16" {
-                    return Classification::Rejected;
-                }
-            }
+        if self.grpc_unauthenticated(headers) {
+            return Classification::Rejected;
         }
         Classification::NotRejected
     }
@@ -651,6 +663,19 @@ mod tests {
         assert_eq!(head(200, &[("grpc-status", "7")]), NotRejected);
         assert_eq!(head(200, &[("grpc-status", "0")]), NotRejected);
         assert_eq!(head(200, &[]), NotRejected);
+        // A proxy's 401 with gRPC UNAUTHENTICATED, without a challenge or a JSON body.
+        assert_eq!(head(401, &[("grpc-status", "16")]), Rejected);
+        assert_eq!(head(401, &[("grpc-status", "7")]), NotRejected);
+        assert_eq!(
+            StandardClassifier::default()
+                .grpc(false)
+                .classify_head(StatusCode::UNAUTHORIZED, &{
+                    let mut h = HeaderMap::new();
+                    h.insert(GRPC_STATUS.clone(), "16".parse().unwrap());
+                    h
+                }),
+            NotRejected
+        );
     }
 
     #[test]
