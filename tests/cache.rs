@@ -424,6 +424,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The `Authorization` a request through `layer` carries, sent on `runtime`.
+fn sent_on(runtime: &tokio::runtime::Runtime, layer: &OAuthLayer) -> Option<String> {
+    runtime.block_on(async {
+        let mut svc = layer.layer(Echo::default());
+        let res = send(&mut svc, get("/x")).await.unwrap();
+        seen(&res).map(str::to_owned)
+    })
+}
+
 #[test]
 fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
     let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
@@ -434,11 +443,7 @@ fn a_token_whose_timers_runtime_shut_down_is_not_sent_from_another_runtime() {
     // ever move the token's phase.
     drop(first);
     assert_eq!(layer.handle().state()[0].status, TokenStatus::Expired);
-    let sent = runtime().block_on(async {
-        let mut svc = layer.layer(Echo::default());
-        let res = send(&mut svc, get("/x")).await.unwrap();
-        seen(&res).map(str::to_owned)
-    });
+    let sent = sent_on(&runtime(), &layer);
     assert_eq!(sent.as_deref(), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
 }
@@ -454,19 +459,11 @@ fn a_token_whose_runtime_shut_down_before_its_timers_ever_ran_is_not_sent_either
         .unwrap();
     let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
     let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
-    let sent = eager.block_on(async {
-        let mut svc = layer.layer(Echo::default());
-        let res = send(&mut svc, get("/x")).await.unwrap();
-        seen(&res).map(str::to_owned)
-    });
+    let sent = sent_on(&eager, &layer);
     assert_eq!(sent.as_deref(), Some("Bearer tok-1"));
     drop(eager);
     assert_eq!(layer.handle().state()[0].status, TokenStatus::Expired);
-    let sent = runtime().block_on(async {
-        let mut svc = layer.layer(Echo::default());
-        let res = send(&mut svc, get("/x")).await.unwrap();
-        seen(&res).map(str::to_owned)
-    });
+    let sent = sent_on(&runtime(), &layer);
     assert_eq!(sent.as_deref(), Some("Bearer tok-2"));
 }
 

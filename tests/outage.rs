@@ -9,7 +9,7 @@ use http::StatusCode;
 use tower::Layer;
 use tower_oauth::{
     mock::{MockConfig, MockServer, TokenFailure},
-    ClientCredentials, Error, ErrorKind, OAuthLayer, TokenStatus,
+    ClientCredentials, Error, ErrorKind, OAuth, OAuthLayer, TokenHandle, TokenStatus,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -479,14 +479,24 @@ fn token_for(lifetime: Duration) -> Step {
     }
 }
 
-/// One attempt per flight, background retries after 0.5–1 s, then 1–2 s.
-fn no_budget(fetcher: &Fetcher) -> OAuthLayer {
-    OAuthLayer::with_fetcher(fetcher.clone())
+/// A layer over `fetcher` (one attempt per flight, background retries after 0.5–1 s,
+/// then 1–2 s) with its first token, and a service that has started that token's
+/// renewal, due at 500 s, with the fetcher's second step (a failure).
+async fn first_renewal_failed(fetcher: &Fetcher) -> (TokenHandle, OAuth<Echo>) {
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
         .renew_ahead(500 * SEC)
         .retry_budget(Duration::ZERO)
         .initial_backoff(SEC)
         .max_backoff(2 * SEC)
-        .build()
+        .build();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo::default());
+    handle.warm_up().await.unwrap();
+    advance(501 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    advance(Duration::from_millis(10)).await;
+    assert_eq!(fetcher.calls(), 2);
+    (handle, svc)
 }
 
 #[tokio::test(start_paused = true)]
@@ -497,16 +507,8 @@ async fn a_renewal_retry_that_falls_in_a_newer_pause_waits_for_its_end() {
         Step::Fail(unavailable(Some("30")), Duration::ZERO),
         token_for(1000 * SEC),
     ]);
-    let layer = no_budget(&fetcher);
-    let handle = layer.handle();
-    let mut svc = layer.layer(Echo::default());
-    handle.warm_up().await.unwrap();
-
     // The renewal, due at 500 s, fails and asks for 10 s: a retry is scheduled for then.
-    advance(501 * SEC).await;
-    send(&mut svc, get("/x")).await.unwrap();
-    advance(Duration::from_millis(10)).await;
-    assert_eq!(fetcher.calls(), 2);
+    let (handle, mut svc) = first_renewal_failed(&fetcher).await;
     // Meanwhile a forced refresh fails and asks for 30 s: the retry waits for that.
     advance(5 * SEC).await;
     assert!(handle.force_refresh().await.unwrap_err().is_retryable());
@@ -528,16 +530,8 @@ async fn a_new_tokens_failed_renewal_gets_its_own_retry_while_an_old_one_is_pend
         Step::Fail(unavailable(None), Duration::ZERO),
         token_for(1000 * SEC),
     ]);
-    let layer = no_budget(&fetcher);
-    let handle = layer.handle();
-    let mut svc = layer.layer(Echo::default());
-    handle.warm_up().await.unwrap();
-
     // The first token's renewal fails and asks for 60 s: its retry is 60 s away.
-    advance(501 * SEC).await;
-    send(&mut svc, get("/x")).await.unwrap();
-    advance(Duration::from_millis(10)).await;
-    assert_eq!(fetcher.calls(), 2);
+    let (handle, mut svc) = first_renewal_failed(&fetcher).await;
     // A forced refresh gets a 40 s token, due for renewal after 20 s; that renewal fails.
     handle.force_refresh().await.unwrap();
     advance(21 * SEC).await;
