@@ -9,7 +9,7 @@ use http::{header, HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::{
-    error::{Error, ErrorKind},
+    error::{shown_text, Error, ErrorKind},
     token::{AccessToken, Scope, Token},
 };
 
@@ -63,12 +63,14 @@ pub(crate) fn parse_redacting(
     // Redacted whole, before a problem type is cut to its last segment (which could hold
     // a part of the secret that no longer matches).
     if let Some(map) = json.as_mut().filter(|_| !secrets.is_empty()) {
+        // Looked for as the error will show text: a secret split by characters that are
+        // then left out must not come back whole, nor one that holds such characters
+        // itself show without them.
+        let shown_secrets: Vec<String> = secrets.iter().map(|s| shown_text(s)).collect();
+        let shown_secrets: Vec<&str> = shown_secrets.iter().map(String::as_str).collect();
         for key in ERROR_TEXT {
             if let Some(Value::String(text)) = map.get_mut(key) {
-                // Looked for in the text as the error will show it: a secret split by
-                // characters that are then left out must not come back whole.
-                let shown = crate::error::shown_text(text);
-                *text = redact(&shown, secrets).into_owned();
+                *text = redact(&shown_text(text), &shown_secrets).into_owned();
             }
         }
     }
@@ -493,5 +495,18 @@ mod tests {
             assert!(!shown.contains(SECRET), "split by {split}: {shown}");
             assert!(shown.contains("secret <redacted> is wrong"), "{shown}");
         }
+        // A secret that holds such a character itself is not shown without it either.
+        let secret = "S3CR\u{ad}3T\tvalue";
+        let body = r#"{"error":"invalid_client","error_description":"secret S3CR\u00ad3T\tvalue is wrong"}"#;
+        let err = parse_redacting(
+            StatusCode::UNAUTHORIZED,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            &[secret],
+        )
+        .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("S3CR3Tvalue"), "{shown}");
+        assert!(shown.contains("secret <redacted> is wrong"), "{shown}");
     }
 }
