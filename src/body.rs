@@ -14,8 +14,8 @@
 //! of them may read ahead of the other, so a response that arrives before the request
 //! body was fully sent, or a replay that starts before the first body was read at all,
 //! still yields every byte exactly once per body, with one exception: the first body may
-//! not lead a replay under way by more than the limit. Reading on past that, it is cut
-//! off with a [`ReplayError`] instead (its request was answered; the replay is what the
+//! lead a replay under way by the limit and one frame at most. Reading on past that, it
+//! is cut off with a [`ReplayError`] instead (its request was answered; the replay is what the
 //! caller waits for), so that the replay is sent whole within the limit's memory; the
 //! replay never waits for the first body. Whichever of them polled the original
 //! body last, both are woken when it has more to give: the first body may be kept
@@ -604,12 +604,13 @@ where
             return (Poll::Ready(None), None);
         }
         // The first body leads its replay, which has frames yet to read: reading on would
-        // keep more for the replay. Past the limit the first body is cut off rather than
+        // keep more for the replay. Once past the limit (by the last frame it read; a body
+        // within the limit reads its end), the first body is cut off rather than
         // the replay (the first request has been answered; the replay is what its caller
         // waits for). It is not made to wait instead: a connection may keep the first body
         // without ever polling it again, and the replay might then never be sent.
         let replay_behind = self.readers[REPLAY].is_some_and(|at| at < recorded);
-        if reader == FIRST && !self.replayable && replay_behind && self.kept_bytes >= self.limit {
+        if reader == FIRST && !self.replayable && replay_behind && self.kept_bytes > self.limit {
             self.first_cut = true;
             self.readers[FIRST] = None;
             self.release();
@@ -985,6 +986,18 @@ mod tests {
         let (got, trailers) = read_all(replay).await;
         assert_eq!(got, whole, "the replay yields every byte");
         assert_eq!(trailers.unwrap()["x-checksum"], "42");
+    }
+
+    #[tokio::test]
+    async fn a_first_body_within_the_limit_reads_its_end_while_the_replay_waits() {
+        let (body, whole) = chunks(3);
+        let mut first = body;
+        let replay = first.prepare(whole.len());
+        let replay = Boxed::replay(replay.unwrap()).unwrap();
+        let (got, trailers) = read_all(first).await;
+        assert_eq!(got, whole);
+        assert_eq!(trailers.unwrap()["x-checksum"], "42");
+        assert_eq!(read_all(replay).await.0, whole);
     }
 
     #[tokio::test]

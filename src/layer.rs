@@ -272,9 +272,9 @@ impl Builder {
     /// What was kept is let go of when the response comes back, even if the body goes on
     /// sending (a long upload, a gRPC stream); after a rejection, each frame once neither
     /// the replay nor the original body has it still to read. An original body still
-    /// being read by its connection after the rejection may not lead the replay by more
-    /// than this: it is then cut off with a [`ReplayError`](crate::body::ReplayError), so
-    /// that the replay is sent whole.
+    /// being read by its connection after the rejection may lead the replay by this and
+    /// one frame at most: reading on, it is cut off with a
+    /// [`ReplayError`](crate::body::ReplayError), so that the replay is sent whole.
     ///
     /// Only the limit: it does not turn replay on when [`replay(false)`](Self::replay)
     /// turned it off, in whichever order the two are set.
