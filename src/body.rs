@@ -15,9 +15,9 @@
 //! body was fully sent, or a replay that starts before the first body was read at all,
 //! still yields every byte exactly once per body, with one exception: the first body may
 //! lead a replay under way by the limit and one frame at most. Reading on past that, it
-//! is cut off with a [`ReplayError`] instead (its request was answered; the replay is what the
-//! caller waits for), so that the replay is sent whole within the limit's memory; the
-//! replay never waits for the first body. Whichever of them polled the original
+//! is cut off with a [`ReplayError`] instead (its request was answered; the replay is
+//! what the caller waits for), so that the replay is sent whole within the limit's
+//! memory; the replay never waits for the first body. Whichever of them polled the original
 //! body last, both are woken when it has more to give: the first body may be kept
 //! without being polled long after its rejection, and the replay does not wait on it.
 //!
@@ -264,8 +264,8 @@ impl<E: From<ReplayError>> FromRecorded<E> for E {
 
 /// A recorded body could not go on: a replayed body whose data had been dropped from the
 /// recording because the body outgrew the replay limit, or the body first sent, cut off
-/// because reading on would have taken its replay, still behind it, past the limit (its
-/// request had been answered and is being sent again).
+/// because it led its replay, still behind it, past the limit (its request had been
+/// answered and is being sent again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayError(Lost);
 
