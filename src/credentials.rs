@@ -132,7 +132,9 @@ impl ClientCredentials {
                 .build()
         })?;
         match token_url.scheme_str() {
-            Some("http") | Some("https") if token_url.host().is_some() => {}
+            // A host that is there but empty (`https://:443/token`) is no host (RFC 9110
+            // §4.2.1).
+            Some("http") | Some("https") if token_url.host().is_some_and(|h| !h.is_empty()) => {}
             _ => {
                 return Err(Error::builder(ErrorKind::Config)
                     .detail("token url must be an absolute http or https url")
@@ -490,5 +492,13 @@ mod tests {
         assert!(!format!("{creds:?}").contains("\"secret\""));
         assert!(ClientCredentials::try_new("not a url", "i", "s").is_err());
         assert!(ClientCredentials::try_new("/relative", "i", "s").is_err());
+        // A host that is there but empty is no host.
+        for url in [
+            "https://:443/token",
+            "http://:8080/token",
+            "https://u:p@:443/t",
+        ] {
+            assert!(ClientCredentials::try_new(url, "i", "s").is_err(), "{url}");
+        }
     }
 }

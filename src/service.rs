@@ -221,6 +221,11 @@ where
                 let index = by_method_index(req.method());
                 (index, locals[index as usize].credential())
             }
+            // A request with its own `Authorization` needs no token, nor a scope set: it
+            // must not add one of the `MAX_SCOPE_SETS`.
+            Tokens::Dynamic if req.headers().contains_key(AUTHORIZATION) => {
+                return ResponseFuture::passthrough(self.inner.call(req));
+            }
             Tokens::Dynamic => match self.home.shared.slots.resolve(&req) {
                 Ok((index, slot)) => (index, slot.fast()),
                 Err(err) => return self.no_slot(req, err),

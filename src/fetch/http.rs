@@ -107,7 +107,10 @@ where
             let default = creds
                 .configured_scope()
                 .filter(|_| !request.scope_is_explicit());
-            let body = creds.form_body(request.scope.as_ref().or(default));
+            // An empty scope is none (RFC 6749 §3: a parameter without a value counts as
+            // omitted), as the layer treats it.
+            let asked = request.scope.as_ref().filter(|s| !s.is_empty());
+            let body = creds.form_body(asked.or(default));
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(creds.token_url().clone())
@@ -124,7 +127,7 @@ where
             let response = client
                 .oneshot(req)
                 .await
-                .map_err(|e| Error::with_source(ErrorKind::Transport, e))?;
+                .map_err(|e| transport_error(e.into(), &creds))?;
             let (parts, body) = response.into_parts();
             if let Some(len) = parts
                 .headers
@@ -141,7 +144,7 @@ where
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                     return Err(too_large(parts.status, &parts.headers))
                 }
-                Err(e) => return Err(Error::with_source(ErrorKind::Transport, e)),
+                Err(e) => return Err(transport_error(e, &creds)),
             };
             // A server may echo what it was sent in its error description, in any of the
             // forms the secret was sent in; keep it out of the error (and so out of logs).
@@ -150,6 +153,27 @@ where
             parse_redacting(parts.status, &parts.headers, &bytes, &forms)
         })
     }
+}
+
+/// A transport failure, with the client's error as its source, unless that error (or one
+/// it chains to) shows the secret in a form it was sent in, as a client that repeats its
+/// request in its errors would: the source is then the error's text, redacted.
+fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
+    let forms = creds.secret_forms();
+    let mut shown = format!("{err} {err:?}");
+    let mut source = err.source();
+    while let Some(inner) = source {
+        shown.push_str(&format!(" {inner} {inner:?}"));
+        source = inner.source();
+    }
+    if !forms.iter().any(|f| shown.contains(f.as_str())) {
+        return Error::with_source(ErrorKind::Transport, err);
+    }
+    let mut text = err.to_string();
+    for form in &forms {
+        text = text.replace(form.as_str(), "<redacted>");
+    }
+    Error::with_source(ErrorKind::Transport, text)
 }
 
 #[cfg(test)]
@@ -317,6 +341,48 @@ mod tests {
         assert!(err.to_string().contains("64 KiB"), "{err}");
     }
 
+    /// A client error that repeats the form it failed to send, as some clients' do.
+    #[derive(Debug)]
+    struct Repeats(String);
+
+    impl fmt::Display for Repeats {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "could not send {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {}
+
+    #[tokio::test]
+    async fn a_transport_error_that_repeats_the_request_does_not_carry_the_secret() {
+        const SECRET: &str = "s3cret-transport-77";
+        let failing = |repeat: bool| {
+            tower::service_fn(move |req: Request<Full<Bytes>>| async move {
+                let form = req.into_body().collect().await.unwrap().to_bytes();
+                let text = if repeat {
+                    String::from_utf8(form.to_vec()).unwrap()
+                } else {
+                    "the form".to_owned()
+                };
+                Err::<Response<Full<Bytes>>, _>(Repeats(text))
+            })
+        };
+        let creds = ClientCredentials::new("https://auth.example/token", "id", SECRET);
+        for repeat in [true, false] {
+            let err = HttpFetcher::new(failing(repeat), creds.clone())
+                .oneshot(TokenRequest::new(None, FetchReason::First))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Transport);
+            let source = std::error::Error::source(&err).expect("a source");
+            let shown = format!("{err} {err:?} {source}");
+            assert!(!shown.contains(SECRET), "{shown}");
+            assert!(shown.contains("could not send"), "{shown}");
+            // A client error that shows no secret stays the source as it is.
+            assert_eq!(source.is::<Repeats>(), !repeat, "{shown}");
+        }
+    }
+
     #[test]
     fn the_fetcher_debug_shows_its_credentials_without_the_secret() {
         let creds = ClientCredentials::new("https://auth.example/token", "my-client", "hunter2");
@@ -337,6 +403,9 @@ mod tests {
             (Some("read"), false, Some("scope=read&")),
             (None, true, None),
             (Some("read"), true, Some("scope=read&")),
+            // An empty scope is none: never `scope=` (RFC 6749 §3).
+            (Some("  "), false, Some("scope=read+write")),
+            (Some(""), true, None),
         ] {
             let sent = Forms::default();
             let request = TokenRequest::new(asked.map(crate::Scope::new), FetchReason::First)
