@@ -228,7 +228,7 @@ where
             }
             Tokens::Dynamic => match self.home.shared.slots.resolve(&req) {
                 Ok((index, slot)) => (index, slot.fast()),
-                Err(err) => return self.no_slot(req, err),
+                Err(err) => return Self::no_slot(err),
             },
         };
         // A request with its own `Authorization` passes through. With a token at hand, one
@@ -268,11 +268,11 @@ where
 }
 
 impl<S> OAuth<S> {
-    /// A request whose scope set got no slot: it fails, unless it brings its own
-    /// `Authorization`.
+    /// A request whose scope set got no slot (one with its own `Authorization` never
+    /// asks for one): it fails.
     #[cold]
     #[inline(never)]
-    fn no_slot<B, ResB>(&mut self, req: Request<B>, err: crate::Error) -> ResponseFuture<S, B, ResB>
+    fn no_slot<B, ResB>(err: crate::Error) -> ResponseFuture<S, B, ResB>
     where
         S: Service<Request<B>, Response = Response<ResB>>,
         B: ReplayableBody,
@@ -280,9 +280,6 @@ impl<S> OAuth<S> {
         ResB::Data: Send,
         ResB::Error: Send,
     {
-        if req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
         ResponseFuture::slow(std::future::ready(Err(err.into())))
     }
 

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::parse::{parse_redacting, too_large, MAX_TOKEN_RESPONSE_BYTES};
+use super::parse::{parse_redacting, redact, too_large, MAX_TOKEN_RESPONSE_BYTES};
 use crate::{
     credentials::ClientCredentials,
     error::{BoxError, Error, ErrorKind},
@@ -169,10 +169,8 @@ fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
     if !forms.iter().any(|f| shown.contains(f.as_str())) {
         return Error::with_source(ErrorKind::Transport, err);
     }
-    let mut text = err.to_string();
-    for form in &forms {
-        text = text.replace(form.as_str(), "<redacted>");
-    }
+    let forms: Vec<&str> = forms.iter().map(|f| f.as_str()).collect();
+    let text = redact(&err.to_string(), &forms).into_owned();
     Error::with_source(ErrorKind::Transport, text)
 }
 

@@ -9,7 +9,7 @@ use http::{header, HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::{
-    error::{shown_text, Error, ErrorKind},
+    error::{shown_text, Error, ErrorBuilder, ErrorKind},
     token::{AccessToken, Scope, Token},
 };
 
@@ -78,10 +78,7 @@ pub(crate) fn parse_redacting(
         return Err(match json.as_ref().and_then(oauth_error) {
             Some((code, detail)) => oauth_failure(status, code, detail, retry_after),
             None => {
-                let mut b = Error::builder(ErrorKind::HttpStatus)
-                    .status(status)
-                    .retryable(status_retryable(status))
-                    .retry_after(retry_after);
+                let mut b = status_error(status, retry_after);
                 if status.is_redirection() {
                     b = b.detail("redirects are not followed");
                 }
@@ -225,7 +222,7 @@ fn oauth_failure(
 const ERROR_TEXT: [&str; 5] = ["error", "error_description", "type", "detail", "title"];
 
 /// `text` with every occurrence of each of `secrets` replaced.
-fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
+pub(crate) fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
     let mut text = Cow::Borrowed(text);
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         if text.contains(secret) {
@@ -245,12 +242,18 @@ pub(crate) fn too_large(status: StatusCode, headers: &HeaderMap) -> Error {
             .detail(detail)
             .build();
     }
+    status_error(status, retry_after(headers))
+        .detail(detail)
+        .build()
+}
+
+/// An error status with no usable error document: retryable as the status says, with
+/// the pause `Retry-After` asked for.
+fn status_error(status: StatusCode, retry_after: Option<Duration>) -> ErrorBuilder {
     Error::builder(ErrorKind::HttpStatus)
         .status(status)
         .retryable(status_retryable(status))
-        .retry_after(retry_after(headers))
-        .detail(detail)
-        .build()
+        .retry_after(retry_after)
 }
 
 fn status_retryable(status: StatusCode) -> bool {
