@@ -712,8 +712,8 @@ async fn drive(
         attempt += 1;
         let started = Instant::now();
         slot.fetches.fetch_add(1, Ordering::Relaxed);
-        let request =
-            TokenRequest::new(slot.scope.clone(), reason).explicit(slot.core.explicit_scope);
+        let request = TokenRequest::new(slot.scope.clone(), reason)
+            .with_explicit_scope(slot.core.explicit_scope);
         // A fetcher that panics is a failed fetch like any other, backed off from and
         // cooled down after, not a cancelled flight that the next request restarts at once.
         let fetch = AssertUnwindSafe(slot.core.fetcher.clone().oneshot(request)).catch_unwind();

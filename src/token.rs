@@ -186,14 +186,25 @@ impl TokenRequest {
     /// `OAuthLayer::builder` sets too), and is to be asked for as it is: `None` is then no
     /// scope at all. `false` under the default policy of
     /// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher) and for requests
-    /// made with [`new`](Self::new): a fetcher may then put a default scope of its own in
+    /// made with [`new`](Self::new) (see [`with_explicit_scope`](Self::with_explicit_scope)):
+    /// a fetcher may then put a default scope of its own in
     /// place of `None`, as [`HttpFetcher`](crate::fetch::HttpFetcher) does with its
     /// credentials' scope.
     pub fn scope_is_explicit(&self) -> bool {
         self.explicit_scope
     }
 
-    pub(crate) fn explicit(mut self, explicit: bool) -> Self {
+    /// Sets whether the scope is [explicit](Self::scope_is_explicit), as the layer does
+    /// for the requests it makes; for testing a fetcher of your own with both kinds.
+    ///
+    /// ```
+    /// use tower_oauth::{FetchReason, Scope, TokenRequest};
+    ///
+    /// let none_at_all = TokenRequest::new(None, FetchReason::First).with_explicit_scope(true);
+    /// assert!(none_at_all.scope_is_explicit());
+    /// assert!(!TokenRequest::new(Some(Scope::new("read")), FetchReason::First).scope_is_explicit());
+    /// ```
+    pub fn with_explicit_scope(mut self, explicit: bool) -> Self {
         self.explicit_scope = explicit;
         self
     }

@@ -407,7 +407,7 @@ mod tests {
         ] {
             let sent = Forms::default();
             let request = TokenRequest::new(asked.map(crate::Scope::new), FetchReason::First)
-                .explicit(explicit);
+                .with_explicit_scope(explicit);
             HttpFetcher::new(canned(200, token.into(), sent.clone()), creds.clone())
                 .oneshot(request)
                 .await
