@@ -21,7 +21,12 @@ use std::{
 use arc_swap::ArcSwapOption;
 use futures_util::FutureExt;
 use http::HeaderValue;
-use tokio::{sync::watch, task::AbortHandle, time::Instant};
+use tokio::{
+    runtime::{self, Handle},
+    sync::watch,
+    task::AbortHandle,
+    time::Instant,
+};
 use tower::{util::BoxCloneSyncService, ServiceExt};
 use tracing::Instrument;
 
@@ -52,6 +57,17 @@ pub(crate) struct Config {
     pub(crate) replay_limit: Option<usize>,
     pub(crate) inspect_limit: usize,
     pub(crate) reissue_interval: Duration,
+}
+
+impl Config {
+    /// Longer than any fetch a request can wait for on a driven runtime: the last attempt
+    /// starts within the retry budget counted from when the first request waited, and
+    /// ends within `fetch_timeout`; a second is added for scheduling delays.
+    fn stranded_after(&self) -> Duration {
+        self.retry_budget
+            .saturating_add(self.fetch_timeout)
+            .saturating_add(Duration::from_secs(1))
+    }
 }
 
 impl Default for Config {
@@ -171,9 +187,27 @@ impl std::ops::Deref for Current {
 
 type Outcome = Option<Result<Arc<Cached>, Error>>;
 
+/// A fetch in flight: its outcome, and when and on which runtime its driver started.
+struct Flight {
+    rx: watch::Receiver<Outcome>,
+    started: Instant,
+    runtime: runtime::Id,
+}
+
+impl Flight {
+    /// Whether the driver runs on another runtime than the caller's. Such a runtime may
+    /// be kept but no longer driven (a current-thread runtime whose `block_on` returned),
+    /// and then its driver never ends, not even by its `fetch_timeout`, a timer of that
+    /// runtime: waiting for it needs a deadline of the caller's own. On the caller's
+    /// runtime it does not: the caller being polled shows that runtime is driven.
+    fn elsewhere(&self) -> bool {
+        Handle::try_current().map_or(true, |h| h.id() != self.runtime)
+    }
+}
+
 #[derive(Default)]
 struct State {
-    flight: Option<watch::Receiver<Outcome>>,
+    flight: Option<Flight>,
     /// After a failed fetch: until when requests get this error without a new fetch.
     cooldown: Option<(Instant, Error)>,
     last_error: Option<ErrorKind>,
@@ -202,6 +236,27 @@ impl State {
     fn end_flight(&mut self) {
         self.flight = None;
         self.waiting_since = None;
+    }
+
+    /// Ends a flight whose driver runs on another runtime and has outlasted anything a
+    /// driven runtime would take, so that the caller starts a new one on its own runtime.
+    /// Twice [`Config::stranded_after`] from its start: a renewal retries within the
+    /// budget while its token is in use, and again within the budget once the token runs
+    /// out. The old driver, if its runtime runs again, leaves the slot alone: a token it
+    /// gets is discarded, a failure sets no cooldown.
+    fn drop_stranded(&mut self, config: &Config) {
+        let Some(flight) = &self.flight else {
+            return;
+        };
+        if Instant::now() >= later(flight.started, config.stranded_after().saturating_mul(2))
+            && flight.elsewhere()
+        {
+            tracing::warn!(
+                "a token fetch running on another runtime has not ended in time; \
+                 fetching again here (was that runtime kept without being driven?)"
+            );
+            self.end_flight();
+        }
     }
 }
 
@@ -321,15 +376,16 @@ impl Slot {
 
     /// The slow path: waits for a usable token, fetching one if needed.
     pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Credential, Error> {
-        let rx = {
+        let (rx, elsewhere) = {
             let mut state = self.lock();
             let current = self.current.load();
             match current.as_deref() {
                 Some(c) if c.usable() => return self.credential(c),
                 _ => {}
             }
-            let rx = if let Some(rx) = &state.flight {
-                rx.clone()
+            state.drop_stranded(&self.core.config);
+            let rx = if let Some(flight) = &state.flight {
+                flight.rx.clone()
             } else {
                 if let Some(err) = state.cooling_down() {
                     return Err(err.clone());
@@ -346,10 +402,48 @@ impl Slot {
             if state.flight.is_some() {
                 state.waiting_since.get_or_insert_with(Instant::now);
             }
-            rx
+            let elsewhere = state.flight.as_ref().is_some_and(Flight::elsewhere);
+            (rx, elsewhere)
         };
-        let cached = wait(rx).await?;
+        let cached = self.wait(rx, elsewhere).await?;
         self.credential(&cached)
+    }
+
+    /// Waits for a flight's outcome; for a flight on another runtime, only as long as it
+    /// could take on a driven one: then it is given up on (the next request starts a new
+    /// one on its own runtime) and the caller gets a retryable [`ErrorKind::Timeout`].
+    async fn wait(
+        &self,
+        rx: watch::Receiver<Outcome>,
+        elsewhere: bool,
+    ) -> Result<Arc<Cached>, Error> {
+        if !elsewhere {
+            return wait(rx).await;
+        }
+        let deadline = later(Instant::now(), self.core.config.stranded_after());
+        match tokio::time::timeout_at(deadline, wait(rx.clone())).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let mut state = self.lock();
+                if state
+                    .flight
+                    .as_ref()
+                    .is_some_and(|f| f.rx.same_channel(&rx))
+                {
+                    tracing::warn!(
+                        "a token fetch running on another runtime has not ended in time; \
+                         giving up on it (was that runtime kept without being driven?)"
+                    );
+                    state.end_flight();
+                }
+                Err(Error::builder(ErrorKind::Timeout)
+                    .detail(
+                        "the token fetch, running on another runtime, did not end in time \
+                         (is that runtime still driven?)",
+                    )
+                    .build())
+            }
+        }
     }
 
     fn credential(&self, cached: &Cached) -> Result<Credential, Error> {
@@ -403,6 +497,7 @@ impl Slot {
     /// should try again.
     pub(crate) fn renew_in_background(self: &Arc<Self>, reason: FetchReason) -> bool {
         let mut state = self.lock();
+        state.drop_stranded(&self.core.config);
         if state.flight.is_some() {
             return true;
         }
@@ -435,7 +530,7 @@ impl Slot {
         {
             return true;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Ok(runtime) = Handle::try_current() else {
             return false;
         };
         // The retry holds the slot weakly: a layer dropped meanwhile is not kept fetching.
@@ -470,6 +565,7 @@ impl Slot {
         let still_needed = current
             .as_deref()
             .is_some_and(|c| c.generation == generation && c.usable());
+        state.drop_stranded(&self.core.config);
         if !still_needed || state.flight.is_some() {
             return;
         }
@@ -486,14 +582,16 @@ impl Slot {
     /// Fetches a new token now (joining a fetch in flight) and waits for it; like a
     /// request, fails when strict scope checking refuses it.
     pub(crate) async fn force(self: Arc<Self>) -> Result<(), Error> {
-        let rx = {
+        let (rx, elsewhere) = {
             let mut state = self.lock();
-            match &state.flight {
-                Some(rx) => rx.clone(),
+            state.drop_stranded(&self.core.config);
+            let rx = match &state.flight {
+                Some(flight) => flight.rx.clone(),
                 None => self.start_flight(&mut state, FetchReason::Forced),
-            }
+            };
+            (rx, state.flight.as_ref().is_some_and(Flight::elsewhere))
         };
-        let cached = wait(rx).await?;
+        let cached = self.wait(rx, elsewhere).await?;
         self.credential(&cached).map(drop)
     }
 
@@ -545,15 +643,19 @@ impl Slot {
         attempt: u32,
     ) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
-        state.flight = Some(rx.clone());
         state.cooldown = None;
         let span = tracing::info_span!(
             "oauth.fetch",
             scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
             reason = reason.as_str()
         );
-        match tokio::runtime::Handle::try_current() {
+        match Handle::try_current() {
             Ok(handle) => {
+                state.flight = Some(Flight {
+                    rx: rx.clone(),
+                    started: Instant::now(),
+                    runtime: handle.id(),
+                });
                 handle.spawn(drive(self.clone(), reason, attempt, tx).instrument(span));
             }
             Err(_) => {
@@ -697,7 +799,7 @@ async fn drive(
     first_attempt: u32,
     tx: watch::Sender<Outcome>,
 ) {
-    let _guard = FlightGuard {
+    let guard = FlightGuard {
         slot: slot.clone(),
         rx: tx.subscribe(),
     };
@@ -733,6 +835,12 @@ async fn drive(
                 tracing::info!(attempt, elapsed_ms, outcome = "ok", "token fetched");
                 {
                     let mut state = slot.lock();
+                    if !guard.owns(&state) {
+                        // Given up on as stranded: the flight that replaced it owns the
+                        // slot, and this token's timers would run where this did.
+                        tracing::info!("token from a fetch given up on discarded");
+                        return;
+                    }
                     slot.current.store(Some(cached.clone()));
                     state.end_flight();
                     state.cooldown = None;
@@ -768,7 +876,7 @@ async fn drive(
                 tokio::time::sleep(delay).await;
                 continue;
             }
-            renewal_failed(&slot, reason, attempt, delay, err, &tx);
+            renewal_failed(&guard, reason, attempt, delay, err, &tx);
             return;
         }
         // Requests that joined a renewal the token ran out during have waited since they
@@ -787,8 +895,10 @@ async fn drive(
         let cooldown = pause_after(config, &err, delay);
         {
             let mut state = slot.lock();
-            state.end_flight();
-            state.cooldown = Some((later(Instant::now(), cooldown), err.clone()));
+            if guard.owns(&state) {
+                state.end_flight();
+                state.cooldown = Some((later(Instant::now(), cooldown), err.clone()));
+            }
         }
         let _ = tx.send(Some(Err(err)));
         return;
@@ -811,13 +921,14 @@ async fn drive(
 /// failure is not retried in the background; the next fetch is made when a request
 /// needs a token.
 fn renewal_failed(
-    slot: &Arc<Slot>,
+    flight: &FlightGuard,
     reason: FetchReason,
     attempt: u32,
     delay: Duration,
     err: Error,
     tx: &watch::Sender<Outcome>,
 ) {
+    let slot = &flight.slot;
     let retryable = err.is_retryable();
     let pause = pause_after(&slot.core.config, &err, delay);
     if retryable {
@@ -830,8 +941,9 @@ fn renewal_failed(
             "renewal failed and retrying cannot help; current token kept until it expires"
         );
     }
-    {
-        let mut state = slot.lock();
+    // A flight given up on as stranded leaves the slot to the flight that replaced it.
+    let mut state = slot.lock();
+    if flight.owns(&state) {
         state.end_flight();
         let now = Instant::now();
         if !retryable || err.retry_after().is_some() {
@@ -850,6 +962,7 @@ fn renewal_failed(
             );
         }
     }
+    drop(state);
     let _ = tx.send(Some(Err(err)));
 }
 
@@ -862,14 +975,21 @@ struct FlightGuard {
     rx: watch::Receiver<Outcome>,
 }
 
+impl FlightGuard {
+    /// Whether the slot's flight is still this driver's: not given up on as stranded
+    /// (see [`State::drop_stranded`]) and replaced.
+    fn owns(&self, state: &State) -> bool {
+        state
+            .flight
+            .as_ref()
+            .is_some_and(|f| f.rx.same_channel(&self.rx))
+    }
+}
+
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         let mut state = self.slot.lock();
-        if state
-            .flight
-            .as_ref()
-            .is_some_and(|rx| rx.same_channel(&self.rx))
-        {
+        if self.owns(&state) {
             state.end_flight();
         }
     }

@@ -72,9 +72,14 @@
 //!   it shuts down while the layer lives on, the token counts as expired and the next
 //!   request, on whatever runtime, fetches a new one. A runtime that is kept but no
 //!   longer driven (a current-thread runtime whose `block_on` has returned) runs no
-//!   timers and no tasks: the token would stay fresh past its expiry, and a fetch it was
-//!   running would never end (its `fetch_timeout` is a timer too), holding every request
-//!   that waits for it, on any runtime. So fetch on a runtime that keeps running.
+//!   timers and no tasks. A fetch it was running never ends (its `fetch_timeout` is one
+//!   of its timers): a request on another runtime waits for such a fetch no longer than
+//!   a fetch can take on a driven one (`retry_budget` plus `fetch_timeout`, plus a
+//!   second), then gets a retryable [`Timeout`](ErrorKind::Timeout) error, and the next
+//!   request fetches on its own runtime (at once, for a fetch stranded twice that long);
+//!   the stranded fetch's token, if that runtime runs again, is discarded. A token whose
+//!   timers it runs stays fresh past its expiry until the API rejects it (then it is
+//!   re-issued as below). So fetch on a runtime that keeps running.
 //!
 //! Lifetimes count from when the token request was sent; a token already expired when
 //! it arrives (the answer took longer than its lifetime, less the margin) is never

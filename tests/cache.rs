@@ -497,6 +497,111 @@ fn a_fetch_cut_off_by_its_runtime_shutting_down_is_started_again_on_the_next_req
     assert_eq!(fetcher.calls(), 2);
 }
 
+/// A layer whose first fetch, taking `SEC / 5` of tokio time, is started on a runtime
+/// that is then kept but no longer driven, so that it never ends; later fetches answer
+/// at once. A request on a driven runtime can wait for a fetch for at most the retry
+/// budget plus the fetch timeout: 1.3 s with the second the layer allows for
+/// scheduling.
+fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime) {
+    let fetcher = Fetcher::script(vec![
+        Step::Token {
+            lifetime: Some(3600 * SEC),
+            delay: SEC / 5,
+        },
+        Step::Token {
+            lifetime: Some(3600 * SEC),
+            delay: Duration::ZERO,
+        },
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .fetch_timeout(SEC / 5)
+        .retry_budget(SEC / 10)
+        .build();
+    let kept = runtime();
+    let waited = kept.block_on(async {
+        let svc = layer.layer(Echo::default());
+        tokio::time::timeout(SEC / 50, svc.oneshot(get("/x"))).await
+    });
+    assert!(waited.is_err(), "block_on returns before the fetch ends");
+    assert!(layer.handle().state()[0].fetching);
+    (fetcher, layer, kept)
+}
+
+#[test]
+fn a_fetch_stranded_on_a_runtime_no_longer_driven_is_given_up_on_by_a_request_elsewhere() {
+    let (fetcher, layer, kept) = stranded_first_fetch();
+    let other = runtime();
+    let (err, waited) = other.block_on(async {
+        let started = tokio::time::Instant::now();
+        let waited = tokio::time::timeout(10 * SEC, layer.handle().warm_up())
+            .await
+            .expect("bounded by the layer, not a hang");
+        (waited.unwrap_err(), started.elapsed())
+    });
+    assert_eq!(err.kind(), tower_oauth::ErrorKind::Timeout, "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("another runtime"), "{err}");
+    assert!(
+        waited >= SEC / 5 + SEC / 10 + SEC,
+        "not given up on early: {waited:?}"
+    );
+    assert!(
+        !layer.handle().state()[0].fetching,
+        "the stranded fetch is let go of"
+    );
+    // The next request fetches on its own runtime.
+    assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
+    // The kept runtime runs again: its fetch ends, and its token is discarded, not
+    // installed over the one in use (its timers would run on the runtime that stalled).
+    kept.block_on(async { tokio::time::sleep(SEC / 2).await });
+    assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
+}
+
+#[test]
+fn a_request_after_a_fetch_was_stranded_long_enough_fetches_again_without_waiting_for_it() {
+    let (fetcher, layer, _kept) = stranded_first_fetch();
+    // Twice the longest wait: however it was retrying, a fetch on a driven runtime would
+    // have ended.
+    std::thread::sleep(2 * (SEC / 5 + SEC / 10 + SEC) + SEC / 10);
+    let other = runtime();
+    // It does not join the stranded fetch (that would end in a timeout error).
+    let warmed = other.block_on(async {
+        tokio::time::timeout(10 * SEC, layer.handle().warm_up())
+            .await
+            .expect("bounded by the layer, not a hang")
+    });
+    assert!(warmed.is_ok(), "{warmed:?}");
+    assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
+}
+
+#[test]
+fn a_request_elsewhere_gets_the_token_of_a_fetch_on_a_runtime_that_is_driven() {
+    let fetcher = Fetcher::script(vec![Step::Token {
+        lifetime: Some(3600 * SEC),
+        delay: SEC / 5,
+    }]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .fetch_timeout(SEC)
+        .build();
+    let driven = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let first = driven.spawn(async move { handle.warm_up().await });
+    while !layer.handle().state()[0].fetching {
+        std::thread::yield_now();
+    }
+    // Joins the fetch running on the other runtime, and gets its token.
+    assert_eq!(sent_on(&runtime(), &layer).as_deref(), Some("Bearer tok-1"));
+    driven.block_on(first).unwrap().unwrap();
+    assert_eq!(fetcher.calls(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_token_shorter_than_twice_renew_ahead_is_renewed_at_half_its_life() {
     // The default `renew_ahead` (60 s) is more than half of a 100 s lifetime: renewal is
