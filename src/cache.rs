@@ -794,16 +794,17 @@ impl Drop for ExpireOnDrop {
 
 /// The fetch driver: retries within the budget, installs the token, tells the waiters.
 async fn drive(
-    slot: Arc<Slot>,
+    mut slot: Arc<Slot>,
     reason: FetchReason,
     first_attempt: u32,
     tx: watch::Sender<Outcome>,
 ) {
     let guard = FlightGuard {
-        slot: slot.clone(),
+        slot: Arc::downgrade(&slot),
         rx: tx.subscribe(),
     };
-    let config = &slot.core.config;
+    let core = slot.core.clone();
+    let config = &core.config;
     let mut attempt = first_attempt.saturating_sub(1);
     // When requests started waiting (no usable token); the retry budget counts from there.
     // Set at the start when there is no usable token, else from the slot's record of the
@@ -873,10 +874,13 @@ async fn drive(
                     delay_ms = delay.as_millis() as u64,
                     "backing off before retrying the token fetch"
                 );
-                tokio::time::sleep(delay).await;
+                slot = match back_off(slot, delay).await {
+                    Some(slot) => slot,
+                    None => return,
+                };
                 continue;
             }
-            renewal_failed(&guard, reason, attempt, delay, err, &tx);
+            renewal_failed(&slot, &guard, reason, attempt, delay, err, &tx);
             return;
         }
         // Requests that joined a renewal the token ran out during have waited since they
@@ -887,7 +891,10 @@ async fn drive(
                 delay_ms = delay.as_millis() as u64,
                 "backing off before retrying the token fetch"
             );
-            tokio::time::sleep(delay).await;
+            slot = match back_off(slot, delay).await {
+                Some(slot) => slot,
+                None => return,
+            };
             continue;
         }
         // Give up: everyone waiting gets the error, and so does everyone arriving during
@@ -921,6 +928,7 @@ async fn drive(
 /// failure is not retried in the background; the next fetch is made when a request
 /// needs a token.
 fn renewal_failed(
+    slot: &Arc<Slot>,
     flight: &FlightGuard,
     reason: FetchReason,
     attempt: u32,
@@ -928,7 +936,6 @@ fn renewal_failed(
     err: Error,
     tx: &watch::Sender<Outcome>,
 ) {
-    let slot = &flight.slot;
     let retryable = err.is_retryable();
     let pause = pause_after(&slot.core.config, &err, delay);
     if retryable {
@@ -971,7 +978,7 @@ fn renewal_failed(
 /// starts a new fetch instead of waiting on one that no longer exists. Its waiters see the
 /// sender dropped and get [`ErrorKind::Cancelled`].
 struct FlightGuard {
-    slot: Arc<Slot>,
+    slot: Weak<Slot>,
     rx: watch::Receiver<Outcome>,
 }
 
@@ -988,11 +995,28 @@ impl FlightGuard {
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        let mut state = self.slot.lock();
+        let Some(slot) = self.slot.upgrade() else {
+            return;
+        };
+        let mut state = slot.lock();
         if self.owns(&state) {
             state.end_flight();
         }
     }
+}
+
+/// Sleeps out a backoff delay holding the slot only weakly, so that a layer dropped
+/// meanwhile (with every service and handle: nobody left to want a token) is not kept
+/// fetching for the rest of the retry budget; `None` when it was.
+async fn back_off(slot: Arc<Slot>, delay: Duration) -> Option<Arc<Slot>> {
+    let weak = Arc::downgrade(&slot);
+    drop(slot);
+    tokio::time::sleep(delay).await;
+    let slot = weak.upgrade();
+    if slot.is_none() {
+        tracing::debug!("token fetch given up: its layer is gone");
+    }
+    slot
 }
 
 /// How long to wait after a failed fetch before the next: the backoff delay, and at least

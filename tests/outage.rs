@@ -627,3 +627,64 @@ async fn a_zero_backoff_still_waits_between_attempts() {
     let calls = fetcher.calls();
     assert!((2..=31).contains(&calls), "{calls} attempts in 300 ms");
 }
+
+/// How many tasks are alive on the current runtime.
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_retrying_for_a_dropped_layer_stops() {
+    // A budget of an hour; the request that waited gives up after a second.
+    let fetcher = Fetcher::script(vec![Step::Fail(unavailable(None), Duration::ZERO)]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .retry_budget(3600 * SEC)
+        .build();
+    let mut svc = layer.layer(Echo::default());
+    let waited = tokio::time::timeout(SEC, send(&mut svc, get("/x"))).await;
+    assert!(waited.is_err(), "still retrying");
+    assert_eq!(alive_tasks(), 1, "the fetch's driver");
+    drop((layer, svc));
+    // Its backoff (at most `max_backoff`, 2 s) ends and it finds nobody left.
+    advance(3 * SEC).await;
+    let calls = fetcher.calls();
+    for _ in 0..60 {
+        advance(SEC).await;
+    }
+    assert_eq!(fetcher.calls(), calls, "no fetch for a layer that is gone");
+    assert_eq!(alive_tasks(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_retrying_for_a_dropped_layer_stops() {
+    let fetcher = Fetcher::script(vec![
+        token_for(7200 * SEC),
+        Step::Fail(unavailable(None), Duration::ZERO),
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .retry_budget(3600 * SEC)
+        .build();
+    let mut svc = layer.layer(Echo::default());
+    send(&mut svc, get("/x")).await.unwrap();
+    // Renewal due 60 s before expiry: this request starts it, and it keeps failing.
+    advance(7145 * SEC).await;
+    send(&mut svc, get("/x")).await.unwrap();
+    for _ in 0..10 {
+        advance(SEC / 10).await;
+    }
+    assert!(fetcher.calls() > 2, "the renewal is retrying");
+    drop((layer, svc));
+    advance(3 * SEC).await;
+    let calls = fetcher.calls();
+    for _ in 0..60 {
+        advance(SEC).await;
+    }
+    assert_eq!(
+        fetcher.calls(),
+        calls,
+        "no renewal for a layer that is gone"
+    );
+    assert_eq!(alive_tasks(), 0);
+}
