@@ -47,8 +47,30 @@ use crate::replay::{BodyCopy, COPY_BODY_MAX};
 
 /// A request body the layer knows how to replay.
 ///
-/// Implemented for the common body types; for another type, convert it to one of them
-/// (`BoxBody::new(body)`) before the layer.
+/// Implemented for [`Full<Bytes>`], [`Empty<Bytes>`], [`String`], and for
+/// [`BoxBody<Bytes, E>`] and [`UnsyncBoxBody<Bytes, E>`] whose error type can hold a
+/// [`ReplayError`] (`E: From<ReplayError>`, as `BoxError` is): a recorded body reports
+/// through it that it was cut off or outgrew the limit. For another body type, or a boxed
+/// body whose error cannot (`BoxBody<Bytes, Infallible>`, what `Full::new(b).boxed()`
+/// makes), box it with such an error before the layer, and use a client of that body
+/// type:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{combinators::BoxBody, BodyExt, Full};
+/// use tower_oauth::BoxError;
+///
+/// let body: BoxBody<Bytes, BoxError> = Full::new(Bytes::from("{}")).map_err(BoxError::from).boxed();
+/// ```
+///
+/// hyper's `Incoming` is accepted as it is but never replayed (it cannot be rebuilt);
+/// boxed like this, it is recorded and replayed like any streaming body. With the `tonic`
+/// feature, `tonic::body::Body` is replayable too.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request body the OAuth layer can replay",
+    note = "use `Full<Bytes>`, `Empty<Bytes>`, `String`, or a `BoxBody<Bytes, E>` whose error \
+            `E` implements `From<ReplayError>` (`body.map_err(BoxError::from).boxed()`)"
+)]
 pub trait ReplayableBody: Body + Sized {
     /// What is kept to rebuild the body.
     type Replay: Send + 'static;

@@ -185,18 +185,10 @@ where
     ResB::Data: Send,
     ResB::Error: Send,
 {
-    // `inner` is a clone not yet polled ready (see `OAuth::call`): readiness is awaited
-    // once there is a token, and the token checked again once the service is ready (it
-    // may have been rejected meanwhile; what readiness reserved is then let go of while
-    // the next one is fetched).
-    let cred = loop {
-        slot.acquire().await?;
-        inner.ready().await.map_err(Into::into)?;
-        if let Some(cred) = slot.fast() {
-            break cred;
-        }
-        inner = inner.clone();
-    };
+    // `inner` is the instance the caller polled ready, holding what that reserved (see
+    // `OAuth::call`). The token endpoint must not need it: a fetcher over a client that
+    // shares a concurrency limit or buffer with this service needs capacity of its own.
+    let cred = slot.acquire().await?;
     ctx.generation = cred.generation;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
     if let Some(limit) = slot.core.config.replay_limit {

@@ -117,6 +117,20 @@
 //! too, keep a service for the application and call a clone of it per request
 //! (`svc.clone().oneshot(req)`).
 //!
+//! # Readiness and capacity
+//!
+//! `poll_ready` is the inner service's. What it reserves (a concurrency permit, a buffer
+//! slot) goes with the request the caller then sends, as it would without the layer: a
+//! request that finds no usable token holds it while it waits for one. So the token
+//! fetcher must not need that capacity. Give [`HttpFetcher`](fetch::HttpFetcher) a client
+//! of its own, not one behind the concurrency limit or buffer of the service the layer
+//! wraps (the built-in client of `OAuthLayer::new` is its own): otherwise requests waiting
+//! for a token can hold every permit the fetch needs, and it fails with a
+//! [`Timeout`](ErrorKind::Timeout) after `fetch_timeout`. A replay is sent on a clone of
+//! the service, polled ready anew: it needs a permit of its own (the rejected request has
+//! given its back by then), so with a limit of one, a caller that keeps its service polled
+//! ready for its next request holds the replay back until it sends that request.
+//!
 //! # Body replay limits
 //!
 //! Buffered bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`) are kept for a replay: a
@@ -127,8 +141,12 @@
 //! they are sent, up to `replay_limit` (64 KiB), until the response comes back: a body
 //! that goes on sending after that keeps no copy. A body that had sent more than the
 //! limit when the rejection arrived, or whose size hint says it will, is not
-//! replayed: the token is still renewed and the caller gets the original 401. See
-//! [`body`].
+//! replayed: the token is still renewed and the caller gets the original 401. A boxed
+//! body's error type must be able to hold a [`body::ReplayError`] (`BoxError` can;
+//! `Infallible`, what `Full::new(b).boxed()` has, cannot): box such a body as
+//! `body.map_err(BoxError::from).boxed()` and use a client of that body type. hyper's
+//! `Incoming` (a proxy forwarding a request as it came) is accepted but never replayed;
+//! boxed that way, it is. See [`body`].
 //!
 //! # Errors and retry
 //!

@@ -241,17 +241,17 @@ where
             return ResponseFuture::passthrough(self.inner.call(req));
         }
         let Some(cred) = cred else {
-            // Cold: wait for a token. What the instance polled ready reserved (a
-            // concurrency permit, a buffer slot) is let go of now rather than held across
-            // the wait, which may need it: a fetcher over the same limited client. The
-            // request goes to a clone made ready once the token is there.
+            // Cold: wait for a token. The instance polled ready goes with the request,
+            // with what readiness reserved for it (a concurrency permit, a buffer slot):
+            // the caller's reservation, for this request, not for a later one. This
+            // service keeps a clone, to be polled ready for the next.
             let clone = self.inner.clone();
-            drop(mem::replace(&mut self.inner, clone));
+            let ready = mem::replace(&mut self.inner, clone);
             let slot_ref = self.home.shared.slots.get(slot).expect("resolved above");
             return ResponseFuture::slow(future::call_after_token(
                 slot_ref,
                 self.ctx(slot, 0),
-                self.inner.clone(),
+                ready,
                 req,
             ));
         };

@@ -647,18 +647,81 @@ fn invalid_client() -> Error {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_fetcher_sharing_the_inner_concurrency_limit_gets_its_permit_while_requests_wait() {
-    // One client limited to N requests at a time, for the API and the token endpoint
-    // alike: requests waiting for the first token must not hold the permits the fetch
-    // needs.
-    for limit in [1, 4] {
+async fn a_request_waiting_for_its_token_keeps_the_permit_its_caller_reserved() {
+    // What `poll_ready` reserved is the caller's, for the request it then sends: it goes
+    // with that request while it waits for the first token, as it does with a token at
+    // hand. (Were it let go of, the caller's next `poll_ready` would take it and the
+    // request, needing a permit again, could never be sent.)
+    for warm in [false, true] {
+        let layer = OAuthLayer::with_fetcher(fetcher(Duration::from_millis(100))).build();
+        if warm {
+            layer.handle().warm_up().await.unwrap();
+        }
+        let mut svc = ServiceBuilder::new()
+            .layer(layer)
+            .concurrency_limit(1)
+            .service(Echo::default());
+        type Req = Request<Full<Bytes>>;
+        std::future::poll_fn(|cx| Service::<Req>::poll_ready(&mut svc, cx))
+            .await
+            .unwrap();
+        let first = svc.call(get("/1"));
+        let again =
+            std::future::poll_fn(|cx| Poll::Ready(Service::<Req>::poll_ready(&mut svc, cx))).await;
+        assert!(
+            again.is_pending(),
+            "the only permit went with the request (warm {warm})"
+        );
+        let res = guard(first).await.unwrap();
+        assert_eq!(seen(&res), Some("Bearer tok-1"), "warm {warm}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_waits_for_capacity_before_taking_a_job_is_answered_from_a_cold_start() {
+    // A common backpressure loop: ready, then take the next job, then send it. The
+    // producer sends each job after the previous one is answered.
+    let layer = OAuthLayer::with_fetcher(fetcher(Duration::from_millis(100))).build();
+    let mut svc = ServiceBuilder::new()
+        .layer(layer)
+        .concurrency_limit(1)
+        .service(Echo::default());
+    let (jobs_tx, mut jobs) = tokio::sync::mpsc::channel::<Request<Full<Bytes>>>(1);
+    let (done_tx, mut done) = tokio::sync::mpsc::channel(4);
+    let worker = tokio::spawn(async move {
+        while ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+            .await
+            .is_ok()
+        {
+            let Some(job) = jobs.recv().await else { return };
+            let answer = svc.call(job);
+            let done_tx = done_tx.clone();
+            tokio::spawn(async move {
+                let _ = done_tx.send(answer.await.map(|r| r.status())).await;
+            });
+        }
+    });
+    for i in 0..3 {
+        jobs_tx.send(get(&format!("/{i}"))).await.unwrap();
+        let answer = guard(done.recv()).await.expect("the worker lives");
+        assert_eq!(answer.unwrap(), StatusCode::OK, "job {i}");
+    }
+    worker.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetcher_needing_the_only_permit_a_waiting_request_holds_fails_with_a_fetch_timeout() {
+    // Documented: the token fetcher must not need capacity of the service the layer wraps
+    // (a client behind the same concurrency limit). Here it needs the only permit, which
+    // the request waiting for the token holds: the fetch times out, a typed error, not a
+    // hang; with a permit to spare it works.
+    for (limit, works) in [(1, false), (2, true)] {
         let permits = Arc::new(tokio::sync::Semaphore::new(limit));
         let fetch_permits = permits.clone();
         let fetcher = tower::service_fn(move |_: tower_oauth::TokenRequest| {
             let permits = fetch_permits.clone();
             async move {
                 let _permit = permits.acquire_owned().await?;
-                tokio::time::sleep(Duration::from_millis(10)).await;
                 Ok::<_, BoxError>(tower_oauth::Token::new(
                     "tok-1",
                     Some(Duration::from_secs(3600)),
@@ -666,13 +729,23 @@ async fn a_fetcher_sharing_the_inner_concurrency_limit_gets_its_permit_while_req
             }
         });
         let svc = ServiceBuilder::new()
-            .layer(OAuthLayer::with_fetcher(fetcher).build())
+            .layer(
+                OAuthLayer::with_fetcher(fetcher)
+                    .fetch_timeout(Duration::from_secs(2))
+                    .build(),
+            )
             .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
                 permits,
             ))
             .service(Echo::default());
-        for res in guard(send_concurrently(svc, 2 * limit)).await {
-            assert_eq!(seen(&res), Some("Bearer tok-1"), "limit {limit}");
+        let result = guard(svc.oneshot(get("/x"))).await;
+        match (result, works) {
+            (Ok(res), true) => assert_eq!(seen(&res), Some("Bearer tok-1")),
+            (Err(err), false) => {
+                let err = err.downcast_ref::<Error>().expect("a token error");
+                assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+            }
+            (other, _) => panic!("limit {limit}: {:?}", other.map(|r| r.status())),
         }
     }
 }

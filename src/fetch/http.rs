@@ -59,6 +59,11 @@ impl<C> fmt::Debug for HttpFetcher<C> {
 
 impl<C> HttpFetcher<C> {
     /// A fetcher over an HTTP client service the application already has.
+    ///
+    /// Not one behind the concurrency limit or buffer of the service the layer wraps:
+    /// requests waiting for a token hold what the service's readiness reserved, which
+    /// the fetch would then wait for (see [Readiness and
+    /// capacity](crate#readiness-and-capacity)).
     pub fn new(client: C, creds: ClientCredentials) -> Self {
         Self {
             client,
