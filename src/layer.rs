@@ -138,6 +138,27 @@ where
 }
 
 /// Settings of an [`OAuthLayer`].
+///
+/// A clone has the same settings and fetcher; each layer built from either has tokens of
+/// its own.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::service_fn;
+/// use tower_oauth::{BoxError, OAuthLayer, Token, TokenRequest};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let fetcher = service_fn(|_: TokenRequest| async {
+///     Ok::<_, BoxError>(Token::new("tok", Some(Duration::from_secs(3600))))
+/// });
+/// let builder = OAuthLayer::with_fetcher(fetcher).fetch_timeout(Duration::from_secs(3));
+/// let (one, other) = (builder.clone().build(), builder.build());
+/// one.handle().warm_up().await.unwrap();
+/// assert_eq!((one.handle().fetches(), other.handle().fetches()), (1, 0));
+/// # }
+/// ```
+#[derive(Clone)]
 pub struct Builder {
     fetcher: crate::cache::BoxFetcher,
     policy: ScopePolicy,
