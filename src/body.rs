@@ -1283,6 +1283,44 @@ mod tests {
         assert!(poll(&mut replay, waker).is_pending());
     }
 
+    #[test]
+    fn frames_kept_for_a_first_body_behind_go_when_its_replay_reads_past_the_limit() {
+        let gate = Gate::default();
+        let mut first = gate.body();
+        let mut replay = Boxed::replay(first.prepare(15).unwrap()).unwrap();
+        let waker = Waker::noop();
+        let (data, kept_dropped) = tracked(10);
+        gate.send(data);
+        assert!(poll(&mut replay, waker).is_ready());
+        assert!(
+            !is_dropped(&kept_dropped),
+            "the first body has yet to read it"
+        );
+        // The replay reads on past the limit: the first body behind is cut off, and what
+        // was kept for it goes.
+        gate.send(Bytes::from_static(b"0123456789"));
+        assert!(poll(&mut replay, waker).is_ready());
+        assert!(is_dropped(&kept_dropped), "nothing kept past the limit");
+        drop(first);
+    }
+
+    #[tokio::test]
+    async fn what_both_bodies_have_read_no_longer_counts_against_the_first_bodys_lead() {
+        let (body, whole) = chunks(10);
+        let mut first = body;
+        let mut replay = Boxed::replay(first.prepare(9).unwrap()).unwrap();
+        // Level, past the limit: each frame is let go of once both have read it.
+        for frame in whole[..9].chunks(3) {
+            assert_eq!(read_n(&mut first, 1).await, frame);
+            assert_eq!(read_n(&mut replay, 1).await, frame);
+        }
+        // Then leading by the limit (9 bytes) and a frame, and no more.
+        assert_eq!(read_n(&mut first, 4).await, whole[9..21]);
+        let err = first.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.downcast::<ReplayError>().unwrap().0, Lost::Superseded);
+        assert_eq!(read_all(replay).await.0, whole[9..]);
+    }
+
     #[tokio::test]
     async fn empty_and_unsync_boxed_bodies_are_replayed() {
         let mut empty = Empty::<Bytes>::new();
