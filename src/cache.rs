@@ -243,7 +243,8 @@ impl State {
     /// Twice [`Config::stranded_after`] from its start: a renewal retries within the
     /// budget while its token is in use, and again within the budget once the token runs
     /// out. The old driver, if its runtime runs again, leaves the slot alone: a token it
-    /// gets is discarded, a failure sets no cooldown.
+    /// gets is not installed (only requests still waiting on it get it), a failure sets no
+    /// cooldown.
     fn drop_stranded(&mut self, config: &Config) {
         let Some(flight) = &self.flight else {
             return;
@@ -838,8 +839,12 @@ async fn drive(
                     let mut state = slot.lock();
                     if !guard.owns(&state) {
                         // Given up on as stranded: the flight that replaced it owns the
-                        // slot, and this token's timers would run where this did.
-                        tracing::info!("token from a fetch given up on discarded");
+                        // slot, and this token's timers would run where this did. Not
+                        // installed; requests still waiting on this flight (on its own
+                        // runtime) get it for their one send.
+                        tracing::info!("token from a fetch given up on not installed");
+                        drop(state);
+                        let _ = tx.send(Some(Ok(cached)));
                         return;
                     }
                     slot.current.store(Some(cached.clone()));

@@ -77,7 +77,7 @@
 //!   a fetch can take on a driven one (`retry_budget` plus `fetch_timeout`, plus a
 //!   second), then gets a retryable [`Timeout`](ErrorKind::Timeout) error, and the next
 //!   request fetches on its own runtime (at once, for a fetch stranded twice that long);
-//!   the stranded fetch's token, if that runtime runs again, is discarded. A token whose
+//!   the stranded fetch's token, if that runtime runs again, is not installed. A token whose
 //!   timers it runs stays fresh past its expiry until the API rejects it (then it is
 //!   re-issued as below). So fetch on a runtime that keeps running.
 //!
