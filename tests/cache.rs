@@ -502,7 +502,7 @@ fn a_fetch_cut_off_by_its_runtime_shutting_down_is_started_again_on_the_next_req
 /// at once. A request on a driven runtime can wait for a fetch for at most the retry
 /// budget plus the fetch timeout: 1.3 s with the second the layer allows for
 /// scheduling.
-fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime) {
+fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime, Waiting) {
     let fetcher = Fetcher::script(vec![
         Step::Token {
             lifetime: Some(3600 * SEC),
@@ -518,18 +518,30 @@ fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime) {
         .retry_budget(SEC / 10)
         .build();
     let kept = runtime();
-    let waited = kept.block_on(async {
-        let svc = layer.layer(Echo::default());
-        tokio::time::timeout(SEC / 50, svc.oneshot(get("/x"))).await
+    let waiting = kept.block_on(async {
+        let mut svc = layer.layer(Echo::default());
+        let waiting = tokio::spawn(async move {
+            send(&mut svc, get("/x"))
+                .await
+                .map(|r| seen(&r).map(str::to_owned))
+        });
+        tokio::time::sleep(SEC / 50).await;
+        waiting
     });
-    assert!(waited.is_err(), "block_on returns before the fetch ends");
+    assert!(
+        !waiting.is_finished(),
+        "block_on returns before the fetch ends"
+    );
     assert!(layer.handle().state()[0].fetching);
-    (fetcher, layer, kept)
+    (fetcher, layer, kept, waiting)
 }
+
+/// A request left waiting on a runtime that is no longer driven.
+type Waiting = tokio::task::JoinHandle<Result<Option<String>, tower_oauth::BoxError>>;
 
 #[test]
 fn a_fetch_stranded_on_a_runtime_no_longer_driven_is_given_up_on_by_a_request_elsewhere() {
-    let (fetcher, layer, kept) = stranded_first_fetch();
+    let (fetcher, layer, kept, waiting) = stranded_first_fetch();
     let other = runtime();
     let (err, waited) = other.block_on(async {
         let started = tokio::time::Instant::now();
@@ -552,16 +564,18 @@ fn a_fetch_stranded_on_a_runtime_no_longer_driven_is_given_up_on_by_a_request_el
     // The next request fetches on its own runtime.
     assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
-    // The kept runtime runs again: its fetch ends, and its token is discarded, not
-    // installed over the one in use (its timers would run on the runtime that stalled).
-    kept.block_on(async { tokio::time::sleep(SEC / 2).await });
+    // The kept runtime runs again: its fetch ends; the request waiting on it there gets
+    // its token, which is not installed over the one in use (its timers would run on
+    // the runtime that stalled).
+    let sent = kept.block_on(async { waiting.await.unwrap().unwrap() });
+    assert_eq!(sent.as_deref(), Some("Bearer tok-1"));
     assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
 }
 
 #[test]
 fn a_request_after_a_fetch_was_stranded_long_enough_fetches_again_without_waiting_for_it() {
-    let (fetcher, layer, _kept) = stranded_first_fetch();
+    let (fetcher, layer, _kept, _waiting) = stranded_first_fetch();
     // Twice the longest wait: however it was retrying, a fetch on a driven runtime would
     // have ended.
     std::thread::sleep(2 * (SEC / 5 + SEC / 10 + SEC) + SEC / 10);
