@@ -39,7 +39,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{
     combinators::{BoxBody, UnsyncBoxBody},
-    BodyExt, Empty, Full,
+    BodyExt, Either, Empty, Full,
 };
 use pin_project_lite::pin_project;
 
@@ -63,9 +63,10 @@ use crate::replay::{BodyCopy, COPY_BODY_MAX};
 /// let body: BoxBody<Bytes, BoxError> = Full::new(Bytes::from("{}")).map_err(BoxError::from).boxed();
 /// ```
 ///
-/// hyper's `Incoming` is accepted as it is but never replayed (it cannot be rebuilt);
-/// boxed like this, it is recorded and replayed like any streaming body. With the `tonic`
-/// feature, `tonic::body::Body` is replayable too.
+/// An [`Either`] of two of these is replayable as its side is. hyper's `Incoming` is
+/// accepted as it is but never replayed (it cannot be rebuilt); boxed like this, it is
+/// recorded and replayed like any streaming body. With the `tonic` feature,
+/// `tonic::body::Body` is replayable too.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a request body the OAuth layer can replay",
     note = "use `Full<Bytes>`, `Empty<Bytes>`, `String`, or a `BoxBody<Bytes, E>` whose error \
@@ -240,6 +241,30 @@ where
         replay
             .replay()
             .map(|b| UnsyncBoxBody::new(b.map_err(E::from_recorded)))
+    }
+}
+
+/// Either side, as that side is: replayed when it is.
+impl<L, R> ReplayableBody for Either<L, R>
+where
+    L: ReplayableBody,
+    R: ReplayableBody,
+    Self: Body,
+{
+    type Replay = Either<L::Replay, R::Replay>;
+
+    fn prepare(&mut self, limit: usize) -> Option<Self::Replay> {
+        match self {
+            Either::Left(body) => body.prepare(limit).map(Either::Left),
+            Either::Right(body) => body.prepare(limit).map(Either::Right),
+        }
+    }
+
+    fn replay(replay: Self::Replay) -> Option<Self> {
+        match replay {
+            Either::Left(kept) => L::replay(kept).map(Either::Left),
+            Either::Right(kept) => R::replay(kept).map(Either::Right),
+        }
     }
 }
 
@@ -1319,6 +1344,34 @@ mod tests {
         let err = first.frame().await.unwrap().unwrap_err();
         assert_eq!(err.downcast::<ReplayError>().unwrap().0, Lost::Superseded);
         assert_eq!(read_all(replay).await.0, whole[9..]);
+    }
+
+    #[tokio::test]
+    async fn either_body_is_replayed_as_its_side_is() {
+        type Both = Either<Full<Bytes>, Boxed>;
+        let mut left: Both = Either::Left(Full::new(Bytes::from_static(b"left side")));
+        let kept = left.prepare(1024).expect("a full body is replayable");
+        let again = Both::replay(kept).expect("replayed");
+        assert!(matches!(again, Either::Left(_)));
+        assert_eq!(bytes_of(again).await, "left side");
+        assert_eq!(bytes_of(left).await, "left side");
+
+        let (body, whole) = chunks(4);
+        let mut right: Both = Either::Right(body);
+        let kept = right.prepare(1024).expect("recorded");
+        let again = Both::replay(kept).expect("replayed");
+        assert!(matches!(again, Either::Right(_)));
+        assert_eq!(bytes_of(again).await, whole);
+        assert_eq!(bytes_of(right).await, whole);
+
+        // Past the limit, its side is not replayable, and neither is the either.
+        let (body, _) = chunks(10);
+        let mut right: Both = Either::Right(body);
+        let kept = right
+            .prepare(10)
+            .expect("recorded while it may be replayed");
+        bytes_of(right).await;
+        assert!(Both::replay(kept).is_none());
     }
 
     #[tokio::test]

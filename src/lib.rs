@@ -146,7 +146,8 @@
 //! `Infallible`, what `Full::new(b).boxed()` has, cannot): box such a body as
 //! `body.map_err(BoxError::from).boxed()` and use a client of that body type. hyper's
 //! `Incoming` (a proxy forwarding a request as it came) is accepted but never replayed;
-//! boxed that way, it is. See [`body`].
+//! boxed that way, it is. An `http_body_util::Either` of two of these is replayed as its
+//! side is. See [`body`].
 //!
 //! # Errors and retry
 //!

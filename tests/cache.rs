@@ -518,16 +518,13 @@ fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime, Wait
         .retry_budget(SEC / 10)
         .build();
     let kept = runtime();
-    let waiting = kept.block_on(async {
-        let mut svc = layer.layer(Echo::default());
-        let waiting = tokio::spawn(async move {
-            send(&mut svc, get("/x"))
-                .await
-                .map(|r| seen(&r).map(str::to_owned))
-        });
-        tokio::time::sleep(SEC / 50).await;
-        waiting
+    let mut svc = layer.layer(Echo::default());
+    let waiting = kept.spawn(async move {
+        send(&mut svc, get("/x"))
+            .await
+            .map(|r| seen(&r).map(str::to_owned))
     });
+    kept.block_on(async { tokio::time::sleep(SEC / 50).await });
     assert!(
         !waiting.is_finished(),
         "block_on returns before the fetch ends"
