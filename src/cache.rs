@@ -60,12 +60,14 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Longer than any fetch a request can wait for on a driven runtime: the last attempt
-    /// starts within the retry budget counted from when the first request waited, and
-    /// ends within `fetch_timeout`; a second is added for scheduling delays.
+    /// Longer than any fetch can run on a driven runtime: a fetch requests wait for makes
+    /// its last attempt within the retry budget counted from when the first of them came
+    /// (a renewal: from its start, and again from when its token ran out, so twice), and
+    /// each attempt ends within `fetch_timeout`; a second more for scheduling delays.
     fn stranded_after(&self) -> Duration {
         self.retry_budget
             .saturating_add(self.fetch_timeout)
+            .saturating_mul(2)
             .saturating_add(Duration::from_secs(1))
     }
 }
@@ -187,10 +189,13 @@ impl std::ops::Deref for Current {
 
 type Outcome = Option<Result<Arc<Cached>, Error>>;
 
-/// A fetch in flight: its outcome, and when and on which runtime its driver started.
+/// A fetch in flight: its outcome (the sender is shared with the driver, so that a
+/// flight given up on can be ended without it), and when, by the system clock, and on
+/// which runtime its driver started.
 struct Flight {
+    tx: Arc<watch::Sender<Outcome>>,
     rx: watch::Receiver<Outcome>,
-    started: Instant,
+    started: std::time::Instant,
     runtime: runtime::Id,
 }
 
@@ -198,8 +203,8 @@ impl Flight {
     /// Whether the driver runs on another runtime than the caller's. Such a runtime may
     /// be kept but no longer driven (a current-thread runtime whose `block_on` returned),
     /// and then its driver never ends, not even by its `fetch_timeout`, a timer of that
-    /// runtime: waiting for it needs a deadline of the caller's own. On the caller's
-    /// runtime it does not: the caller being polled shows that runtime is driven.
+    /// runtime. On the caller's runtime it does end: the caller being polled shows that
+    /// runtime is driven.
     fn elsewhere(&self) -> bool {
         Handle::try_current().map_or(true, |h| h.id() != self.runtime)
     }
@@ -238,26 +243,36 @@ impl State {
         self.waiting_since = None;
     }
 
-    /// Ends a flight whose driver runs on another runtime and has outlasted anything a
-    /// driven runtime would take, so that the caller starts a new one on its own runtime.
-    /// Twice [`Config::stranded_after`] from its start: a renewal retries within the
-    /// budget while its token is in use, and again within the budget once the token runs
-    /// out. The old driver, if its runtime runs again, leaves the slot alone: a token it
-    /// gets is not installed (only requests still waiting on it get it), a failure sets no
-    /// cooldown.
+    /// Ends a flight whose driver runs on another runtime and has run longer, by the
+    /// system clock, than a fetch can on a driven runtime ([`Config::stranded_after`]), so
+    /// that the caller starts a new one on its own. Its waiters get a retryable
+    /// [`ErrorKind::Timeout`] now. The old driver, if its runtime runs again, leaves the
+    /// slot alone: a token it gets is not installed, a failure sets no cooldown.
+    ///
+    /// The system clock, not tokio's: a runtime's paused clock says nothing of how long
+    /// a driver on another runtime has run.
     fn drop_stranded(&mut self, config: &Config) {
         let Some(flight) = &self.flight else {
             return;
         };
-        if Instant::now() >= later(flight.started, config.stranded_after().saturating_mul(2))
-            && flight.elsewhere()
-        {
-            tracing::warn!(
-                "a token fetch running on another runtime has not ended in time; \
-                 fetching again here (was that runtime kept without being driven?)"
-            );
-            self.end_flight();
+        let ran = flight.started.elapsed();
+        if ran < config.stranded_after() || !flight.elsewhere() {
+            return;
         }
+        tracing::warn!(
+            ran_ms = ran.as_millis() as u64,
+            "a token fetch running on another runtime has not ended; giving up on it and \
+             fetching here (was that runtime kept without being driven?)"
+        );
+        flight
+            .tx
+            .send_replace(Some(Err(Error::builder(ErrorKind::Timeout)
+                .detail(
+                    "the token fetch, running on another runtime, did not end \
+                 (is that runtime still driven?)",
+                )
+                .build())));
+        self.end_flight();
     }
 }
 
@@ -377,7 +392,7 @@ impl Slot {
 
     /// The slow path: waits for a usable token, fetching one if needed.
     pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Credential, Error> {
-        let (rx, elsewhere) = {
+        let rx = {
             let mut state = self.lock();
             let current = self.current.load();
             match current.as_deref() {
@@ -403,48 +418,10 @@ impl Slot {
             if state.flight.is_some() {
                 state.waiting_since.get_or_insert_with(Instant::now);
             }
-            let elsewhere = state.flight.as_ref().is_some_and(Flight::elsewhere);
-            (rx, elsewhere)
+            rx
         };
-        let cached = self.wait(rx, elsewhere).await?;
+        let cached = wait(rx).await?;
         self.credential(&cached)
-    }
-
-    /// Waits for a flight's outcome; for a flight on another runtime, only as long as it
-    /// could take on a driven one: then it is given up on (the next request starts a new
-    /// one on its own runtime) and the caller gets a retryable [`ErrorKind::Timeout`].
-    async fn wait(
-        &self,
-        rx: watch::Receiver<Outcome>,
-        elsewhere: bool,
-    ) -> Result<Arc<Cached>, Error> {
-        if !elsewhere {
-            return wait(rx).await;
-        }
-        let deadline = later(Instant::now(), self.core.config.stranded_after());
-        match tokio::time::timeout_at(deadline, wait(rx.clone())).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                let mut state = self.lock();
-                if state
-                    .flight
-                    .as_ref()
-                    .is_some_and(|f| f.rx.same_channel(&rx))
-                {
-                    tracing::warn!(
-                        "a token fetch running on another runtime has not ended in time; \
-                         giving up on it (was that runtime kept without being driven?)"
-                    );
-                    state.end_flight();
-                }
-                Err(Error::builder(ErrorKind::Timeout)
-                    .detail(
-                        "the token fetch, running on another runtime, did not end in time \
-                         (is that runtime still driven?)",
-                    )
-                    .build())
-            }
-        }
     }
 
     fn credential(&self, cached: &Cached) -> Result<Credential, Error> {
@@ -583,16 +560,15 @@ impl Slot {
     /// Fetches a new token now (joining a fetch in flight) and waits for it; like a
     /// request, fails when strict scope checking refuses it.
     pub(crate) async fn force(self: Arc<Self>) -> Result<(), Error> {
-        let (rx, elsewhere) = {
+        let rx = {
             let mut state = self.lock();
             state.drop_stranded(&self.core.config);
-            let rx = match &state.flight {
+            match &state.flight {
                 Some(flight) => flight.rx.clone(),
                 None => self.start_flight(&mut state, FetchReason::Forced),
-            };
-            (rx, state.flight.as_ref().is_some_and(Flight::elsewhere))
+            }
         };
-        let cached = self.wait(rx, elsewhere).await?;
+        let cached = wait(rx).await?;
         self.credential(&cached).map(drop)
     }
 
@@ -644,6 +620,7 @@ impl Slot {
         attempt: u32,
     ) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
+        let tx = Arc::new(tx);
         state.cooldown = None;
         let span = tracing::info_span!(
             "oauth.fetch",
@@ -653,8 +630,9 @@ impl Slot {
         match Handle::try_current() {
             Ok(handle) => {
                 state.flight = Some(Flight {
+                    tx: tx.clone(),
                     rx: rx.clone(),
-                    started: Instant::now(),
+                    started: std::time::Instant::now(),
                     runtime: handle.id(),
                 });
                 handle.spawn(drive(self.clone(), reason, attempt, tx).instrument(span));
@@ -798,7 +776,7 @@ async fn drive(
     mut slot: Arc<Slot>,
     reason: FetchReason,
     first_attempt: u32,
-    tx: watch::Sender<Outcome>,
+    tx: Arc<watch::Sender<Outcome>>,
 ) {
     let guard = FlightGuard {
         slot: Arc::downgrade(&slot),
@@ -838,13 +816,10 @@ async fn drive(
                 {
                     let mut state = slot.lock();
                     if !guard.owns(&state) {
-                        // Given up on as stranded: the flight that replaced it owns the
-                        // slot, and this token's timers would run where this did. Not
-                        // installed; requests still waiting on this flight (on its own
-                        // runtime) get it for their one send.
+                        // Given up on as stranded (its waiters were told): the flight
+                        // that replaced it owns the slot, and this token's timers would
+                        // run where this did.
                         tracing::info!("token from a fetch given up on not installed");
-                        drop(state);
-                        let _ = tx.send(Some(Ok(cached)));
                         return;
                     }
                     slot.current.store(Some(cached.clone()));

@@ -73,13 +73,15 @@
 //!   request, on whatever runtime, fetches a new one. A runtime that is kept but no
 //!   longer driven (a current-thread runtime whose `block_on` has returned) runs no
 //!   timers and no tasks. A fetch it was running never ends (its `fetch_timeout` is one
-//!   of its timers): a request on another runtime waits for such a fetch no longer than
-//!   a fetch can take on a driven one (`retry_budget` plus `fetch_timeout`, plus a
-//!   second), then gets a retryable [`Timeout`](ErrorKind::Timeout) error, and the next
-//!   request fetches on its own runtime (at once, for a fetch stranded twice that long);
-//!   the stranded fetch's token, if that runtime runs again, is not installed. A token whose
-//!   timers it runs stays fresh past its expiry until the API rejects it (then it is
-//!   re-issued as below). So fetch on a runtime that keeps running.
+//!   of its timers), and requests on any runtime that wait for it wait until it has run
+//!   longer, by the system clock, than a fetch can on a driven runtime (twice
+//!   `retry_budget` plus `fetch_timeout`, plus a second) and a request on another
+//!   runtime comes: that request gives it up and fetches on its own runtime, and the
+//!   requests that waited get a retryable [`Timeout`](ErrorKind::Timeout) error (a
+//!   timeout of their own bounds them sooner); the stranded fetch's token, if that
+//!   runtime runs again, is not installed. A token whose timers it runs stays fresh past
+//!   its expiry until the API rejects it (then it is re-issued as below). So fetch on a
+//!   runtime that keeps running.
 //!
 //! Lifetimes count from when the token request was sent; a token already expired when
 //! it arrives (the answer took longer than its lifetime, less the margin) is never

@@ -497,12 +497,15 @@ fn a_fetch_cut_off_by_its_runtime_shutting_down_is_started_again_on_the_next_req
     assert_eq!(fetcher.calls(), 2);
 }
 
-/// A layer whose first fetch, taking `SEC / 5` of tokio time, is started on a runtime
-/// that is then kept but no longer driven, so that it never ends; later fetches answer
-/// at once. A request on a driven runtime can wait for a fetch for at most the retry
-/// budget plus the fetch timeout: 1.3 s with the second the layer allows for
-/// scheduling.
-fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime, Waiting) {
+/// A request left waiting on a runtime that is no longer driven.
+type Waiting = tokio::task::JoinHandle<Result<Option<String>, tower_oauth::BoxError>>;
+
+#[test]
+fn a_fetch_stranded_on_a_runtime_no_longer_driven_is_given_up_by_the_next_request_elsewhere() {
+    // The first fetch, taking `SEC / 5` of tokio time, starts on a runtime that is then
+    // kept but no longer driven, so that it never ends; later fetches answer at once. On
+    // a driven runtime a fetch cannot run longer than twice the retry budget plus the
+    // fetch timeout, plus a second: 1.6 s here.
     let fetcher = Fetcher::script(vec![
         Step::Token {
             lifetime: Some(3600 * SEC),
@@ -519,7 +522,7 @@ fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime, Wait
         .build();
     let kept = runtime();
     let mut svc = layer.layer(Echo::default());
-    let waiting = kept.spawn(async move {
+    let waiting: Waiting = kept.spawn(async move {
         send(&mut svc, get("/x"))
             .await
             .map(|r| seen(&r).map(str::to_owned))
@@ -530,54 +533,10 @@ fn stranded_first_fetch() -> (Fetcher, OAuthLayer, tokio::runtime::Runtime, Wait
         "block_on returns before the fetch ends"
     );
     assert!(layer.handle().state()[0].fetching);
-    (fetcher, layer, kept, waiting)
-}
 
-/// A request left waiting on a runtime that is no longer driven.
-type Waiting = tokio::task::JoinHandle<Result<Option<String>, tower_oauth::BoxError>>;
-
-#[test]
-fn a_fetch_stranded_on_a_runtime_no_longer_driven_is_given_up_on_by_a_request_elsewhere() {
-    let (fetcher, layer, kept, waiting) = stranded_first_fetch();
+    std::thread::sleep(2 * (SEC / 5 + SEC / 10) + SEC + SEC / 10);
+    // A request on another runtime gives the stranded fetch up and fetches there.
     let other = runtime();
-    let (err, waited) = other.block_on(async {
-        let started = tokio::time::Instant::now();
-        let waited = tokio::time::timeout(10 * SEC, layer.handle().warm_up())
-            .await
-            .expect("bounded by the layer, not a hang");
-        (waited.unwrap_err(), started.elapsed())
-    });
-    assert_eq!(err.kind(), tower_oauth::ErrorKind::Timeout, "{err}");
-    assert!(err.is_retryable());
-    assert!(err.to_string().contains("another runtime"), "{err}");
-    assert!(
-        waited >= SEC / 5 + SEC / 10 + SEC,
-        "not given up on early: {waited:?}"
-    );
-    assert!(
-        !layer.handle().state()[0].fetching,
-        "the stranded fetch is let go of"
-    );
-    // The next request fetches on its own runtime.
-    assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
-    assert_eq!(fetcher.calls(), 2);
-    // The kept runtime runs again: its fetch ends; the request waiting on it there gets
-    // its token, which is not installed over the one in use (its timers would run on
-    // the runtime that stalled).
-    let sent = kept.block_on(async { waiting.await.unwrap().unwrap() });
-    assert_eq!(sent.as_deref(), Some("Bearer tok-1"));
-    assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
-    assert_eq!(fetcher.calls(), 2);
-}
-
-#[test]
-fn a_request_after_a_fetch_was_stranded_long_enough_fetches_again_without_waiting_for_it() {
-    let (fetcher, layer, _kept, _waiting) = stranded_first_fetch();
-    // Twice the longest wait: however it was retrying, a fetch on a driven runtime would
-    // have ended.
-    std::thread::sleep(2 * (SEC / 5 + SEC / 10 + SEC) + SEC / 10);
-    let other = runtime();
-    // It does not join the stranded fetch (that would end in a timeout error).
     let warmed = other.block_on(async {
         tokio::time::timeout(10 * SEC, layer.handle().warm_up())
             .await
@@ -586,31 +545,86 @@ fn a_request_after_a_fetch_was_stranded_long_enough_fetches_again_without_waitin
     assert!(warmed.is_ok(), "{warmed:?}");
     assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
     assert_eq!(fetcher.calls(), 2);
+    // The kept runtime runs again: the request waiting there was told, with a retryable
+    // timeout; its fetch ends, and its token is not installed over the one in use (its
+    // timers would run on the runtime that stalled).
+    let err = kept.block_on(async { waiting.await.unwrap().unwrap_err() });
+    let err = err
+        .downcast_ref::<tower_oauth::Error>()
+        .expect("a token error");
+    assert_eq!(err.kind(), tower_oauth::ErrorKind::Timeout, "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("another runtime"), "{err}");
+    kept.block_on(async { tokio::time::sleep(SEC / 2).await });
+    assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
+    assert_eq!(fetcher.calls(), 2);
 }
 
 #[test]
-fn a_request_elsewhere_gets_the_token_of_a_fetch_on_a_runtime_that_is_driven() {
-    let fetcher = Fetcher::script(vec![Step::Token {
-        lifetime: Some(3600 * SEC),
-        delay: SEC / 5,
-    }]);
-    let layer = OAuthLayer::with_fetcher(fetcher.clone())
-        .fetch_timeout(SEC)
-        .build();
-    let driven = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let first = driven.spawn(async move { handle.warm_up().await });
-    while !layer.handle().state()[0].fetching {
-        std::thread::yield_now();
+fn requests_on_any_runtime_or_none_join_a_fetch_on_a_driven_runtime() {
+    // Whatever their clock: a paused one, one a test advanced by an hour (a runtime's
+    // paused clock says nothing of how long a fetch elsewhere has run), or none at all.
+    type Join = fn(&OAuthLayer) -> Result<(), tower_oauth::Error>;
+    fn paused() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
     }
-    // Joins the fetch running on the other runtime, and gets its token.
-    assert_eq!(sent_on(&runtime(), &layer).as_deref(), Some("Bearer tok-1"));
-    driven.block_on(first).unwrap().unwrap();
-    assert_eq!(fetcher.calls(), 1);
+    let joiners: [(&str, Join); 4] = [
+        ("real clock", |layer| {
+            runtime().block_on(layer.handle().warm_up())
+        }),
+        ("paused clock", |layer| {
+            paused().block_on(layer.handle().warm_up())
+        }),
+        ("advanced clock", |layer| {
+            paused().block_on(async {
+                tokio::time::advance(3600 * SEC).await;
+                layer.handle().warm_up().await
+            })
+        }),
+        ("no runtime", |layer| {
+            plain_block_on(layer.handle().warm_up())
+        }),
+    ];
+    for (what, join) in joiners {
+        let fetcher = Fetcher::tokens(3600 * SEC, SEC / 5);
+        let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+        let driven = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        let first = driven.spawn(async move { handle.warm_up().await });
+        while !layer.handle().state()[0].fetching {
+            std::thread::yield_now();
+        }
+        assert!(join(&layer).is_ok(), "{what}");
+        assert!(driven.block_on(first).unwrap().is_ok(), "{what}");
+        assert_eq!(fetcher.calls(), 1, "{what}");
+    }
+}
+
+/// Polls `fut` to completion on this thread, with no tokio runtime.
+fn plain_block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
 }
 
 #[tokio::test(start_paused = true)]
