@@ -118,6 +118,8 @@ pub(crate) struct Cached {
     pub(crate) generation: u64,
     phase: AtomicU8,
     renewal_started: AtomicBool,
+    /// Whether a rejection of it was held off yet (see [`Slot::reject`]): warned of once.
+    held_off: AtomicBool,
     scope_ok: bool,
     granted: Option<Scope>,
     expires_at: Instant,
@@ -455,10 +457,18 @@ impl Slot {
         if current.reason == FetchReason::Rejected
             && current.installed_at.elapsed() < self.core.config.reissue_interval
         {
-            tracing::warn!(
-                scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
-                "api rejected a token fetched moments ago for the same reason; not re-issuing yet"
-            );
+            let scope = self.scope.as_ref().map(Scope::as_str).unwrap_or("");
+            // Warned of once per token: a server that rejects every token would otherwise
+            // log a warning per request.
+            if current.held_off.swap(true, Ordering::Relaxed) {
+                tracing::debug!(scope, "api rejected a token fetched moments ago; held off");
+            } else {
+                tracing::warn!(
+                    scope,
+                    "api rejected a token fetched moments ago for the same reason; not \
+                     re-issuing yet"
+                );
+            }
             return false;
         }
         current.advance(REJECTED);
@@ -694,7 +704,14 @@ impl Slot {
         // A token that replaces a rejected one is the re-issue for that rejection, whatever
         // started its fetch (a renewal can be under way when the rejection comes).
         let reason = match self.current.load().as_deref().map(Cached::phase) {
-            Some(REJECTED) => FetchReason::Rejected,
+            Some(REJECTED) if reason != FetchReason::Rejected => {
+                tracing::debug!(
+                    fetched_for = reason.as_str(),
+                    "token arrived while its predecessor stood rejected: it is that \
+                     rejection's re-issue"
+                );
+                FetchReason::Rejected
+            }
             _ => reason,
         };
         let cached = Arc::new(Cached {
@@ -702,6 +719,7 @@ impl Slot {
             generation: self.generations.fetch_add(1, Ordering::Relaxed),
             phase: AtomicU8::new(FRESH),
             renewal_started: AtomicBool::new(false),
+            held_off: AtomicBool::new(false),
             scope_ok,
             granted: token.scope,
             expires_at,
@@ -838,6 +856,7 @@ async fn drive(
             kind = ?err.kind(),
             retryable = err.is_retryable(),
             error = %err,
+            cause = %err.causes(),
             "token fetch failed"
         );
         slot.lock().last_error = Some(err.kind());

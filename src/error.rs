@@ -157,6 +157,24 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
     }
+
+    /// The errors below this one, outermost first, as a log line shows them (`""` when
+    /// there are none): `Display` leaves its source out, as is usual, and a transport
+    /// failure's reason (refused, reset, a TLS failure) is there.
+    pub(crate) fn causes(&self) -> String {
+        let mut out = String::new();
+        let mut next = std::error::Error::source(self);
+        // Bounded, like server text: a source chain is not ours.
+        for _ in 0..8 {
+            let Some(err) = next else { break };
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&sanitize(&err.to_string()));
+            next = err.source();
+        }
+        out
+    }
 }
 
 pub(crate) struct ErrorBuilder {

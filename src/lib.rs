@@ -194,8 +194,11 @@
 //!
 //! `tracing` events: an `oauth.fetch` span per fetch (scope, reason: `first`,
 //! `ahead_of_expiry`, `expired`, `rejected`, `forced`) with the outcome and duration of
-//! each attempt and the backoff delays; an event per replay. No secret or token is ever
-//! recorded.
+//! each attempt (a failure with its kind and its cause: the chain of source errors) and
+//! the backoff delays; an event per replay; a warning, once per token, when the API
+//! rejects a token fetched moments ago for a rejection (not re-issued within
+//! `reissue_interval`). Nothing is logged per request on the hot path. No secret or
+//! token is ever recorded.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
