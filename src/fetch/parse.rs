@@ -6,7 +6,9 @@ use std::{
 };
 
 use http::{header, HeaderMap, StatusCode};
+use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 use crate::{
     error::{shown_text, Error, ErrorBuilder, ErrorKind},
@@ -60,14 +62,29 @@ pub(crate) fn parse_redacting(
         Ok(Value::Object(map)) => Some(map),
         _ => None,
     };
+    // The token of this very response, if the server put one beside an error, is never
+    // shown either.
+    let token = json
+        .as_ref()
+        .and_then(|map| map.get("access_token"))
+        .and_then(Value::as_str)
+        .map(|t| Zeroizing::new(t.to_owned()));
     // Redacted whole, before a problem type is cut to its last segment (which could hold
     // a part of the secret that no longer matches).
-    if let Some(map) = json.as_mut().filter(|_| !secrets.is_empty()) {
+    if let Some(map) = json
+        .as_mut()
+        .filter(|_| !secrets.is_empty() || token.is_some())
+    {
         // Looked for as the error will show text: a secret split by characters that are
         // then left out must not come back whole, nor one that holds such characters
         // itself show without them.
-        let shown_secrets: Vec<String> = secrets.iter().map(|s| shown_text(s)).collect();
-        let shown_secrets: Vec<&str> = shown_secrets.iter().map(String::as_str).collect();
+        let shown_secrets: Vec<Zeroizing<String>> = secrets
+            .iter()
+            .copied()
+            .chain(token.as_deref().map(String::as_str))
+            .map(|s| Zeroizing::new(shown_text(s)))
+            .collect();
+        let shown_secrets: Vec<&str> = shown_secrets.iter().map(|s| s.as_str()).collect();
         for key in ERROR_TEXT {
             if let Some(Value::String(text)) = map.get_mut(key) {
                 *text = redact(&shown_text(text), &shown_secrets).into_owned();
@@ -221,7 +238,9 @@ fn oauth_failure(
 /// The members of an error document whose text an error keeps (see [`oauth_error`]).
 const ERROR_TEXT: [&str; 5] = ["error", "error_description", "type", "detail", "title"];
 
-/// `text` with every occurrence of each of `secrets` replaced.
+/// `text` with every occurrence of each of `secrets` replaced; or, if it still holds one
+/// once percent-decoded (in either case, `+` as a space or not) or HTML-unescaped, none
+/// of it: an echo in an encoding of the server's own is not shown in part.
 pub(crate) fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
     let mut text = Cow::Borrowed(text);
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
@@ -229,7 +248,66 @@ pub(crate) fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
             text = text.replace(secret, "<redacted>").into();
         }
     }
+    if text.contains(['%', '&', '+']) {
+        let html = html_unescaped(&text);
+        let percent = |t: &str| percent_decode_str(t).decode_utf8_lossy().into_owned();
+        let spaced = |t: &str| t.replace('+', " ");
+        let decoded = [
+            percent(&text),
+            percent(&spaced(&text)),
+            html.clone(),
+            percent(&html),
+            percent(&spaced(&html)),
+            html_unescaped(&percent(&text)),
+        ];
+        let holds = |secret: &&str| decoded.iter().any(|d| d.contains(*secret));
+        if secrets.iter().filter(|s| !s.is_empty()).any(|s| holds(s)) {
+            return Cow::Borrowed("<redacted: it held a secret>");
+        }
+    }
     text
+}
+
+/// `text` with HTML character references (`&amp;`, `&#38;`, `&#x26;` and the like)
+/// replaced by their characters; anything else as it is.
+fn html_unescaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let reference = rest[1..]
+            .find(';')
+            .filter(|&end| end <= 10)
+            .map(|end| &rest[1..=end]);
+        let ch = reference.and_then(|r| match r {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => {
+                let number = r.strip_prefix('#')?;
+                let code = match number.strip_prefix(['x', 'X']) {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                    None => number.parse().ok()?,
+                };
+                char::from_u32(code)
+            }
+        });
+        match (ch, reference) {
+            (Some(ch), Some(r)) => {
+                out.push(ch);
+                rest = &rest[r.len() + 2..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A response whose body is over [`MAX_TOKEN_RESPONSE_BYTES`], unread: an error status
@@ -511,5 +589,71 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("S3CR3Tvalue"), "{shown}");
         assert!(shown.contains("secret <redacted> is wrong"), "{shown}");
+    }
+
+    #[test]
+    fn an_error_beside_a_token_does_not_show_that_token() {
+        let token = "tok-visible-0123456789";
+        let body = format!(
+            r#"{{"access_token":"{token}","error":"server_error","error_description":"issued {token} but failed"}}"#
+        );
+        let err =
+            parse_token_response(StatusCode::OK, &HeaderMap::new(), body.as_bytes()).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(token), "{shown}");
+        assert!(shown.contains("issued <redacted> but failed"), "{shown}");
+    }
+
+    #[test]
+    fn a_secret_echoed_in_an_encoding_of_the_servers_own_is_not_shown() {
+        const SECRET: &str = "p@ss w0rd+/=%&:x";
+        let echoes = [
+            // Percent-encoded with lowercase hex (the sent form has uppercase).
+            "p%40ss%20w0rd%2b%2f%3d%25%26%3ax",
+            // Form-encoded with lowercase hex.
+            "p%40ss+w0rd%2b%2f%3d%25%26%3ax",
+            // HTML-escaped, by name and by number.
+            "p@ss w0rd+/=%&amp;:x",
+            "p@ss w0rd+/=%&#38;:x",
+            "p&#x40;ss w0rd+/=%&#x26;:x",
+        ];
+        for echo in echoes {
+            let body =
+                format!(r#"{{"error":"invalid_client","error_description":"bad secret {echo}"}}"#);
+            let err = parse_redacting(
+                StatusCode::UNAUTHORIZED,
+                &HeaderMap::new(),
+                body.as_bytes(),
+                &[SECRET],
+            )
+            .unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("w0rd"), "{echo}: {shown}");
+            assert!(shown.contains("<redacted"), "{echo}: {shown}");
+        }
+        // Text with no secret in it, encoded or not, is kept as it is.
+        let body =
+            r#"{"error":"invalid_client","error_description":"client a%20b &amp; c+d unknown"}"#;
+        let err = parse_redacting(
+            StatusCode::UNAUTHORIZED,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            &[SECRET],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().ends_with("client a%20b &amp; c+d unknown"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn html_character_references_are_unescaped_and_anything_else_kept() {
+        assert_eq!(html_unescaped("a&amp;b&lt;&#65;&#x42;&#X43;"), "a&b<ABC");
+        assert_eq!(
+            html_unescaped("a & b &bogus; &#xZZ; &"),
+            "a & b &bogus; &#xZZ; &"
+        );
+        assert_eq!(html_unescaped("&#x1F600;&quot;&apos;"), "\u{1F600}\"'");
     }
 }
