@@ -261,7 +261,7 @@ pub(crate) fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
             html_unescaped(&percent(&text)),
         ];
         let holds = |secret: &&str| decoded.iter().any(|d| d.contains(*secret));
-        if secrets.iter().filter(|s| !s.is_empty()).any(|s| holds(s)) {
+        if secrets.iter().filter(|s| !s.is_empty()).any(holds) {
             return Cow::Borrowed("<redacted: it held a secret>");
         }
     }
