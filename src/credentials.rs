@@ -336,7 +336,7 @@ impl ClientCredentials {
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("token_url", &self.token_url)
+            .field("token_url", &ShownUrl(&self.token_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)
@@ -350,9 +350,57 @@ impl fmt::Debug for ClientCredentials {
     }
 }
 
+/// A URL as `Debug` shows it: without a password or user name in it, or its query
+/// (which may carry a key), each replaced by `<redacted>`.
+struct ShownUrl<'a>(&'a Uri);
+
+impl fmt::Debug for ShownUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(authority) = uri.authority() {
+            if authority.as_str().contains('@') {
+                f.write_str("<redacted>@")?;
+            }
+            f.write_str(authority.host())?;
+            if let Some(port) = authority.port() {
+                write!(f, ":{port}")?;
+            }
+        }
+        f.write_str(uri.path())?;
+        if uri.query().is_some() {
+            f.write_str("?<redacted>")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_no_password_or_query_of_the_token_url() {
+        let creds = ClientCredentials::new(
+            "https://svc:hunter2-password@auth.example:8443/oauth/token?api_key=KEY-123",
+            "id",
+            "secret",
+        );
+        let shown = format!("{creds:?}");
+        assert!(
+            shown.contains(
+                r#"token_url: https://<redacted>@auth.example:8443/oauth/token?<redacted>"#
+            ),
+            "{shown}"
+        );
+        for hidden in ["hunter2", "svc:", "KEY-123", "api_key"] {
+            assert!(!shown.contains(hidden), "{hidden}: {shown}");
+        }
+        let plain = ClientCredentials::new("https://auth.example/token", "id", "secret");
+        assert!(format!("{plain:?}").contains("token_url: https://auth.example/token,"));
+    }
 
     const HOSTILE: &str = "a+b&c=d%e/f\"g\\h i\u{fc}";
 
