@@ -58,9 +58,16 @@ pub(crate) fn parse_redacting(
     secrets: &[&str],
 ) -> Result<Token, Error> {
     let retry_after = retry_after(headers);
+    // Why a body is not a JSON document, for a success status (serde_json's messages
+    // say where, not what: no part of the body).
+    let mut not_json = None;
     let mut json: Option<Map<String, Value>> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Some(map),
-        _ => None,
+        Ok(_) => None,
+        Err(e) => {
+            not_json = Some(e);
+            None
+        }
     };
     // The token of this very response, if the server put one beside an error, is never
     // shown either.
@@ -104,7 +111,12 @@ pub(crate) fn parse_redacting(
         });
     }
     let Some(mut map) = json else {
-        return Err(Error::malformed("token response is not a json object"));
+        return Err(match not_json {
+            Some(e) => Error::builder(ErrorKind::MalformedResponse)
+                .detail(&format!("token response is not valid json: {e}"))
+                .build(),
+            None => Error::malformed("token response is not a json object"),
+        });
     };
     // Some servers write every member, `"error": null` included, on success too.
     if map.get("error").is_some_and(|e| !e.is_null()) {
@@ -655,5 +667,19 @@ mod tests {
             "a & b &bogus; &#xZZ; &"
         );
         assert_eq!(html_unescaped("&#x1F600;&quot;&apos;"), "\u{1F600}\"'");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_says_why_without_quoting_it() {
+        let err = ok(r#"{"access_token":"tok-secret","expires_in":1e400}"#).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MalformedResponse);
+        assert!(
+            err.to_string()
+                .contains("not valid json: number out of range"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("tok-secret"), "{err}");
+        let err = ok(r#"["access_token"]"#).unwrap_err();
+        assert!(err.to_string().ends_with("not a json object"), "{err}");
     }
 }
