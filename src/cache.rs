@@ -632,11 +632,16 @@ impl Slot {
         let (tx, rx) = watch::channel(None);
         let tx = Arc::new(tx);
         state.cooldown = None;
+        // A root span: the fetch runs in a task of its own, for every request that waits
+        // on it (or none: a renewal), not as a part of the request that started it,
+        // which it only follows from.
         let span = tracing::info_span!(
+            parent: None,
             "oauth.fetch",
             scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
             reason = reason.as_str()
         );
+        span.follows_from(tracing::Span::current());
         match Handle::try_current() {
             Ok(handle) => {
                 state.flight = Some(Flight {

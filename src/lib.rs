@@ -192,7 +192,8 @@
 //!
 //! # Observability
 //!
-//! `tracing` events: an `oauth.fetch` span per fetch (scope, reason: `first`,
+//! `tracing` events: an `oauth.fetch` span per fetch, a root that follows from the span
+//! of the request that started it (scope, reason: `first`,
 //! `ahead_of_expiry`, `expired`, `rejected`, `forced`) with the outcome and duration of
 //! each attempt (a failure with its kind and its cause: the chain of source errors) and
 //! the backoff delays; an event per replay; a warning, once per token, when the API

@@ -114,3 +114,23 @@ async fn an_api_that_rejects_every_token_is_warned_of_once_per_token_not_per_req
     assert_eq!(held_off.len(), 1, "{held_off:#?}");
     assert!(logs.lines("DEBUG", "held off").len() >= 18);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_is_not_logged_as_a_part_of_the_request_that_started_it() {
+    // The fetch serves every request that waits on it, and a renewal none: its span is a
+    // root, not a child of whichever request's span was current.
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let fetcher = Fetcher::tokens(Duration::from_secs(3600), Duration::ZERO);
+    let mut svc = OAuthLayer::with_fetcher(fetcher)
+        .build()
+        .layer(common::Echo::default());
+    let request = tracing::info_span!("user_request", id = 7);
+    tracing::Instrument::instrument(send(&mut svc, get("/x")), request)
+        .await
+        .unwrap();
+    let fetched = logs.lines("INFO", "token fetched");
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert!(fetched[0].contains("oauth.fetch"), "{}", fetched[0]);
+    assert!(!fetched[0].contains("user_request"), "{}", fetched[0]);
+}
