@@ -60,7 +60,8 @@ use crate::replay::{BodyCopy, COPY_BODY_MAX};
 /// use http_body_util::{combinators::BoxBody, BodyExt, Full};
 /// use tower_oauth::BoxError;
 ///
-/// let body: BoxBody<Bytes, BoxError> = Full::new(Bytes::from("{}")).map_err(BoxError::from).boxed();
+/// let body: BoxBody<Bytes, BoxError> =
+///     Full::new(Bytes::from("{}")).map_err(BoxError::from).boxed();
 /// ```
 ///
 /// An [`Either`] of two of these is replayable as its side is. hyper's `Incoming` is

@@ -186,10 +186,10 @@ impl TokenRequest {
     /// `OAuthLayer::builder` sets too), and is to be asked for as it is: `None` is then no
     /// scope at all. `false` under the default policy of
     /// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher) and for requests
-    /// made with [`new`](Self::new) (see [`with_explicit_scope`](Self::with_explicit_scope)):
-    /// a fetcher may then put a default scope of its own in
-    /// place of `None`, as [`HttpFetcher`](crate::fetch::HttpFetcher) does with its
-    /// credentials' scope.
+    /// made with [`new`](Self::new) (see
+    /// [`with_explicit_scope`](Self::with_explicit_scope)): a fetcher may then put a
+    /// default scope of its own in place of `None`, as
+    /// [`HttpFetcher`](crate::fetch::HttpFetcher) does with its credentials' scope.
     pub fn scope_is_explicit(&self) -> bool {
         self.explicit_scope
     }
@@ -202,7 +202,8 @@ impl TokenRequest {
     ///
     /// let none_at_all = TokenRequest::new(None, FetchReason::First).with_explicit_scope(true);
     /// assert!(none_at_all.scope_is_explicit());
-    /// assert!(!TokenRequest::new(Some(Scope::new("read")), FetchReason::First).scope_is_explicit());
+    /// let read = TokenRequest::new(Some(Scope::new("read")), FetchReason::First);
+    /// assert!(!read.scope_is_explicit());
     /// ```
     pub fn with_explicit_scope(mut self, explicit: bool) -> Self {
         self.explicit_scope = explicit;
