@@ -416,8 +416,11 @@ impl Slot {
                 self.start_flight(&mut state, reason)
             };
             // The first request to wait starts the retry budget, whether it started the
-            // flight or found one running (a renewal the token ran out during).
-            if state.flight.is_some() {
+            // flight or found one running (a renewal the token ran out during); by the
+            // driver's clock, so only on its runtime (a paused clock elsewhere may be
+            // anywhere). A request elsewhere leaves the driver to count from its next
+            // failure.
+            if state.flight.as_ref().is_some_and(|f| !f.elsewhere()) {
                 state.waiting_since.get_or_insert_with(Instant::now);
             }
             rx
@@ -878,7 +881,7 @@ async fn drive(
                     delay_ms = delay.as_millis() as u64,
                     "backing off before retrying the token fetch"
                 );
-                slot = match back_off(slot, delay).await {
+                slot = match back_off(slot, &guard, delay).await {
                     Some(slot) => slot,
                     None => return,
                 };
@@ -895,7 +898,7 @@ async fn drive(
                 delay_ms = delay.as_millis() as u64,
                 "backing off before retrying the token fetch"
             );
-            slot = match back_off(slot, delay).await {
+            slot = match back_off(slot, &guard, delay).await {
                 Some(slot) => slot,
                 None => return,
             };
@@ -1011,16 +1014,21 @@ impl Drop for FlightGuard {
 
 /// Sleeps out a backoff delay holding the slot only weakly, so that a layer dropped
 /// meanwhile (with every service and handle: nobody left to want a token) is not kept
-/// fetching for the rest of the retry budget; `None` when it was.
-async fn back_off(slot: Arc<Slot>, delay: Duration) -> Option<Arc<Slot>> {
+/// fetching for the rest of the retry budget; `None` when it was, or when the flight was
+/// given up on as stranded meanwhile (nobody waits on it any more).
+async fn back_off(slot: Arc<Slot>, flight: &FlightGuard, delay: Duration) -> Option<Arc<Slot>> {
     let weak = Arc::downgrade(&slot);
     drop(slot);
     tokio::time::sleep(delay).await;
-    let slot = weak.upgrade();
-    if slot.is_none() {
+    let Some(slot) = weak.upgrade() else {
         tracing::debug!("token fetch given up: its layer is gone");
+        return None;
+    };
+    if !flight.owns(&slot.lock()) {
+        tracing::debug!("token fetch given up: another replaced it");
+        return None;
     }
-    slot
+    Some(slot)
 }
 
 /// How long to wait after a failed fetch before the next: the backoff delay, and at least

@@ -561,6 +561,35 @@ fn a_fetch_stranded_on_a_runtime_no_longer_driven_is_given_up_by_the_next_reques
 }
 
 #[test]
+fn a_fetch_given_up_as_stranded_stops_retrying_when_its_runtime_runs_again() {
+    // The first attempt fails on a runtime that then stops being driven, in the backoff
+    // before its retry; a request elsewhere gives it up later and fetches there.
+    let fetcher = Fetcher::script(vec![
+        Step::Io,
+        Step::Token {
+            lifetime: Some(3600 * SEC),
+            delay: Duration::ZERO,
+        },
+    ]);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .fetch_timeout(SEC / 5)
+        .retry_budget(SEC / 5)
+        .initial_backoff(SEC / 10)
+        .build();
+    let kept = runtime();
+    let handle = layer.handle();
+    let _waiting = kept.spawn(async move { handle.warm_up().await });
+    kept.block_on(async { tokio::time::sleep(SEC / 100).await });
+    assert_eq!(fetcher.calls(), 1, "failed, backing off");
+    std::thread::sleep(2 * (SEC / 5 + SEC / 5) + SEC + SEC / 10);
+    let other = runtime();
+    assert_eq!(sent_on(&other, &layer).as_deref(), Some("Bearer tok-2"));
+    // Its backoff over, the given-up fetch finds it was replaced and makes no attempt.
+    kept.block_on(async { tokio::time::sleep(SEC / 2).await });
+    assert_eq!(fetcher.calls(), 2);
+}
+
+#[test]
 fn requests_on_any_runtime_or_none_join_a_fetch_on_a_driven_runtime() {
     // Whatever their clock: a paused one, one a test advanced by an hour (a runtime's
     // paused clock says nothing of how long a fetch elsewhere has run), or none at all.
