@@ -76,6 +76,13 @@ pub(crate) fn parse_redacting(
         .and_then(|map| map.get("access_token"))
         .and_then(Value::as_str)
         .map(|t| Zeroizing::new(t.to_owned()));
+    // A standard error code is shown as it came, whatever secret it happens to contain
+    // ("client" in `invalid_client`): what it says decides how the error is handled.
+    let standard_code = json
+        .as_ref()
+        .and_then(oauth_error)
+        .map(|(code, _)| code)
+        .and_then(|code| STANDARD_CODES.iter().copied().find(|c| *c == code));
     // Redacted whole, before a problem type is cut to its last segment (which could hold
     // a part of the secret that no longer matches).
     if let Some(map) = json
@@ -100,7 +107,9 @@ pub(crate) fn parse_redacting(
     }
     if !status.is_success() {
         return Err(match json.as_ref().and_then(oauth_error) {
-            Some((code, detail)) => oauth_failure(status, code, detail, retry_after),
+            Some((code, detail)) => {
+                oauth_failure(status, standard_code.unwrap_or(code), detail, retry_after)
+            }
             None => {
                 let mut b = status_error(status, retry_after);
                 if status.is_redirection() {
@@ -121,6 +130,7 @@ pub(crate) fn parse_redacting(
     // Some servers write every member, `"error": null` included, on success too.
     if map.get("error").is_some_and(|e| !e.is_null()) {
         if let Some((code, detail)) = oauth_error(&map) {
+            let code = standard_code.unwrap_or(code);
             return Err(oauth_failure(status, code, detail, retry_after));
         }
         return Err(Error::malformed(
@@ -246,6 +256,21 @@ fn oauth_failure(
     }
     b.build()
 }
+
+/// The error codes of RFC 6749 §4.1.2.1 and §5.2 and RFC 6750 §3.1.
+const STANDARD_CODES: [&str; 11] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "access_denied",
+    "server_error",
+    "temporarily_unavailable",
+    "invalid_token",
+    "insufficient_scope",
+];
 
 /// The members of an error document whose text an error keeps (see [`oauth_error`]).
 const ERROR_TEXT: [&str; 5] = ["error", "error_description", "type", "detail", "title"];
@@ -681,5 +706,34 @@ mod tests {
         assert!(!err.to_string().contains("tok-secret"), "{err}");
         let err = ok(r#"["access_token"]"#).unwrap_err();
         assert!(err.to_string().ends_with("not a json object"), "{err}");
+    }
+
+    #[test]
+    fn a_standard_error_code_is_not_redacted_whatever_secret_it_contains() {
+        // A secret that is a part of the code, and a token that is.
+        let err = parse_redacting(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &HeaderMap::new(),
+            br#"{"error":"invalid_client","error_description":"client unknown"}"#,
+            &["client"],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidClient, "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(err.oauth_error(), Some("invalid_client"));
+        assert!(err.to_string().ends_with(": <redacted> unknown"), "{err}");
+        let err =
+            ok(r#"{"access_token":"unavailable","error":"temporarily_unavailable"}"#).unwrap_err();
+        assert_eq!(err.oauth_error(), Some("temporarily_unavailable"));
+        assert!(err.is_retryable(), "{err}");
+        // Any other code is redacted like the rest of the text.
+        let err = parse_redacting(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            br#"{"error":"bad_client_thing"}"#,
+            &["client"],
+        )
+        .unwrap_err();
+        assert_eq!(err.oauth_error(), Some("bad_<redacted>_thing"));
     }
 }
