@@ -171,10 +171,11 @@ fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
         shown.push_str(&format!(" {inner} {inner:?}"));
         source = inner.source();
     }
-    if !forms.iter().any(|f| shown.contains(f.as_str())) {
+    let forms: Vec<&str> = forms.iter().map(|f| f.as_str()).collect();
+    // Looked for as response text is: in the forms sent, and in encodings of its own.
+    if redact(&shown, &forms) == shown.as_str() {
         return Error::with_source(ErrorKind::Transport, err);
     }
-    let forms: Vec<&str> = forms.iter().map(|f| f.as_str()).collect();
     let text = redact(&err.to_string(), &forms).into_owned();
     Error::with_source(ErrorKind::Transport, text)
 }
@@ -384,6 +385,19 @@ mod tests {
             // A client error that shows no secret stays the source as it is.
             assert_eq!(source.is::<Repeats>(), !repeat, "{shown}");
         }
+        // One that shows it in an encoding of its own (lowercase percent-hex) is caught.
+        let creds = ClientCredentials::new("https://auth.example/token", "id", "p@ss w0rd/x");
+        let lowercase = tower::service_fn(|_: Request<Full<Bytes>>| async {
+            Err::<Response<Full<Bytes>>, _>(Repeats("sent p%40ss%20w0rd%2fx".to_owned()))
+        });
+        let err = HttpFetcher::new(lowercase, creds)
+            .oneshot(TokenRequest::new(None, FetchReason::First))
+            .await
+            .unwrap_err();
+        let source = std::error::Error::source(&err).expect("a source");
+        let shown = format!("{err} {err:?} {source} {:?}", err.causes());
+        assert!(!shown.contains("w0rd"), "{shown}");
+        assert!(!source.is::<Repeats>(), "{shown}");
     }
 
     #[test]
