@@ -91,7 +91,11 @@
 //! `max_lifetime` (24 h) are clamped. However many requests need a token at once, the
 //! token endpoint sees one request (single flight). The fetch runs in its own task: a
 //! request that is dropped while waiting (a timeout, a caller gone) does not cancel it
-//! for the others. A Tokio runtime is required.
+//! for the others. A Tokio runtime with its time driver is required (`enable_time`, or
+//! `enable_all`: the fetch timeout and the token's phases are tokio timers; on a runtime
+//! without it the fetch fails as [`Cancelled`](ErrorKind::Cancelled)). Budgets and
+//! cooldowns are read by each caller's tokio clock: runtimes whose clocks are paused
+//! (tests) should not share a layer with other runtimes.
 //!
 //! # Re-issue on rejection
 //!
@@ -173,8 +177,11 @@
 //! # Security defaults
 //!
 //! - [`ClientSecret`] and [`AccessToken`] redact themselves in `Debug` and `Display` and
-//!   are wiped from memory on drop; errors and log events never contain them; the
-//!   `Authorization` header is marked sensitive.
+//!   are wiped from memory on drop; errors and log events never contain them: text a
+//!   server or client sends back is searched for the secret (and a token response's own
+//!   token) as sent, in its encodings and in common escapes, and what matches is left
+//!   out (a secret shorter than 4 characters is not searched for: it would match
+//!   everywhere). The `Authorization` header is marked sensitive.
 //! - The built-in fetcher refuses a plain `http://` token URL except on loopback, unless
 //!   [`ClientCredentials::allow_insecure_http`] says otherwise, and never follows
 //!   redirects.
