@@ -3,8 +3,10 @@
 //! renewal cycle does, and the `Authorization` header the inner service gets is marked
 //! sensitive.
 
+mod common;
+
 use std::{
-    fmt, io,
+    fmt,
     sync::{Arc, Mutex, OnceLock},
     task::{Context, Poll},
     time::Duration,
@@ -12,6 +14,7 @@ use std::{
 
 use base64::Engine as _;
 use bytes::Bytes;
+use common::Logs;
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -26,7 +29,7 @@ use tower_oauth::{
     AccessToken, AuthMethod, ClientCredentials, ClientSecret, Error, ErrorKind, FetchReason,
     OAuthLayer, Scope, ScopePolicy, Token, TokenRequest,
 };
-use tracing_subscriber::fmt::{format::FmtSpan, MakeWriter};
+use tracing_subscriber::fmt::format::FmtSpan;
 
 const SECRET: &str = "S3CR3T-secrets-5e1d";
 const WRONG_SECRET: &str = "WR0NG-secrets-a4c2";
@@ -400,35 +403,6 @@ async fn a_server_that_echoes_the_secret_is_quoted_sanitised_and_nothing_more() 
 // ---------------------------------------------------------------------------------------
 // Logs
 // ---------------------------------------------------------------------------------------
-
-/// A log sink shared with the subscriber.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
 
 /// The log of this test binary, TRACE and up, with span events. Installed as the global
 /// subscriber (a per-thread one misses events whose callsite interest another test's

@@ -395,6 +395,11 @@ mod tests {
         parse_token_response(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
     }
 
+    /// The error [`parse_redacting`] makes of `body`, with no headers.
+    fn redacting(status: StatusCode, body: &str, secrets: &[&str]) -> Error {
+        parse_redacting(status, &HeaderMap::new(), body.as_bytes(), secrets).unwrap_err()
+    }
+
     fn err(status: u16, body: &str) -> Error {
         parse_token_response(
             StatusCode::from_u16(status).unwrap(),
@@ -602,13 +607,7 @@ mod tests {
             let body = format!(
                 r#"{{"error":"invalid_client","error_description":"secret {echoed} is wrong"}}"#
             );
-            let err = parse_redacting(
-                StatusCode::UNAUTHORIZED,
-                &HeaderMap::new(),
-                body.as_bytes(),
-                &[SECRET],
-            )
-            .unwrap_err();
+            let err = redacting(StatusCode::UNAUTHORIZED, &body, &[SECRET]);
             let shown = format!("{err} {err:?}");
             assert!(!shown.contains(SECRET), "split by {split}: {shown}");
             assert!(shown.contains("secret <redacted> is wrong"), "{shown}");
@@ -616,13 +615,7 @@ mod tests {
         // A secret that holds such a character itself is not shown without it either.
         let secret = "S3CR\u{ad}3T\tvalue";
         let body = r#"{"error":"invalid_client","error_description":"secret S3CR\u00ad3T\tvalue is wrong"}"#;
-        let err = parse_redacting(
-            StatusCode::UNAUTHORIZED,
-            &HeaderMap::new(),
-            body.as_bytes(),
-            &[secret],
-        )
-        .unwrap_err();
+        let err = redacting(StatusCode::UNAUTHORIZED, body, &[secret]);
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("S3CR3Tvalue"), "{shown}");
         assert!(shown.contains("secret <redacted> is wrong"), "{shown}");
@@ -657,13 +650,7 @@ mod tests {
         for echo in echoes {
             let body =
                 format!(r#"{{"error":"invalid_client","error_description":"bad secret {echo}"}}"#);
-            let err = parse_redacting(
-                StatusCode::UNAUTHORIZED,
-                &HeaderMap::new(),
-                body.as_bytes(),
-                &[SECRET],
-            )
-            .unwrap_err();
+            let err = redacting(StatusCode::UNAUTHORIZED, &body, &[SECRET]);
             let shown = format!("{err} {err:?}");
             assert!(!shown.contains("w0rd"), "{echo}: {shown}");
             assert!(shown.contains("<redacted"), "{echo}: {shown}");
@@ -671,13 +658,7 @@ mod tests {
         // Text with no secret in it, encoded or not, is kept as it is.
         let body =
             r#"{"error":"invalid_client","error_description":"client a%20b &amp; c+d unknown"}"#;
-        let err = parse_redacting(
-            StatusCode::UNAUTHORIZED,
-            &HeaderMap::new(),
-            body.as_bytes(),
-            &[SECRET],
-        )
-        .unwrap_err();
+        let err = redacting(StatusCode::UNAUTHORIZED, body, &[SECRET]);
         assert!(
             err.to_string().ends_with("client a%20b &amp; c+d unknown"),
             "{err}"
@@ -711,13 +692,11 @@ mod tests {
     #[test]
     fn a_standard_error_code_is_not_redacted_whatever_secret_it_contains() {
         // A secret that is a part of the code, and a token that is.
-        let err = parse_redacting(
+        let err = redacting(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &HeaderMap::new(),
-            br#"{"error":"invalid_client","error_description":"client unknown"}"#,
+            r#"{"error":"invalid_client","error_description":"client unknown"}"#,
             &["client"],
-        )
-        .unwrap_err();
+        );
         assert_eq!(err.kind(), ErrorKind::InvalidClient, "{err}");
         assert!(!err.is_retryable());
         assert_eq!(err.oauth_error(), Some("invalid_client"));
@@ -727,13 +706,11 @@ mod tests {
         assert_eq!(err.oauth_error(), Some("temporarily_unavailable"));
         assert!(err.is_retryable(), "{err}");
         // Any other code is redacted like the rest of the text.
-        let err = parse_redacting(
+        let err = redacting(
             StatusCode::BAD_REQUEST,
-            &HeaderMap::new(),
-            br#"{"error":"bad_client_thing"}"#,
+            r#"{"error":"bad_client_thing"}"#,
             &["client"],
-        )
-        .unwrap_err();
+        );
         assert_eq!(err.oauth_error(), Some("bad_<redacted>_thing"));
     }
 }
