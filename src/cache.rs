@@ -245,11 +245,12 @@ impl State {
         self.waiting_since = None;
     }
 
-    /// Ends a flight whose driver runs on another runtime and has run longer, by the
-    /// system clock, than a fetch can on a driven runtime ([`Config::stranded_after`]), so
-    /// that the caller starts a new one on its own. Its waiters get a retryable
-    /// [`ErrorKind::Timeout`] now. The old driver, if its runtime runs again, leaves the
-    /// slot alone: a token it gets is not installed, a failure sets no cooldown.
+    /// Ends a flight whose driver is gone, or runs on another runtime and has run
+    /// longer, by the system clock, than a fetch can on a driven runtime
+    /// ([`Config::stranded_after`]), so that the caller starts a new one on its own. Its
+    /// waiters get a retryable [`ErrorKind::Timeout`] now. The old driver, if its runtime
+    /// runs again, leaves the slot alone: a token it gets is not installed, a failure sets
+    /// no cooldown.
     ///
     /// The system clock, not tokio's: a runtime's paused clock says nothing of how long
     /// a driver on another runtime has run.
@@ -257,6 +258,12 @@ impl State {
         let Some(flight) = &self.flight else {
             return;
         };
+        // Its driver is gone without ending it: its task was dropped before it was first
+        // polled (its runtime shut down at once). Its waiters see the channel close.
+        if Arc::strong_count(&flight.tx) == 1 {
+            self.end_flight();
+            return;
+        }
         let ran = flight.started.elapsed();
         if ran < config.stranded_after() || !flight.elsewhere() {
             return;

@@ -561,6 +561,31 @@ fn a_fetch_stranded_on_a_runtime_no_longer_driven_is_given_up_by_the_next_reques
 }
 
 #[test]
+fn a_fetch_whose_task_never_ran_is_started_again_by_the_next_request() {
+    // The fetch's task is queued on a runtime that is never driven, then dropped with it
+    // before it was ever polled (so its own guard never ran).
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let never_driven = runtime();
+    {
+        let _entered = never_driven.enter();
+        let started = futures_util::FutureExt::now_or_never(layer.handle().warm_up());
+        assert!(started.is_none(), "waiting for the fetch it queued");
+    }
+    assert!(layer.handle().state()[0].fetching);
+    drop(never_driven);
+    assert_eq!(fetcher.calls(), 0);
+    // Not joined (it would never end, or end Cancelled): fetched anew.
+    let warmed = runtime().block_on(async {
+        tokio::time::timeout(10 * SEC, layer.handle().warm_up())
+            .await
+            .expect("bounded by the layer, not a hang")
+    });
+    assert!(warmed.is_ok(), "{warmed:?}");
+    assert_eq!(fetcher.calls(), 1);
+}
+
+#[test]
 fn a_fetch_given_up_as_stranded_stops_retrying_when_its_runtime_runs_again() {
     // The first attempt fails on a runtime that then stops being driven, in the backoff
     // before its retry; a request elsewhere gives it up later and fetches there.
