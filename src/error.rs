@@ -377,6 +377,26 @@ mod tests {
     }
 
     #[test]
+    fn causes_lists_the_source_chain_outermost_first() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("connect failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::with_source(ErrorKind::Transport, Outer(refused));
+        assert_eq!(err.causes(), "connect failed: refused");
+        assert_eq!(Error::new(ErrorKind::Timeout).causes(), "");
+    }
+
+    #[test]
     fn fetcher_errors_keep_our_error_and_wrap_others() {
         let ours: BoxError = Box::new(Error::new(ErrorKind::InvalidScope));
         assert_eq!(Error::from_fetcher(ours).kind(), ErrorKind::InvalidScope);
