@@ -884,10 +884,6 @@ async fn drive(
             // given up on in this flight.
             if err.is_retryable() && later(now, delay) <= later(flight_started, config.retry_budget)
             {
-                tracing::info!(
-                    delay_ms = delay.as_millis() as u64,
-                    "backing off before retrying the token fetch"
-                );
                 slot = match back_off(slot, &guard, delay).await {
                     Some(slot) => slot,
                     None => return,
@@ -901,10 +897,6 @@ async fn drive(
         // came, not since this failure.
         let since = *waiting_since.get_or_insert_with(|| slot.lock().waiting_since.unwrap_or(now));
         if err.is_retryable() && later(now, delay) <= later(since, config.retry_budget) {
-            tracing::info!(
-                delay_ms = delay.as_millis() as u64,
-                "backing off before retrying the token fetch"
-            );
             slot = match back_off(slot, &guard, delay).await {
                 Some(slot) => slot,
                 None => return,
@@ -1024,6 +1016,10 @@ impl Drop for FlightGuard {
 /// fetching for the rest of the retry budget; `None` when it was, or when the flight was
 /// given up on as stranded meanwhile (nobody waits on it any more).
 async fn back_off(slot: Arc<Slot>, flight: &FlightGuard, delay: Duration) -> Option<Arc<Slot>> {
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "backing off before retrying the token fetch"
+    );
     let weak = Arc::downgrade(&slot);
     drop(slot);
     tokio::time::sleep(delay).await;
