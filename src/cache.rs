@@ -27,79 +27,14 @@ use tokio::{
     task::AbortHandle,
     time::Instant,
 };
-use tower::{util::BoxCloneSyncService, ServiceExt};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::{
-    classify::Classifier,
-    error::{BoxError, Error, ErrorKind},
+    config::{Config, Core},
+    error::{Error, ErrorKind},
     token::{FetchReason, Scope, Token, TokenRequest},
 };
-
-/// The type-erased token fetcher; fetching is the cold path, so a box costs nothing that
-/// matters.
-pub(crate) type BoxFetcher = BoxCloneSyncService<TokenRequest, Token, BoxError>;
-
-/// Settings shared by every slot of a layer. See the builder for meanings and defaults.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) renew_ahead: Duration,
-    pub(crate) expiry_margin: Duration,
-    pub(crate) default_lifetime: Duration,
-    pub(crate) max_lifetime: Duration,
-    pub(crate) fetch_timeout: Duration,
-    pub(crate) initial_backoff: Duration,
-    pub(crate) max_backoff: Duration,
-    pub(crate) retry_budget: Duration,
-    pub(crate) max_retry_after: Duration,
-    pub(crate) strict_scope: bool,
-    /// `None`: replay is off.
-    pub(crate) replay_limit: Option<usize>,
-    pub(crate) inspect_limit: usize,
-    pub(crate) reissue_interval: Duration,
-}
-
-impl Config {
-    /// Longer than any fetch can run on a driven runtime: a fetch requests wait for makes
-    /// its last attempt within the retry budget counted from when the first of them came
-    /// (a renewal: from its start, and again from when its token ran out, so twice), and
-    /// each attempt ends within `fetch_timeout`; a second more for scheduling delays.
-    fn stranded_after(&self) -> Duration {
-        self.retry_budget
-            .saturating_add(self.fetch_timeout)
-            .saturating_mul(2)
-            .saturating_add(Duration::from_secs(1))
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            renew_ahead: Duration::from_secs(60),
-            expiry_margin: Duration::from_secs(5),
-            default_lifetime: Duration::from_secs(300),
-            max_lifetime: Duration::from_secs(24 * 60 * 60),
-            fetch_timeout: Duration::from_secs(10),
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            retry_budget: Duration::from_secs(5),
-            max_retry_after: Duration::from_secs(60),
-            strict_scope: false,
-            replay_limit: Some(crate::layer::DEFAULT_REPLAY_LIMIT),
-            inspect_limit: 4 * 1024,
-            reissue_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// What every slot of a layer shares.
-pub(crate) struct Core {
-    pub(crate) config: Config,
-    pub(crate) fetcher: BoxFetcher,
-    pub(crate) classifier: Classifier,
-    /// Whether the scopes of token requests are explicit (a scope policy was set).
-    pub(crate) explicit_scope: bool,
-}
 
 const FRESH: u8 = 0;
 const RENEW_DUE: u8 = 1;
@@ -170,23 +105,6 @@ impl Cached {
 pub(crate) struct Credential {
     pub(crate) header: HeaderValue,
     pub(crate) generation: u64,
-}
-
-/// A slot's current token as one service clone sees it: the `Arc` it last loaded,
-/// revalidated on each request with a single relaxed load of the shared pointer, so a
-/// cache hit writes no memory that another thread reads.
-pub(crate) type TokenCache = arc_swap::cache::Cache<Current, Option<Arc<Cached>>>;
-
-/// A slot, seen as the `ArcSwap` of its current token.
-#[derive(Clone)]
-pub(crate) struct Current(pub(crate) Arc<Slot>);
-
-impl std::ops::Deref for Current {
-    type Target = ArcSwapOption<Cached>;
-
-    fn deref(&self) -> &ArcSwapOption<Cached> {
-        &self.0.current
-    }
 }
 
 type Outcome = Option<Result<Arc<Cached>, Error>>;
@@ -297,6 +215,30 @@ pub(crate) struct Slot {
     state: Mutex<State>,
     fetches: AtomicU64,
     generations: AtomicU64,
+    /// The sweep epoch of its last use, for a scope set computed per request
+    /// (see `scope::Epochs`).
+    pub(crate) used_epoch: AtomicU64,
+}
+
+/// A slot's current token as one atomic load sees it: which token, and whether it can be
+/// used as it is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peek {
+    pub(crate) generation: u64,
+    usable: bool,
+    renewal_due: bool,
+}
+
+impl Peek {
+    #[inline]
+    pub(crate) fn usable(self) -> bool {
+        self.usable
+    }
+
+    #[inline]
+    pub(crate) fn renewal_due(self) -> bool {
+        self.renewal_due
+    }
 }
 
 /// What the control handle shows of a slot; no token in it.
@@ -350,14 +292,42 @@ impl Drop for Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(core: Arc<Core>, scope: Option<Scope>) -> Self {
-        Self {
+    pub(crate) fn new(core: Arc<Core>, scope: Option<Scope>) -> Arc<Self> {
+        Arc::new(Self {
             core,
             scope,
             current: ArcSwapOption::empty(),
             state: Mutex::new(State::default()),
             fetches: AtomicU64::new(0),
             generations: AtomicU64::new(1),
+            used_epoch: AtomicU64::new(0),
+        })
+    }
+
+    /// The current token's generation and phase. (Interim: loads the token.)
+    #[inline]
+    pub(crate) fn peek(&self) -> Peek {
+        let guard = self.current.load();
+        match guard.as_deref() {
+            Some(c) => Peek {
+                generation: c.generation,
+                usable: c.usable() && (c.scope_ok || !self.core.config.strict_scope),
+                renewal_due: c.phase() == RENEW_DUE,
+            },
+            None => Peek {
+                generation: 0,
+                usable: false,
+                renewal_due: false,
+            },
+        }
+    }
+
+    /// Starts the renewal of token `generation`, once.
+    #[cold]
+    pub(crate) fn renewal_due(self: &Arc<Self>, generation: u64) {
+        let guard = self.current.load();
+        if let Some(c) = guard.as_deref().filter(|c| c.generation == generation) {
+            self.admits(c);
         }
     }
 
