@@ -267,9 +267,8 @@ impl Builder {
 
     /// What counts as a rejected token. Default: [`StandardClassifier`].
     ///
-    /// A `StandardClassifier` (with any of its switches) travels with each request by
-    /// value; another classifier is shared, at the cost of a reference-count update per
-    /// request.
+    /// Response futures reach it through the `Arc` they hold already: any classifier
+    /// costs the same per request.
     pub fn classifier(mut self, classifier: impl ClassifyRejection) -> Self {
         self.classifier = Classifier::new(classifier);
         self

@@ -30,9 +30,27 @@ use crate::{
 /// Made by [`OAuthLayer`](crate::OAuthLayer). A request that already has an
 /// `Authorization` header is passed through untouched.
 ///
-/// A rejected request is replayed however the service is called: `oneshot` on the last
-/// clone, a clone per request, `call_all`, behind a `Buffer`. Each response future holds
-/// what its cold path needs (an `Arc` shared by the service's clones).
+/// # Replay
+///
+/// A response that says the token was rejected (see [`classify`](crate::classify))
+/// marks the token unusable, gets a new one and replays the request once. If the replay
+/// is rejected too, that response goes to the caller: there is no loop. A token fetched
+/// because of a rejection is not replaced for another within `reissue_interval`, so a
+/// server that rejects every token costs one token request per interval.
+///
+/// Replay works however the service is called: `oneshot` on the last clone, a clone per
+/// request, `call_all`, behind a `Buffer`. Each response future holds an `Arc` to what its
+/// cold path needs. The replay goes to a clone of the inner service kept for the purpose,
+/// polled ready anew. Which bodies can be replayed is in [`body`](crate::body).
+///
+/// # Readiness and capacity
+///
+/// `poll_ready` is the inner service's. What it reserves (a concurrency permit, a buffer
+/// slot) goes with the request the caller then sends, also while that request waits for
+/// a token. So the token fetcher must not need that capacity: give an
+/// [`HttpFetcher`](crate::fetch::HttpFetcher) a client of its own (`OAuthLayer::new`
+/// does), or a fetch can wait for permits held by requests that wait for it; it then
+/// fails with a [`Timeout`](crate::ErrorKind::Timeout) after `fetch_timeout`.
 pub struct OAuth<S> {
     inner: S,
     home: Arc<Home<S>>,

@@ -6,7 +6,7 @@
 //! to take a mutex.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -157,7 +157,4 @@ impl Shared {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: a panicking test must not cascade into the others.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(super) use crate::sync::lock;
