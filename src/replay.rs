@@ -37,7 +37,10 @@ use http::{
     header::AUTHORIZATION, Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version,
 };
 
-use crate::{body::ReplayableBody, layer::Shared};
+use crate::{
+    body::{KeptBody, Replayers},
+    layer::Shared,
+};
 
 type Registry = Mutex<HashMap<u64, Weak<dyn Any + Send + Sync>>>;
 
@@ -91,17 +94,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A copy of a request kept to send it again.
-pub(crate) struct Replay<B: ReplayableBody> {
+pub(crate) struct Replay<B> {
     head: HeadCopy,
-    body: B::Replay,
+    body: KeptBody<B>,
 }
 
-impl<B: ReplayableBody> Replay<B> {
+impl<B> Replay<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+{
     /// Prepares a request that will carry a token for a possible replay: the body is made
     /// replayable in place, and the head copied. `None` when the body cannot be replayed.
     #[inline]
-    pub(crate) fn prepare(req: &mut Request<B>, limit: usize) -> Option<Self> {
-        let body = req.body_mut().prepare(limit)?;
+    pub(crate) fn prepare(req: &mut Request<B>, limit: usize, custom: &Replayers) -> Option<Self> {
+        let body = KeptBody::keep(req.body_mut(), limit, custom)?;
         Some(Self {
             head: HeadCopy::of(req),
             body,
@@ -111,26 +117,23 @@ impl<B: ReplayableBody> Replay<B> {
     /// The request again, without an `Authorization`; `None` if the body turned out not
     /// to be replayable (or the head does not parse back).
     pub(crate) fn into_request(self) -> Option<Request<B>> {
-        let body = B::replay(self.body)?;
+        let body = self.body.into_body()?;
         self.head.into_request(body)
     }
 }
 
-/// Boxes and buffers kept per thread; more than this many free at once are dropped.
+/// Boxes kept per thread; more than this many free at once are dropped.
 const SPARE_COUNT: usize = 256;
 /// A head box whose buffers grew past these is not kept.
 const SPARE_BYTES: usize = 4 * 1024;
 const SPARE_SHARED: usize = 16;
 /// Header values longer than this are shared (a reference count) rather than copied.
 const COPY_VALUE_MAX: usize = 128;
-/// Bodies longer than this are shared rather than copied (see [`BodyCopy`]).
-pub(crate) const COPY_BODY_MAX: usize = 512;
 
 thread_local! {
     // Boxed on purpose: a box moves between this list and a response future.
     #[allow(clippy::vec_box)]
     static SPARE_HEADS: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
-    static SPARE_BODIES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Takes a spare from this thread's free list, if it has one.
@@ -319,37 +322,6 @@ impl Drop for HeadCopy {
     }
 }
 
-/// A small request body kept as a copy of its bytes, in a buffer reused per thread.
-///
-/// Keeping a body by cloning its `Bytes` costs an atomic reference count on clone and on
-/// drop, and when the `Bytes` was made from a `Vec`, an allocation for its shared form on
-/// the first clone. A copy of a few hundred bytes costs less than either.
-pub(crate) struct BodyCopy(Vec<u8>);
-
-impl BodyCopy {
-    /// Copies `data` (at most [`COPY_BODY_MAX`] bytes: longer bodies are shared instead).
-    pub(crate) fn of(data: &[u8]) -> Self {
-        debug_assert!(data.len() <= COPY_BODY_MAX);
-        let mut buf =
-            take_spare(&SPARE_BODIES).unwrap_or_else(|| Vec::with_capacity(COPY_BODY_MAX));
-        buf.extend_from_slice(data);
-        Self(buf)
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for BodyCopy {
-    fn drop(&mut self) {
-        let mut buf = std::mem::take(&mut self.0);
-        buf.clear();
-        // Never grown: every copy fits the capacity it was made with.
-        give_spare(&SPARE_BODIES, buf);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,7 +350,10 @@ mod tests {
     }
 
     fn round_trip(req: &mut Request<Full<Bytes>>) -> Request<Full<Bytes>> {
-        Replay::prepare(req, 1024).unwrap().into_request().unwrap()
+        Replay::prepare(req, 1024, &Replayers::default())
+            .unwrap()
+            .into_request()
+            .unwrap()
     }
 
     #[test]

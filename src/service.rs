@@ -6,12 +6,13 @@ use std::{
     task::{Context, Poll},
 };
 
+use bytes::Bytes;
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use crate::{
-    body::{ReplayableBody, ResponseBody},
+    body::{Replayers, ResponseBody},
     cache::{Credential, Current, Slot, TokenCache},
     classify::Classifier,
     error::BoxError,
@@ -200,7 +201,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    B: ReplayableBody + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Send,
     ResB::Error: Send,
@@ -261,7 +262,9 @@ where
         }
         let mut ctx = self.ctx(slot, cred.generation);
         if let Some(limit) = self.replay_limit {
-            ctx.replay = Replay::prepare(&mut req, limit);
+            // Types registered on the builder come here once it can register them
+            // (`Builder::replay_body`); until then, the built-in ones only.
+            ctx.replay = Replay::prepare(&mut req, limit, &Replayers::default());
         }
         ResponseFuture::called(self.inner.call(req), ctx)
     }
@@ -275,7 +278,6 @@ impl<S> OAuth<S> {
     fn no_slot<B, ResB>(err: crate::Error) -> ResponseFuture<S, B, ResB>
     where
         S: Service<Request<B>, Response = Response<ResB>>,
-        B: ReplayableBody,
         ResB: Body + Send + 'static,
         ResB::Data: Send,
         ResB::Error: Send,
@@ -284,7 +286,7 @@ impl<S> OAuth<S> {
     }
 
     #[inline]
-    fn ctx<B: ReplayableBody>(&self, slot: u32, generation: u64) -> Ctx<B> {
+    fn ctx<B>(&self, slot: u32, generation: u64) -> Ctx<B> {
         Ctx {
             layer: self.layer,
             home: self.home.id,

@@ -1,0 +1,293 @@
+//! What a request keeps of its body for a replay, chosen by the body's type.
+//!
+//! The built-in types are found by comparing type ids, which are constants once the
+//! layer is compiled for a body type: a `Full<Bytes>` request goes straight to its copy.
+//! Other types are looked up among those registered on the builder, and passed through
+//! unreplayed when they are not there.
+
+use std::{
+    any::{type_name, Any, TypeId},
+    convert::Infallible,
+    fmt,
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::{
+    combinators::{BoxBody, UnsyncBoxBody},
+    Empty, Full,
+};
+
+use super::{
+    buffered::BufferedReplay,
+    recording::{Cut, Recorded, Recording, RecordingBody},
+    replayable::{self, ReplayableBody},
+};
+use crate::error::BoxError;
+
+/// What a request keeps of its body for a replay.
+pub(crate) struct KeptBody<B>(Kept<B>);
+
+enum Kept<B> {
+    Full(BufferedReplay<Full<Bytes>>),
+    String(BufferedReplay<String>),
+    Empty,
+    /// A streaming body, recorded as it is sent.
+    Recorded {
+        recording: Recording<B>,
+        wrap: Wrap<B>,
+    },
+    /// A registered [`ReplayableBody`]: what it keeps, boxed, and how it is made again.
+    Replayable {
+        kept: Box<dyn Any + Send>,
+        replay: fn(Box<dyn Any + Send>) -> Option<B>,
+    },
+}
+
+/// How a recorded body's type is made of a reader of its recording.
+enum Wrap<B> {
+    /// A built-in type, of the reader as it is.
+    Reader(fn(RecordingBody<B>) -> B),
+    /// A registered type, of the reader with its errors boxed.
+    Boxed(fn(Recorded<B>) -> B),
+}
+
+impl<B> Clone for Wrap<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for Wrap<B> {}
+
+impl<B> Wrap<B> {
+    fn apply(self, reader: RecordingBody<B>) -> B {
+        match self {
+            Self::Reader(wrap) => wrap(reader),
+            Self::Boxed(wrap) => wrap(Recorded::new(reader)),
+        }
+    }
+}
+
+/// `value` as a `B`, when `T` is `B`. Both checks fold to constants.
+fn cast<T: 'static, B: 'static>(value: T) -> Option<B> {
+    if TypeId::of::<T>() != TypeId::of::<B>() {
+        return None;
+    }
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<B>>()
+        .and_then(Option::take)
+}
+
+/// How a built-in streaming type `B` is recorded, if `B` is one.
+fn built_in_recorded<B: 'static>() -> Option<(Wrap<B>, Cut)> {
+    fn reader<T: 'static, B: 'static>(
+        wrap: fn(RecordingBody<T>) -> T,
+        cut: Cut,
+    ) -> Option<(Wrap<B>, Cut)> {
+        Some((Wrap::Reader(cast(wrap)?), cut))
+    }
+    type Boxed<E> = BoxBody<Bytes, E>;
+    type Unsync<E> = UnsyncBoxBody<Bytes, E>;
+    let found = reader::<Boxed<BoxError>, B>(replayable::boxed, Cut::Reported)
+        .or_else(|| reader::<Unsync<BoxError>, B>(replayable::unsync_boxed, Cut::Reported))
+        .or_else(|| reader::<Boxed<Infallible>, B>(replayable::boxed_infallible, Cut::Impossible))
+        .or_else(|| {
+            reader::<Unsync<Infallible>, B>(replayable::unsync_boxed_infallible, Cut::Impossible)
+        });
+    #[cfg(feature = "tonic")]
+    let found =
+        found.or_else(|| reader::<tonic::body::Body, B>(tonic::body::Body::new, Cut::Reported));
+    found
+}
+
+impl<B> KeptBody<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+{
+    /// Makes the body replayable in place (a streaming body is swapped for a recording
+    /// one of the same type) and keeps what a replay needs. `None`: this body cannot be
+    /// replayed (its type is not one the layer knows, its size hint is over the limit);
+    /// the reason is logged at `debug`.
+    #[inline]
+    pub(crate) fn keep(body: &mut B, limit: usize, custom: &Replayers) -> Option<Self> {
+        let any = body as &mut dyn Any;
+        let kept = if let Some(full) = any.downcast_mut::<Full<Bytes>>() {
+            Kept::Full(full.prepare(limit)?)
+        } else if any.is::<Empty<Bytes>>() {
+            Kept::Empty
+        } else if let Some(text) = any.downcast_mut::<String>() {
+            Kept::String(text.prepare(limit)?)
+        } else if let Some((wrap, cut)) = built_in_recorded::<B>() {
+            let recording = Recording::record(body, limit, cut, |reader| wrap.apply(reader))?;
+            Kept::Recorded { recording, wrap }
+        } else {
+            return Self::keep_other(body, limit, custom);
+        };
+        Some(Self(kept))
+    }
+
+    /// A body of a type that is not built in: kept as registered, if it is.
+    #[cold]
+    #[inline(never)]
+    fn keep_other(body: &mut B, limit: usize, custom: &Replayers) -> Option<Self> {
+        #[cfg(any(feature = "https", feature = "test-util"))]
+        if TypeId::of::<B>() == TypeId::of::<hyper::body::Incoming>() {
+            tracing::debug!(
+                "request body is hyper's Incoming, which cannot be rebuilt; not replayable"
+            );
+            return None;
+        }
+        let Some(registered) = custom.find::<B>() else {
+            tracing::debug!(
+                body = type_name::<B>(),
+                "request body type is not one the layer replays; register it on the builder \
+                 to have it replayed"
+            );
+            return None;
+        };
+        let kept = match registered {
+            Registered::Wrap(wrap) => {
+                let wrap = Wrap::Boxed(wrap);
+                let recording =
+                    Recording::record(body, limit, Cut::Reported, |reader| wrap.apply(reader))?;
+                Kept::Recorded { recording, wrap }
+            }
+            Registered::Replayable { keep, replay } => Kept::Replayable {
+                kept: keep(body, limit)?,
+                replay,
+            },
+        };
+        Some(Self(kept))
+    }
+
+    /// The body again for the replay; `None` if it turned out not to be replayable.
+    pub(crate) fn into_body(self) -> Option<B> {
+        match self.0 {
+            Kept::Full(kept) => cast(<Full<Bytes>>::replay(kept)?),
+            Kept::String(kept) => cast(String::replay(kept)?),
+            Kept::Empty => cast(Empty::<Bytes>::new()),
+            Kept::Recorded { recording, wrap } => recording.replay().map(|r| wrap.apply(r)),
+            Kept::Replayable { kept, replay } => replay(kept),
+        }
+    }
+}
+
+impl<B> fmt::Debug for KeptBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.0 {
+            Kept::Full(_) | Kept::String(_) | Kept::Empty => "buffered",
+            Kept::Recorded { .. } => "recorded",
+            Kept::Replayable { .. } => "registered",
+        };
+        f.debug_tuple("KeptBody").field(&kind).finish()
+    }
+}
+
+/// The body types registered on the builder, beyond the built-in ones. The default has
+/// none.
+#[derive(Clone, Default)]
+pub(crate) struct Replayers {
+    // `None` rather than an empty slice: the default allocates nothing.
+    types: Option<Arc<[Registration]>>,
+}
+
+struct Registration {
+    id: TypeId,
+    name: &'static str,
+    /// A [`Registered`] of the type.
+    how: Arc<dyn Any + Send + Sync>,
+}
+
+/// How a registered type `T` is kept.
+#[allow(dead_code)] // Made by `Replayers::with*` (see there).
+enum Registered<T> {
+    /// Recorded, and made of a reader of the recording by this function.
+    Wrap(fn(Recorded<T>) -> T),
+    /// As its [`ReplayableBody`] implementation says.
+    Replayable {
+        keep: fn(&mut T, usize) -> Option<Box<dyn Any + Send>>,
+        replay: fn(Box<dyn Any + Send>) -> Option<T>,
+    },
+}
+
+impl<T> Clone for Registered<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Registered<T> {}
+
+fn keep_replayable<T: ReplayableBody>(body: &mut T, limit: usize) -> Option<Box<dyn Any + Send>> {
+    Some(Box::new(body.prepare(limit)?))
+}
+
+fn replay_replayable<T: ReplayableBody>(kept: Box<dyn Any + Send>) -> Option<T> {
+    T::replay(*kept.downcast::<T::Replay>().ok()?)
+}
+
+// Called by the builder's `replay_body`, which is still to come.
+#[allow(dead_code)]
+impl Replayers {
+    /// Registers `T`, recorded as it is sent like a boxed body, then made of its recording
+    /// by `wrap` (`axum::body::Body::new`, `reqwest::Body::wrap`, `BoxBody::new`).
+    pub(crate) fn with<T>(self, wrap: fn(Recorded<T>) -> T) -> Self
+    where
+        T: Body<Data = Bytes> + Unpin + Send + 'static,
+        T::Error: Into<BoxError>,
+    {
+        self.register::<T>(Registered::Wrap(wrap))
+    }
+
+    /// Registers `T`, kept as its [`ReplayableBody`] implementation says.
+    pub(crate) fn with_replayable<T>(self) -> Self
+    where
+        T: ReplayableBody + Send + 'static,
+    {
+        self.register::<T>(Registered::Replayable {
+            keep: keep_replayable::<T>,
+            replay: replay_replayable::<T>,
+        })
+    }
+
+    fn register<T: 'static>(self, how: Registered<T>) -> Self {
+        let id = TypeId::of::<T>();
+        // A type registered again is kept as it was registered last.
+        let others = self.types.iter().flat_map(|types| types.iter());
+        let types = others
+            .filter(|r| r.id != id)
+            .map(|r| Registration {
+                id: r.id,
+                name: r.name,
+                how: r.how.clone(),
+            })
+            .chain([Registration {
+                id,
+                name: type_name::<T>(),
+                how: Arc::new(how),
+            }])
+            .collect();
+        Self { types: Some(types) }
+    }
+
+    fn find<B: 'static>(&self) -> Option<Registered<B>> {
+        let types = self.types.as_deref()?;
+        let found = types.iter().find(|r| r.id == TypeId::of::<B>())?;
+        found.how.downcast_ref::<Registered<B>>().copied()
+    }
+}
+
+impl fmt::Debug for Replayers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self
+            .types
+            .iter()
+            .flat_map(|t| t.iter())
+            .map(|r| r.name)
+            .collect();
+        f.debug_struct("Replayers").field("types", &names).finish()
+    }
+}
