@@ -291,3 +291,220 @@ impl fmt::Debug for Replayers {
         f.debug_struct("Replayers").field("types", &names).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{fmt, pin::Pin, task::Context, task::Poll};
+
+    use futures_util::stream;
+    use http_body::{Frame, SizeHint};
+    use http_body_util::{BodyExt, Either, Limited, StreamBody};
+
+    use super::*;
+    use crate::body::{
+        buffered::COPY_BODY_MAX,
+        test_support::{bytes_of, chunks, Boxed},
+        ReplayError,
+    };
+
+    /// Keeps `body` as the layer does, reads the body sent to its end, then the replay:
+    /// what each yielded.
+    async fn sent_then_replayed<B>(mut body: B, custom: &Replayers) -> (Bytes, Option<Bytes>)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: fmt::Debug,
+    {
+        let kept = KeptBody::keep(&mut body, 1024, custom).expect("kept");
+        let sent = bytes_of(body).await;
+        let replayed = match kept.into_body() {
+            Some(again) => Some(bytes_of(again).await),
+            None => None,
+        };
+        (sent, replayed)
+    }
+
+    /// A stream of `frames` that cannot fail, and says nothing of its size.
+    fn infallible_stream(frames: &[&'static [u8]]) -> BoxBody<Bytes, Infallible> {
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = frames
+            .iter()
+            .map(|f| Ok(Frame::data(Bytes::from_static(f))))
+            .collect();
+        BoxBody::new(StreamBody::new(stream::iter(frames)))
+    }
+
+    #[tokio::test]
+    async fn each_built_in_type_is_kept_and_given_back_byte_for_byte() {
+        let none = Replayers::default();
+        let small = Bytes::from(vec![1u8; COPY_BODY_MAX]);
+        let large = Bytes::from(vec![2u8; COPY_BODY_MAX + 1]);
+        for data in [small.clone(), large.clone(), Bytes::new()] {
+            let (sent, again) = sent_then_replayed(Full::new(data.clone()), &none).await;
+            assert_eq!((sent, again), (data.clone(), Some(data.clone())));
+            let text = String::from_utf8(data.to_vec()).unwrap();
+            let (sent, again) = sent_then_replayed(text, &none).await;
+            assert_eq!((sent, again), (data.clone(), Some(data)));
+        }
+        let (sent, again) = sent_then_replayed(Empty::<Bytes>::new(), &none).await;
+        assert_eq!((sent, again), (Bytes::new(), Some(Bytes::new())));
+
+        let (body, whole) = chunks(5);
+        let whole = Bytes::from(whole);
+        let (sent, again) = sent_then_replayed(body, &none).await;
+        assert_eq!((sent, again), (whole.clone(), Some(whole.clone())));
+        let (body, _) = chunks(5);
+        let (sent, again) = sent_then_replayed(UnsyncBoxBody::new(body), &none).await;
+        assert_eq!((sent, again), (whole.clone(), Some(whole.clone())));
+
+        let parts: [&'static [u8]; 3] = [b"one ", b"two ", b"three"];
+        let expected = Bytes::from_static(b"one two three");
+        let (sent, again) = sent_then_replayed(infallible_stream(&parts), &none).await;
+        assert_eq!((sent, again), (expected.clone(), Some(expected.clone())));
+        let unsync = UnsyncBoxBody::new(infallible_stream(&parts));
+        let (sent, again) = sent_then_replayed(unsync, &none).await;
+        assert_eq!((sent, again), (expected.clone(), Some(expected)));
+
+        #[cfg(feature = "tonic")]
+        {
+            let (body, _) = chunks(5);
+            let (sent, again) = sent_then_replayed(tonic::body::Body::new(body), &none).await;
+            assert_eq!((sent, again), (whole.clone(), Some(whole)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_of_a_type_the_layer_does_not_know_is_sent_as_it_is_and_not_kept() {
+        let mut body = Limited::new(Full::new(Bytes::from_static(b"limited")), 1024);
+        assert!(KeptBody::keep(&mut body, 1024, &Replayers::default()).is_none());
+        assert_eq!(bytes_of(body).await, "limited");
+    }
+
+    /// A body type of the application's own, made of any body.
+    struct Custom(BoxBody<Bytes, BoxError>);
+
+    impl Custom {
+        fn new<B>(body: B) -> Self
+        where
+            B: Body<Data = Bytes> + Send + Sync + 'static,
+            B::Error: Into<BoxError>,
+        {
+            Self(BoxBody::new(body.map_err(Into::into)))
+        }
+    }
+
+    impl Body for Custom {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Pin::new(&mut self.0).poll_frame(cx)
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_end_stream()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.0.size_hint()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_registered_body_type_is_recorded_and_replayed() {
+        let (body, whole) = chunks(6);
+        let mut unregistered = Custom::new(body);
+        assert!(KeptBody::keep(&mut unregistered, 1024, &Replayers::default()).is_none());
+
+        let custom = Replayers::default().with::<Custom>(Custom::new);
+        let (body, _) = chunks(6);
+        let (sent, again) = sent_then_replayed(Custom::new(body), &custom).await;
+        assert_eq!(sent, whole);
+        assert_eq!(again.expect("replayed"), whole);
+
+        // It is recorded like a boxed body: leading its replay past the limit, the body
+        // sent is cut off with a `ReplayError`, and the replay is whole.
+        let (body, whole) = chunks(10);
+        let mut first = Custom::new(body);
+        let kept = KeptBody::keep(&mut first, 10, &custom).expect("kept");
+        let replay = kept
+            .into_body()
+            .expect("replayable before the body is read");
+        let mut sent = Vec::new();
+        let err = loop {
+            match first.frame().await.expect("an error before the end") {
+                Ok(frame) => sent.extend_from_slice(&frame.into_data().unwrap()),
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(sent, whole[..12], "the limit and one frame");
+        assert!(err.downcast_ref::<ReplayError>().is_some(), "{err}");
+        assert_eq!(bytes_of(replay).await, whole);
+    }
+
+    /// An error of the application's own that can say a body was cut off.
+    #[derive(Debug)]
+    struct AppError;
+
+    impl From<ReplayError> for AppError {
+        fn from(_: ReplayError) -> Self {
+            Self
+        }
+    }
+
+    #[tokio::test]
+    async fn a_type_registered_as_replayable_is_kept_as_it_says() {
+        type Both = Either<Full<Bytes>, Boxed>;
+        let custom = Replayers::default()
+            .with_replayable::<Both>()
+            .with_replayable::<BoxBody<Bytes, AppError>>();
+
+        let left: Both = Either::Left(Full::new(Bytes::from_static(b"left")));
+        let (sent, again) = sent_then_replayed(left, &custom).await;
+        assert_eq!((sent, again), ("left".into(), Some("left".into())));
+        let (body, whole) = chunks(4);
+        let (sent, again) = sent_then_replayed(Both::Right(body), &custom).await;
+        assert_eq!((sent, again), (whole.clone().into(), Some(whole.into())));
+
+        let app = Full::new(Bytes::from_static(b"app")).map_err(|e| match e {});
+        let app = BoxBody::<Bytes, AppError>::new(app);
+        let (sent, again) = sent_then_replayed(app, &custom).await;
+        assert_eq!((sent, again), ("app".into(), Some("app".into())));
+        let names = format!("{custom:?}");
+        assert!(
+            names.contains("Either") && names.contains("AppError"),
+            "{names}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_cannot_fail_is_replayed_only_when_it_fits_whole_and_never_cut_short() {
+        let none = Replayers::default();
+        let parts: [&'static [u8]; 3] = [b"one ", b"two ", b"three"];
+
+        // Read to its end when the rejection comes: replayed.
+        let mut first = infallible_stream(&parts);
+        let kept = KeptBody::keep(&mut first, 1024, &none).expect("kept");
+        assert_eq!(bytes_of(first).await, "one two three");
+        let again = kept.into_body().expect("replayed");
+        assert_eq!(bytes_of(again).await, "one two three");
+
+        // Read part of the way, with no size hint to say the rest fits: not replayed,
+        // and the body sent goes on whole.
+        let mut first = infallible_stream(&parts);
+        let kept = KeptBody::keep(&mut first, 1024, &none).expect("kept");
+        let head = first.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(head, "one ");
+        assert!(kept.into_body().is_none());
+        assert_eq!(bytes_of(first).await, "two three");
+
+        // Not read at all, but its size hint says it fits (`Full::new(b).boxed()`):
+        // replayed, and both bodies read whole in any order.
+        let mut first = Full::new(Bytes::from_static(b"fits")).boxed();
+        let kept = KeptBody::keep(&mut first, 1024, &none).expect("kept");
+        let again = kept.into_body().expect("replayed");
+        assert_eq!(bytes_of(again).await, "fits");
+        assert_eq!(bytes_of(first).await, "fits");
+    }
+}

@@ -17,12 +17,12 @@ use super::{
 
 /// A request body type that knows how to be kept for a replay.
 ///
-/// The layer accepts any request body, and replays the built-in types without this
-/// trait: [`Full<Bytes>`](http_body_util::Full), [`Empty<Bytes>`](http_body_util::Empty),
-/// [`String`], boxed bodies with a [`BoxError`](crate::BoxError) or
-/// [`Infallible`] error, and `tonic::body::Body` (feature `tonic`). A type that
-/// implements this trait is replayed once it is registered on the layer's builder; the
-/// crate implements it for the built-in types and for these, which need registering:
+/// The layer accepts any request body and replays the built-in types without this trait:
+/// [`Full<Bytes>`](http_body_util::Full), [`Empty<Bytes>`](http_body_util::Empty),
+/// [`String`], boxed bodies with a [`BoxError`](crate::BoxError) or [`Infallible`] error,
+/// and `tonic::body::Body` (feature `tonic`). A type that implements this trait is
+/// replayed once it is registered on the layer's builder. The crate implements it for the
+/// built-in types, and for these, which need registering:
 ///
 /// - [`BoxBody<Bytes, E>`] and [`UnsyncBoxBody<Bytes, E>`] whose error type can hold a
 ///   [`ReplayError`] (`E: From<ReplayError>`): a recorded body reports through it that
@@ -33,17 +33,21 @@ use super::{
 ///
 /// ```
 /// use bytes::Bytes;
-/// use http_body_util::{combinators::BoxBody, BodyExt, Full};
+/// use http_body_util::{combinators::BoxBody, Either, Full};
 /// use tower_oauth::{body::ReplayableBody, BoxError};
 ///
-/// let mut body: BoxBody<Bytes, BoxError> =
-///     Full::new(Bytes::from("{}")).map_err(BoxError::from).boxed();
-/// let kept = body.prepare(64 * 1024).expect("within the limit");
+/// type Request = Either<Full<Bytes>, BoxBody<Bytes, BoxError>>;
+///
+/// let mut body: Request = Either::Left(Full::new(Bytes::from("{}")));
+/// let kept = body.prepare(64 * 1024).expect("a full body is always kept");
+/// let again = Request::replay(kept).expect("and made again");
+/// assert!(matches!(again, Either::Left(_)));
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a request body the OAuth layer can replay",
-    note = "use `Full<Bytes>`, `Empty<Bytes>`, `String`, or a `BoxBody<Bytes, E>` whose error \
-            `E` implements `From<ReplayError>` (`body.map_err(BoxError::from).boxed()`)"
+    note = "bodies of any type are accepted; only types that implement `ReplayableBody` can be \
+            registered as replayable this way (register others with a function that makes \
+            them of a recorded body)"
 )]
 pub trait ReplayableBody: Body<Data = Bytes> + Sized {
     /// What is kept to rebuild the body.

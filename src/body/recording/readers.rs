@@ -1,20 +1,21 @@
-//! The recording of a streaming request body, shared by the body first sent and its
-//! replay: which frames are kept, which reader may read what, and who is woken.
+//! The recording and its two readers, as bodies: the body first sent and its replay.
 
 use std::{
-    collections::VecDeque,
     fmt, mem,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll, Wake, Waker},
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::error::{Lost, RecordError, ReplayError};
-use crate::error::BoxError;
+use super::{
+    cursor::Reader,
+    state::{Cut, State},
+    wake::lock,
+};
+use crate::{body::error::RecordError, error::BoxError};
 
 /// The shared recording of a streaming body; what rebuilds it for a replay.
 ///
@@ -22,444 +23,12 @@ use crate::error::BoxError;
 /// the replay it may make. Dropping it lets go of them: the body then keeps nothing of
 /// what it sends.
 pub struct Recording<B> {
-    shared: Arc<Mutex<Shared<B>>>,
-}
-
-/// Whether a recorded body can be cut off: whether its error type can say so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Cut {
-    /// It can (its error can hold a [`ReplayError`]): the body first sent is cut off
-    /// when it leads its replay past the limit, or falls behind a replay that passed it.
-    Reported,
-    /// It cannot (`Infallible`): a replay is made only of a body known to fit the limit
-    /// whole (ended, or by its size hint), and no reader is ever cut off. What a reader
-    /// behind has yet to read is kept even past the limit, which only a body longer than
-    /// its size hint said reaches.
-    Impossible,
-}
-
-/// One of the two readers of a recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reader {
-    /// The body first sent.
-    First,
-    /// Its replay.
-    Replay,
-}
-
-impl Reader {
-    fn other(self) -> Self {
-        match self {
-            Self::First => Self::Replay,
-            Self::Replay => Self::First,
-        }
-    }
-
-    /// Why this reader lost frames it had yet to read: the first body was cut off in
-    /// favour of its replay; the replay found the recording incomplete.
-    fn loss(self) -> ReplayError {
-        ReplayError(match self {
-            Self::First => Lost::Superseded,
-            Self::Replay => Lost::Replay,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::First => "first",
-            Self::Replay => "replay",
-        }
-    }
-}
-
-/// What a reader may still do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cursor {
-    /// The replay, not made yet while one may be: it would read from the first frame.
-    Unmade,
-    /// Reads on from data frame number `next`.
-    At(usize),
-    /// Has yielded its end (after the trailers, if any).
-    Ended,
-    /// The first body, cut off to keep its replay within the limit: every read fails.
-    CutOff,
-    /// Dropped; or the replay, never to be made.
-    Gone,
-}
-
-impl Cursor {
-    /// The first frame this reader may still read, if it may read any.
-    fn needs(self) -> Option<usize> {
-        match self {
-            Self::Unmade => Some(0),
-            Self::At(next) => Some(next),
-            Self::Ended | Self::CutOff | Self::Gone => None,
-        }
-    }
-}
-
-/// The body being recorded.
-enum Source<B> {
-    /// Not handed over yet: a body's recording form is made before the body is moved in.
-    Unset,
-    /// Has more to give.
-    Open(B),
-    /// Has ended, with these trailers.
-    Ended(Option<HeaderMap>),
-    /// Has failed: every reader gets an error, never an early end.
-    Failed,
-}
-
-/// The data frames taken from the source, numbered from the first.
-#[derive(Default)]
-struct Frames {
-    /// The frames still kept; `kept[0]` is frame number `dropped`.
-    kept: VecDeque<Bytes>,
-    /// The number of frames let go of: those no reader can read any more and, once the
-    /// body outgrew the limit or failed, all of them (a reader behind then gets an error).
-    dropped: usize,
-    /// Data bytes in `kept`.
-    kept_bytes: usize,
-    /// Data bytes taken from the source so far, kept or not.
-    taken_bytes: usize,
-}
-
-impl Frames {
-    /// The number of frames taken from the source.
-    fn taken(&self) -> usize {
-        self.dropped + self.kept.len()
-    }
-
-    fn get(&self, number: usize) -> Option<&Bytes> {
-        self.kept.get(number.checked_sub(self.dropped)?)
-    }
-
-    fn keep(&mut self, data: Bytes) {
-        self.kept_bytes += data.len();
-        self.kept.push_back(data);
-    }
-
-    /// Lets go of the frames before frame number `needed`.
-    fn drop_before(&mut self, needed: usize) {
-        while self.dropped < needed {
-            let Some(data) = self.kept.pop_front() else {
-                break;
-            };
-            self.kept_bytes -= data.len();
-            self.dropped += 1;
-        }
-    }
-
-    /// Lets go of every kept frame, and of the one taken now: a reader behind gets an
-    /// error.
-    fn drop_all_and_skip(&mut self) {
-        self.dropped += self.kept.len() + 1;
-        self.kept.clear();
-        self.kept_bytes = 0;
-    }
-
-    /// Data bytes kept from frame number `from` on.
-    fn bytes_from(&self, from: usize) -> u64 {
-        let skip = from.saturating_sub(self.dropped);
-        self.kept.iter().skip(skip).map(|d| d.len() as u64).sum()
-    }
-}
-
-struct Shared<B> {
-    source: Source<B>,
-    /// What the source is polled with, whichever reader polls it: a waker of `waiting`.
-    source_waker: Waker,
-    waiting: Arc<Waiting>,
-    frames: Frames,
-    limit: usize,
-    cut: Cut,
-    first: Cursor,
-    replay: Cursor,
-}
-
-/// The readers waiting on the source, each with its own waker.
-///
-/// A source keeps the waker of its last poll only, and the reader that polled it last may
-/// not poll again for a long time while keeping its body: a first attempt's body still
-/// held by a connection after its rejection (an HTTP/2 stream waiting for window, an
-/// HTTP/1 connection with a full write buffer). The source is therefore polled with a
-/// waker that wakes every waiting reader, so a replay is not stalled behind it.
-#[derive(Default)]
-struct Waiting {
-    // Its own lock, not the recording's: a source may wake while being polled, that is
-    // while the recording is locked.
-    wakers: Mutex<Wakers>,
-}
-
-#[derive(Default)]
-struct Wakers {
-    first: Option<Waker>,
-    replay: Option<Waker>,
-}
-
-impl Wakers {
-    fn of(&mut self, reader: Reader) -> &mut Option<Waker> {
-        match reader {
-            Reader::First => &mut self.first,
-            Reader::Replay => &mut self.replay,
-        }
-    }
-}
-
-impl Waiting {
-    /// Registers `reader`'s waker, to be woken when the source is ready.
-    fn register(&self, reader: Reader, waker: &Waker) {
-        match lock(&self.wakers).of(reader) {
-            Some(w) if w.will_wake(waker) => {}
-            slot => *slot = Some(waker.clone()),
-        }
-    }
-
-    /// Takes `reader`'s waker out, and the other reader's: the one to wake.
-    fn take_other(&self, reader: Reader) -> Option<Waker> {
-        let mut wakers = lock(&self.wakers);
-        *wakers.of(reader) = None;
-        wakers.of(reader.other()).take()
-    }
-
-    /// Lets go of `reader`'s waker.
-    fn forget(&self, reader: Reader) {
-        *lock(&self.wakers).of(reader) = None;
-    }
-}
-
-impl Wake for Waiting {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let Wakers { first, replay } = mem::take(&mut *lock(&self.wakers));
-        for waker in [first, replay].into_iter().flatten() {
-            waker.wake();
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What polling a recording body gives.
-type Polled<E> = Poll<Option<Result<Frame<Bytes>, RecordError<E>>>>;
-
-fn lost<E>(reader: Reader) -> Polled<E> {
-    Poll::Ready(Some(Err(RecordError::Replay(reader.loss()))))
-}
-
-impl<B> Shared<B> {
-    fn new(source: Source<B>, limit: usize, cut: Cut, first: Cursor) -> Self {
-        let waiting = Arc::new(Waiting::default());
-        Self {
-            source,
-            source_waker: Waker::from(waiting.clone()),
-            waiting,
-            frames: Frames::default(),
-            limit,
-            cut,
-            first,
-            replay: Cursor::Unmade,
-        }
-    }
-
-    fn cursor(&self, reader: Reader) -> Cursor {
-        match reader {
-            Reader::First => self.first,
-            Reader::Replay => self.replay,
-        }
-    }
-
-    fn set(&mut self, reader: Reader, cursor: Cursor) {
-        match reader {
-            Reader::First => self.first = cursor,
-            Reader::Replay => self.replay = cursor,
-        }
-    }
-
-    /// Lets go of the frames no one can read any more: a replay still to be made would
-    /// read from the first frame, each reader reads on from where it is.
-    fn release(&mut self) {
-        let needed = [self.first, self.replay]
-            .into_iter()
-            .filter_map(Cursor::needs)
-            .min()
-            .unwrap_or(usize::MAX);
-        self.frames.drop_before(needed);
-    }
-
-    /// Whether the first body, about to read on from the source, is cut off instead: it
-    /// leads its replay, which has frames yet to read, and reading on would keep more
-    /// for the replay. Once past the limit (by the last frame it read; a body within the
-    /// limit reads its end), the first body is cut off rather than the replay (the first
-    /// request has been answered; the replay is what its caller waits for). It is not made
-    /// to wait instead: a connection may keep the first body without ever polling it
-    /// again, and the replay might then never be sent.
-    fn cuts_off(&self, reader: Reader) -> bool {
-        let replay_behind = matches!(self.replay, Cursor::At(at) if at < self.frames.taken());
-        reader == Reader::First
-            && self.cut == Cut::Reported
-            && replay_behind
-            && self.frames.kept_bytes > self.limit
-    }
-
-    /// Whether a frame `reader` takes from the source is kept. `reader` is the furthest:
-    /// the frame is wanted by the other reader, behind it, or by a replay still to be
-    /// made, and kept while the body is within the limit. A replay under way keeps what
-    /// it has yet to read whatever the body's length: the first body is cut off before
-    /// that passes the limit ([`cuts_off`](Self::cuts_off)), unless it cannot be.
-    fn keeps(&self, reader: Reader) -> bool {
-        let behind = matches!(self.cursor(reader.other()), Cursor::At(_));
-        let wanted = behind || self.replay == Cursor::Unmade;
-        wanted
-            && (self.frames.taken_bytes <= self.limit
-                || (behind && (reader == Reader::First || self.cut == Cut::Impossible)))
-    }
-
-    /// Whether a replay made now could yield the whole body, and, for a body that cannot
-    /// be cut off, without any reader ever having to be.
-    fn replayable(&self) -> bool
-    where
-        B: Body,
-    {
-        // While the recording is kept, frames are let go of only past the limit or after
-        // the body failed.
-        if self.frames.dropped > 0 {
-            return false;
-        }
-        match (&self.source, self.cut) {
-            (_, Cut::Reported) | (Source::Ended(_), Cut::Impossible) => true,
-            (Source::Open(body), Cut::Impossible) => body.size_hint().upper().is_some_and(|rest| {
-                rest.saturating_add(self.frames.taken_bytes as u64) <= self.limit as u64
-            }),
-            (Source::Unset | Source::Failed, Cut::Impossible) => false,
-        }
-    }
-}
-
-impl<B> Shared<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    /// The next frame for `reader`, and the other reader's waker when this poll took from
-    /// the source something the other one waits for (to be woken once the recording is
-    /// unlocked).
-    fn read(&mut self, reader: Reader, cx: &mut Context<'_>) -> (Polled<B::Error>, Option<Waker>) {
-        let next = match self.cursor(reader) {
-            Cursor::At(next) if next >= self.frames.dropped => next,
-            Cursor::Ended => return (Poll::Ready(None), None),
-            // Cut off, or behind the other reader with frames let go of: for the first
-            // body, that other reader is its replay.
-            _ => return (lost(reader), None),
-        };
-        if let Some(data) = self.frames.get(next).cloned() {
-            self.set(reader, Cursor::At(next + 1));
-            self.release();
-            return (Poll::Ready(Some(Ok(Frame::data(data)))), None);
-        }
-        if let Some(end) = self.end(reader) {
-            return (end, None);
-        }
-        if self.cuts_off(reader) {
-            self.first = Cursor::CutOff;
-            self.release();
-            return (lost(reader), None);
-        }
-        self.poll_source(reader, next, cx)
-    }
-
-    /// The end for `reader`, which has read every frame, once the source has given all
-    /// it had: the trailers, if any, then the end.
-    fn end(&mut self, reader: Reader) -> Option<Polled<B::Error>> {
-        let trailers = match &self.source {
-            Source::Unset | Source::Open(_) => return None,
-            Source::Ended(trailers) => trailers.clone(),
-            // Not reached: every reader is behind a failure, and gets an error.
-            Source::Failed => None,
-        };
-        self.set(reader, Cursor::Ended);
-        Some(Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t)))))
-    }
-
-    /// Takes the next frame from the source for `reader`, at the front, which yields
-    /// frame number `next`.
-    fn poll_source(
-        &mut self,
-        reader: Reader,
-        next: usize,
-        cx: &mut Context<'_>,
-    ) -> (Polled<B::Error>, Option<Waker>) {
-        // Registered before the poll: a source may wake its waker within the poll (and
-        // one not handed over yet wakes it once it is).
-        self.waiting.register(reader, cx.waker());
-        let Source::Open(source) = &mut self.source else {
-            return (Poll::Pending, None);
-        };
-        let polled = Pin::new(source).poll_frame(&mut Context::from_waker(&self.source_waker));
-        let Poll::Ready(polled) = polled else {
-            return (Poll::Pending, None);
-        };
-        // The other reader, if it waits on the source, now has this frame (or the end)
-        // to read from the recording.
-        let other = self.waiting.take_other(reader);
-        let frame = match polled {
-            None => {
-                self.source = Source::Ended(None);
-                self.set(reader, Cursor::Ended);
-                Poll::Ready(None)
-            }
-            Some(Err(e)) => {
-                self.source = Source::Failed;
-                self.frames.drop_all_and_skip();
-                Poll::Ready(Some(Err(RecordError::Body(e))))
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    self.take(reader, next, data.clone());
-                    Poll::Ready(Some(Ok(Frame::data(data))))
-                }
-                Err(frame) => match frame.into_trailers() {
-                    Ok(trailers) => {
-                        self.source = Source::Ended(Some(trailers.clone()));
-                        self.set(reader, Cursor::Ended);
-                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-                    }
-                    // Unknown frame kinds are neither data nor trailers: skip them.
-                    Err(_) => {
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                },
-            },
-        };
-        (frame, other)
-    }
-
-    /// Records data frame number `next`, taken from the source by `reader`.
-    fn take(&mut self, reader: Reader, next: usize, data: Bytes) {
-        self.frames.taken_bytes = self.frames.taken_bytes.saturating_add(data.len());
-        if self.keeps(reader) {
-            self.frames.keep(data);
-        } else {
-            // Past the limit, nothing is kept any more (replays can no longer be made);
-            // with no one to read it, this frame is not kept either.
-            self.frames.drop_all_and_skip();
-        }
-        self.set(reader, Cursor::At(next + 1));
-    }
+    state: Arc<Mutex<State<B>>>,
 }
 
 impl<B> Drop for Recording<B> {
     fn drop(&mut self) {
-        let mut shared = lock(&self.shared);
-        if shared.replay == Cursor::Unmade {
-            shared.replay = Cursor::Gone;
-        }
-        shared.release();
+        lock(&self.state).forget_replay();
     }
 }
 
@@ -470,56 +39,46 @@ impl<B> fmt::Debug for Recording<B> {
 }
 
 impl<B: Body<Data = Bytes>> Recording<B> {
-    /// A recording of a body that had nothing to send: there is no first reader.
-    fn empty() -> Self {
-        let shared = Shared::new(Source::Ended(None), 0, Cut::Reported, Cursor::Gone);
-        Self {
-            shared: Arc::new(Mutex::new(shared)),
-        }
-    }
-
     /// A recording whose source is still to be handed over, and its first reader.
     fn unset(limit: usize, cut: Cut) -> (RecordingBody<B>, Self) {
-        let shared = Shared::new(Source::Unset, limit, cut, Cursor::At(0));
-        let shared = Arc::new(Mutex::new(shared));
+        let state = Arc::new(Mutex::new(State::unset(limit, cut)));
         let first = RecordingBody {
-            shared: shared.clone(),
+            state: state.clone(),
             reader: Reader::First,
         };
-        (first, Self { shared })
+        (first, Self { state })
     }
 
     /// Hands the body over to the recording, and wakes a reader that polled before.
-    fn set_source(&self, body: B) {
-        let mut shared = lock(&self.shared);
-        shared.source = Source::Open(body);
-        let waker = shared.source_waker.clone();
-        drop(shared);
+    fn hand_over(&self, body: B) {
+        let waker = lock(&self.state).hand_over(body);
         waker.wake();
     }
 
     /// Starts recording `body`, or gives it back if its size hint already exceeds `limit`.
     #[cfg(test)]
-    pub(super) fn start(body: B, limit: usize) -> Result<(RecordingBody<B>, Self), B> {
+    pub(in crate::body) fn start(body: B, limit: usize) -> Result<(RecordingBody<B>, Self), B> {
         if body.size_hint().lower() > limit as u64 {
             return Err(body);
         }
         let (first, recording) = Self::unset(limit, Cut::Reported);
-        recording.set_source(body);
+        recording.hand_over(body);
         Ok((first, recording))
     }
 
     /// Replaces `body`, in place, with a body of the same type made by `wrap` of the
     /// recording's first reader, and returns the recording. `None`, with `body` left as it
     /// was, when its size hint already exceeds `limit`.
-    pub(super) fn record(
+    pub(in crate::body) fn record(
         body: &mut B,
         limit: usize,
         cut: Cut,
         wrap: impl FnOnce(RecordingBody<B>) -> B,
     ) -> Option<Self> {
         if body.is_end_stream() {
-            return Some(Self::empty());
+            return Some(Self {
+                state: Arc::new(Mutex::new(State::empty())),
+            });
         }
         if body.size_hint().lower() > limit as u64 {
             tracing::debug!(
@@ -528,26 +87,24 @@ impl<B: Body<Data = Bytes>> Recording<B> {
             );
             return None;
         }
-        // The recording form is made first, so that no placeholder body is needed to move
-        // the original out.
+        // The body's recording form is made first, so that no placeholder is needed to
+        // move the original out (a wrapper that looks at its body when made, as tonic's
+        // does, sees one not yet ended).
         let (first, recording) = Self::unset(limit, cut);
         let original = mem::replace(body, wrap(first));
-        recording.set_source(original);
+        recording.hand_over(original);
         Some(recording)
     }
 
     /// A body that yields the recording from the start, then the rest of the source;
     /// `None` if it cannot yield the whole body (see [`Cut`]).
-    pub(super) fn replay(self) -> Option<RecordingBody<B>> {
-        let mut shared = lock(&self.shared);
-        if !shared.replayable() {
+    pub(in crate::body) fn replay(self) -> Option<RecordingBody<B>> {
+        // Started before this recording is dropped, so that the frames stay for the replay.
+        if !lock(&self.state).start_replay() {
             return None;
         }
-        // Set before this recording is dropped, so that the frames stay for the replay.
-        shared.replay = Cursor::At(0);
-        drop(shared);
         Some(RecordingBody {
-            shared: self.shared.clone(),
+            state: self.state.clone(),
             reader: Reader::Replay,
         })
     }
@@ -555,7 +112,7 @@ impl<B: Body<Data = Bytes>> Recording<B> {
 
 /// One reader of a recording: the body first sent, or its replay.
 pub struct RecordingBody<B> {
-    shared: Arc<Mutex<Shared<B>>>,
+    state: Arc<Mutex<State<B>>>,
     reader: Reader,
 }
 
@@ -569,12 +126,7 @@ impl<B> fmt::Debug for RecordingBody<B> {
 
 impl<B> Drop for RecordingBody<B> {
     fn drop(&mut self) {
-        let mut shared = lock(&self.shared);
-        shared.set(self.reader, Cursor::Gone);
-        shared.release();
-        // Whichever reader polled the source last, the source wakes the others: only this
-        // reader's waker is to be let go.
-        shared.waiting.forget(self.reader);
+        lock(&self.state).forget_reader(self.reader);
     }
 }
 
@@ -591,9 +143,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         // The lock is never held across an await: polling is synchronous. Wakers are
         // woken once it is released.
-        let mut shared = lock(&self.shared);
-        let (polled, other) = shared.read(self.reader, cx);
-        drop(shared);
+        let (polled, other) = lock(&self.state).read(self.reader, cx);
         if let Some(other) = other {
             other.wake();
         }
@@ -601,47 +151,26 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        let shared = lock(&self.shared);
-        match shared.cursor(self.reader) {
-            Cursor::Ended => true,
-            Cursor::At(next) => {
-                matches!(shared.source, Source::Ended(None)) && next >= shared.frames.taken()
-            }
-            Cursor::Unmade | Cursor::CutOff | Cursor::Gone => false,
-        }
+        lock(&self.state).is_end(self.reader)
     }
 
     fn size_hint(&self) -> SizeHint {
-        let shared = lock(&self.shared);
-        let Cursor::At(next) = shared.cursor(self.reader) else {
-            return SizeHint::with_exact(0);
-        };
-        let pending = shared.frames.bytes_from(next);
-        match &shared.source {
-            Source::Open(source) => {
-                let hint = source.size_hint();
-                let mut out = SizeHint::new();
-                out.set_lower(hint.lower() + pending);
-                if let Some(upper) = hint.upper() {
-                    out.set_upper(upper + pending);
-                }
-                out
-            }
-            Source::Unset => SizeHint::new(),
-            Source::Ended(_) | Source::Failed => SizeHint::with_exact(pending),
-        }
+        lock(&self.state).size_hint(self.reader)
     }
 }
 
 /// A reader of a recording, as a body whose errors are boxed: what a body type
-/// registered on the layer's builder is made of, first to be sent, then for its replay.
+/// registered on the layer's builder is made of, for the body first sent and for its
+/// replay.
 ///
-/// Its error is the original body's, or a [`ReplayError`]: the body first sent is cut
-/// off with one when it leads its replay past the replay limit.
+/// Its error is the original body's, boxed, or a
+/// [`ReplayError`](crate::body::ReplayError): the body first sent is cut off with one
+/// when it leads its replay past the replay limit. A type that wraps errors in its own
+/// (`axum::Error`, `reqwest::Error`) has it in its source chain.
 pub struct Recorded<B>(RecordingBody<B>);
 
 impl<B> Recorded<B> {
-    pub(super) fn new(reader: RecordingBody<B>) -> Self {
+    pub(in crate::body) fn new(reader: RecordingBody<B>) -> Self {
         Self(reader)
     }
 }
@@ -666,7 +195,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.0).poll_frame(cx).map_err(|e| match e {
             RecordError::Body(e) => e.into(),
-            RecordError::Replay(e) => e.into(),
+            RecordError::Replay(e) => Box::new(e) as BoxError,
         })
     }
 
@@ -682,7 +211,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{collections::VecDeque, task::Waker};
+
     use crate::body::{
+        error::{Lost, ReplayError},
         replayable::ReplayableBody,
         test_support::{chunks, read_all, read_n, Boxed},
     };
