@@ -234,6 +234,12 @@ fn replay_replayable<T: ReplayableBody>(kept: Box<dyn Any + Send>) -> Option<T> 
 impl Replayers {
     /// Registers `T`, recorded as it is sent like a boxed body, then made of its recording
     /// by `wrap` (`axum::body::Body::new`, `reqwest::Body::wrap`, `BoxBody::new`).
+    ///
+    /// Its error holds the cut-off [`ReplayError`](crate::body::ReplayError) (see
+    /// [`Recorded`]). A request costs the recording's allocations, as a boxed body's does,
+    /// and whatever `wrap` allocates (a box, for the functions above). A built-in type is
+    /// kept as built in whatever is registered; a type registered again replaces its
+    /// earlier registration.
     pub(crate) fn with<T>(self, wrap: fn(Recorded<T>) -> T) -> Self
     where
         T: Body<Data = Bytes> + Unpin + Send + 'static,
@@ -242,7 +248,8 @@ impl Replayers {
         self.register::<T>(Registered::Wrap(wrap))
     }
 
-    /// Registers `T`, kept as its [`ReplayableBody`] implementation says.
+    /// Registers `T`, kept as its [`ReplayableBody`] implementation says. What it keeps is
+    /// boxed: one allocation per request on top of its own.
     pub(crate) fn with_replayable<T>(self) -> Self
     where
         T: ReplayableBody + Send + 'static,
