@@ -2,10 +2,12 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 use crate::{
+    body::{Recorded, ReplayableBody, Replayers},
     classify::{Classifier, ClassifyRejection, StandardClassifier},
     config::{BoxFetcher, Config, Core, DEFAULT_REPLAY_LIMIT},
     error::BoxError,
@@ -52,6 +54,7 @@ impl OAuthLayer {
             config: Config::default(),
             replay: true,
             replay_limit: DEFAULT_REPLAY_LIMIT,
+            replayers: Replayers::default(),
             scope_idle: DEFAULT_SCOPE_IDLE,
         }
     }
@@ -89,6 +92,7 @@ pub struct Builder {
     /// Set apart from the limit, so that the two setters can come in any order.
     replay: bool,
     replay_limit: usize,
+    replayers: Replayers,
     scope_idle: Duration,
 }
 
@@ -99,6 +103,7 @@ impl fmt::Debug for Builder {
             .field("config", &self.config)
             .field("replay", &self.replay)
             .field("replay_limit", &self.replay_limit)
+            .field("replayers", &self.replayers)
             .field("scope_idle", &self.scope_idle)
             .finish_non_exhaustive()
     }
@@ -247,6 +252,63 @@ impl Builder {
         self
     }
 
+    /// Replays request bodies of type `T`, which the layer does not know, by recording
+    /// them as they are sent. Default: none registered.
+    ///
+    /// `wrap` makes a `T` of any body, as `axum::body::Body::new`, `reqwest::Body::wrap`
+    /// and `BoxBody::new` do. The layer swaps each request's body for `wrap(recorded)`,
+    /// which reads the original and keeps what it sends, and makes the replay the same way.
+    /// Such a body is replayed as a boxed one is, within
+    /// [`replay_limit`](Self::replay_limit). The body first sent is cut off with a
+    /// [`ReplayError`](crate::body::ReplayError), found in its error's source chain, when
+    /// it leads its replay past the limit.
+    ///
+    /// A request costs the recording's allocations and whatever `wrap` allocates (a box,
+    /// for the functions above). The built-in body types (see [`body`](crate::body)) are
+    /// replayed without registering. A type registered again replaces its earlier
+    /// registration.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
+    /// use tower_oauth::{BoxError, OAuthLayer, Token, TokenRequest};
+    ///
+    /// # let fetcher = tower::service_fn(|_: TokenRequest| async {
+    /// #     Ok::<_, BoxError>(Token::new("tok", None))
+    /// # });
+    /// // A body type of another crate: built from any body, as `axum::body::Body::new` is.
+    /// type Other = UnsyncBoxBody<Bytes, std::io::Error>;
+    /// let layer = OAuthLayer::with_fetcher(fetcher)
+    ///     .replay_body::<Other>(|recorded| {
+    ///         recorded.map_err(|e| std::io::Error::other(e)).boxed_unsync()
+    ///     })
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn replay_body<T>(mut self, wrap: fn(Recorded<T>) -> T) -> Self
+    where
+        T: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+        T::Error: Into<BoxError>,
+    {
+        self.replayers = self.replayers.with(wrap);
+        self
+    }
+
+    /// Replays request bodies of type `T` as its [`ReplayableBody`] implementation says:
+    /// an `Either` of replayable bodies, a `BoxBody<Bytes, E>` whose
+    /// `E: From<ReplayError>`, or a body type of your own. Default: none registered.
+    ///
+    /// What `T` keeps is boxed: one allocation per request.
+    ///
+    /// [`ReplayableBody`]: crate::body::ReplayableBody
+    pub fn replayable_body<T>(mut self) -> Self
+    where
+        T: ReplayableBody + Send + 'static,
+    {
+        self.replayers = self.replayers.with_replayable::<T>();
+        self
+    }
+
     /// The most of a 401 body read to classify it. Default: 4 KiB.
     pub fn inspect_limit(mut self, bytes: usize) -> Self {
         self.config.inspect_limit = bytes;
@@ -293,6 +355,7 @@ impl Builder {
             config: self.config,
             fetcher: self.fetcher,
             classifier: self.classifier,
+            replayers: self.replayers,
             explicit_scope: self.policy_set,
         });
         let slots = self.policy.into_slots(core.clone(), self.scope_idle);

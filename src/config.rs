@@ -5,6 +5,7 @@ use std::time::Duration;
 use tower::util::BoxCloneSyncService;
 
 use crate::{
+    body::Replayers,
     classify::Classifier,
     error::BoxError,
     token::{Token, TokenRequest},
@@ -74,6 +75,8 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) fetcher: BoxFetcher,
     pub(crate) classifier: Classifier,
+    /// Body types registered for replay on the builder.
+    pub(crate) replayers: Replayers,
     /// Whether the scopes of token requests are explicit (a scope policy was set).
     pub(crate) explicit_scope: bool,
 }

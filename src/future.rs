@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::{
-    body::{ReplayableBody, ResponseBody},
+    body::ResponseBody,
     cache::Slot,
     classify::{Classification, Classifier},
     config::Core,
@@ -38,7 +38,6 @@ pin_project! {
     pub struct ResponseFuture<S, B, ResB>
     where
         S: Service<Request<B>>,
-        B: ReplayableBody,
         ResB: Body,
     {
         #[pin]
@@ -51,7 +50,6 @@ pin_project! {
     enum State<S, B, ResB>
     where
         S: Service<Request<B>>,
-        B: ReplayableBody,
         ResB: Body,
     {
         // The request had its own `Authorization`: not ours to judge.
@@ -66,7 +64,6 @@ pin_project! {
 impl<S, B, ResB> fmt::Debug for ResponseFuture<S, B, ResB>
 where
     S: Service<Request<B>>,
-    B: ReplayableBody,
     ResB: Body,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,10 +99,14 @@ impl<S: Clone> Home<S> {
 }
 
 impl<S> Home<S> {
-    /// The most of a streaming body kept for a replay; `None`: replay is off.
+    /// Keeps what a replay of `req` needs, if replay is on and its body can be replayed.
     #[inline]
-    pub(crate) fn replay_limit(&self) -> Option<usize> {
-        self.core.config.replay_limit
+    pub(crate) fn prepare_replay<B>(&self, req: &mut Request<B>) -> Option<Replay<B>>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+    {
+        let limit = self.core.config.replay_limit?;
+        Replay::prepare(req, limit, &self.core.replayers)
     }
 
     fn classifier(&self) -> &Classifier {
@@ -135,14 +136,14 @@ pub(crate) enum At {
 }
 
 /// What a request needs after its response: to classify it, and to replay it.
-pub(crate) struct Ctx<S, B: ReplayableBody> {
+pub(crate) struct Ctx<S, B> {
     home: Arc<Home<S>>,
     at: At,
     generation: u64,
     replay: Option<Replay<B>>,
 }
 
-impl<S, B: ReplayableBody> Ctx<S, B> {
+impl<S, B> Ctx<S, B> {
     #[inline]
     pub(crate) fn new(
         home: Arc<Home<S>>,
@@ -162,7 +163,6 @@ impl<S, B: ReplayableBody> Ctx<S, B> {
 impl<S, B, ResB> ResponseFuture<S, B, ResB>
 where
     S: Service<Request<B>>,
-    B: ReplayableBody,
     ResB: Body,
 {
     #[inline]
@@ -197,7 +197,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    B: ReplayableBody + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Send,
     ResB::Error: Send,
@@ -253,7 +253,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    B: ReplayableBody + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Send,
     ResB::Error: Send,
@@ -265,9 +265,7 @@ where
     let cred = ctx.home.slot(&ctx.at).acquire().await?;
     ctx.generation = cred.generation;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
-    if let Some(limit) = ctx.home.replay_limit() {
-        ctx.replay = Replay::prepare(&mut req, limit);
-    }
+    ctx.replay = ctx.home.prepare_replay(&mut req);
     // From here on it is the hot path's future.
     ResponseFuture::<S, B, ResB>::called(inner.call(req), ctx).await
 }
@@ -282,7 +280,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    B: ReplayableBody + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Send,
     ResB::Error: Send,

@@ -11,17 +11,17 @@ use std::{
     task::{Context, Poll},
 };
 
+use bytes::Bytes;
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use crate::{
-    body::{ReplayableBody, ResponseBody},
+    body::ResponseBody,
     cache::{Credential, Slot},
     config::Core,
     error::BoxError,
     future::{self, At, Ctx, Home, ResponseFuture},
-    replay::Replay,
     scope::{by_method_index, Slots},
 };
 
@@ -226,7 +226,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    B: ReplayableBody + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     ResB: Body + Send + 'static,
     ResB::Data: Send,
     ResB::Error: Send,
@@ -273,10 +273,7 @@ where
             req.headers_mut().insert(AUTHORIZATION, own);
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let replay = match self.home.replay_limit() {
-            Some(limit) => Replay::prepare(&mut req, limit),
-            None => None,
-        };
+        let replay = self.home.prepare_replay(&mut req);
         let ctx = Ctx::new(self.home.clone(), at, cred.generation, replay);
         ResponseFuture::called(self.inner.call(req), ctx)
     }
@@ -297,7 +294,7 @@ where
         S: Service<Request<B>, Response = Response<ResB>>,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
-        B: ReplayableBody + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
         ResB: Body + Send + 'static,
         ResB::Data: Send,
         ResB::Error: Send,
