@@ -32,6 +32,7 @@ use tracing::Instrument;
 
 use crate::{
     classify::Classifier,
+    config::Config,
     error::{BoxError, Error, ErrorKind},
     token::{FetchReason, Scope, Token, TokenRequest},
 };
@@ -39,58 +40,6 @@ use crate::{
 /// The type-erased token fetcher; fetching is the cold path, so a box costs nothing that
 /// matters.
 pub(crate) type BoxFetcher = BoxCloneSyncService<TokenRequest, Token, BoxError>;
-
-/// Settings shared by every slot of a layer. See the builder for meanings and defaults.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) renew_ahead: Duration,
-    pub(crate) expiry_margin: Duration,
-    pub(crate) default_lifetime: Duration,
-    pub(crate) max_lifetime: Duration,
-    pub(crate) fetch_timeout: Duration,
-    pub(crate) initial_backoff: Duration,
-    pub(crate) max_backoff: Duration,
-    pub(crate) retry_budget: Duration,
-    pub(crate) max_retry_after: Duration,
-    pub(crate) strict_scope: bool,
-    /// `None`: replay is off.
-    pub(crate) replay_limit: Option<usize>,
-    pub(crate) inspect_limit: usize,
-    pub(crate) reissue_interval: Duration,
-}
-
-impl Config {
-    /// Longer than any fetch can run on a driven runtime: a fetch requests wait for makes
-    /// its last attempt within the retry budget counted from when the first of them came
-    /// (a renewal: from its start, and again from when its token ran out, so twice), and
-    /// each attempt ends within `fetch_timeout`; a second more for scheduling delays.
-    fn stranded_after(&self) -> Duration {
-        self.retry_budget
-            .saturating_add(self.fetch_timeout)
-            .saturating_mul(2)
-            .saturating_add(Duration::from_secs(1))
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            renew_ahead: Duration::from_secs(60),
-            expiry_margin: Duration::from_secs(5),
-            default_lifetime: Duration::from_secs(300),
-            max_lifetime: Duration::from_secs(24 * 60 * 60),
-            fetch_timeout: Duration::from_secs(10),
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            retry_budget: Duration::from_secs(5),
-            max_retry_after: Duration::from_secs(60),
-            strict_scope: false,
-            replay_limit: Some(crate::layer::DEFAULT_REPLAY_LIMIT),
-            inspect_limit: 4 * 1024,
-            reissue_interval: Duration::from_secs(1),
-        }
-    }
-}
 
 /// What every slot of a layer shares.
 pub(crate) struct Core {
@@ -342,7 +291,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         // A scheduled retry holds the slot weakly and would find it gone; it is not left
         // sleeping out its pause (up to `max_retry_after`).
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         if let Some((_, retry)) = state.retry_for.take() {
             retry.abort();
         }
@@ -366,7 +315,7 @@ impl Slot {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The current token if it can be used as it is, loaded through the shared

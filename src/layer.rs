@@ -15,16 +15,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    cache::{Config, Core, TokenState},
+    cache::{Core, TokenState},
     classify::{Classifier, ClassifyRejection, StandardClassifier},
+    config::{Config, DEFAULT_REPLAY_LIMIT},
     error::{BoxError, Error},
     scope::{ScopePolicy, Slots},
     service::OAuth,
     token::{Token, TokenRequest},
 };
-
-/// The default of [`Builder::replay_limit`].
-pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 
 /// Adds `Authorization: Bearer <token>` to every request, with cached, renewed tokens.
 ///

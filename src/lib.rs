@@ -220,6 +220,7 @@
 pub mod body;
 mod cache;
 pub mod classify;
+mod config;
 mod credentials;
 mod error;
 pub mod fetch;
@@ -230,6 +231,7 @@ pub mod mock;
 mod replay;
 mod scope;
 mod service;
+mod sync;
 mod token;
 
 pub use crate::{

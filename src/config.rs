@@ -1,0 +1,61 @@
+//! The settings a layer's token slots share, and their defaults.
+//!
+//! The builder writes them; the cache, the services and their futures read them. This
+//! module sits at the bottom of the crate and imports nothing from it.
+
+use std::time::Duration;
+
+/// The default of [`Builder::replay_limit`](crate::Builder::replay_limit).
+pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Settings shared by every slot of a layer. See the builder for meanings and defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) renew_ahead: Duration,
+    pub(crate) expiry_margin: Duration,
+    pub(crate) default_lifetime: Duration,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) retry_budget: Duration,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) strict_scope: bool,
+    /// `None`: replay is off.
+    pub(crate) replay_limit: Option<usize>,
+    pub(crate) inspect_limit: usize,
+    pub(crate) reissue_interval: Duration,
+}
+
+impl Config {
+    /// Longer than any fetch can run on a driven runtime: a fetch requests wait for makes
+    /// its last attempt within the retry budget counted from when the first of them came
+    /// (a renewal: from its start, and again from when its token ran out, so twice), and
+    /// each attempt ends within `fetch_timeout`; a second more for scheduling delays.
+    pub(crate) fn stranded_after(&self) -> Duration {
+        self.retry_budget
+            .saturating_add(self.fetch_timeout)
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            renew_ahead: Duration::from_secs(60),
+            expiry_margin: Duration::from_secs(5),
+            default_lifetime: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(24 * 60 * 60),
+            fetch_timeout: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            retry_budget: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(60),
+            strict_scope: false,
+            replay_limit: Some(DEFAULT_REPLAY_LIMIT),
+            inspect_limit: 4 * 1024,
+            reissue_interval: Duration::from_secs(1),
+        }
+    }
+}
