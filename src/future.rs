@@ -191,7 +191,7 @@ where
     let cred = slot.acquire().await?;
     ctx.generation = cred.generation;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
-    if let Some(limit) = slot.core.config.replay_limit {
+    if let Some(limit) = slot.settings.config.replay_limit {
         ctx.replay = Replay::prepare(&mut req, limit);
     }
     // From here on it is the hot path's future.
@@ -220,7 +220,7 @@ where
     };
     let (res, rejected) = match decision {
         Classification::Rejected => (res.map(ResponseBody::inner), true),
-        _ => inspect(res, &ctx.classifier, slot.core.config.inspect_limit).await,
+        _ => inspect(res, &ctx.classifier, slot.settings.config.inspect_limit).await,
     };
     if !rejected || !slot.reject(ctx.generation) {
         return Ok(res);

@@ -15,7 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    cache::{Core, TokenState},
+    cache::{Settings, TokenState},
     classify::{Classifier, ClassifyRejection, StandardClassifier},
     config::{Config, DEFAULT_REPLAY_LIMIT},
     error::{BoxError, Error},
@@ -39,14 +39,14 @@ pub(crate) struct Shared {
     /// and finds the layer again only when it has a rejection to handle.
     pub(crate) id: u64,
     pub(crate) slots: Slots,
-    pub(crate) core: Arc<Core>,
+    pub(crate) core: Arc<Settings>,
 }
 
 static LAYERS: LazyLock<Mutex<HashMap<u64, Weak<Shared>>>> = LazyLock::new(Default::default);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Shared {
-    fn register(slots: Slots, core: Arc<Core>) -> Arc<Self> {
+    fn register(slots: Slots, core: Arc<Settings>) -> Arc<Self> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Self { id, slots, core });
         lock_layers().insert(id, Arc::downgrade(&shared));
@@ -354,7 +354,7 @@ impl Builder {
     /// Builds the layer.
     pub fn build(mut self) -> OAuthLayer {
         self.config.replay_limit = self.replay.then_some(self.replay_limit);
-        let core = Arc::new(Core {
+        let core = Arc::new(Settings {
             config: self.config,
             fetcher: self.fetcher,
             classifier: self.classifier,

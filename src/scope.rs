@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
 use crate::{
-    cache::{Core, Slot},
+    cache::{Settings, Slot},
     error::{Error, ErrorKind},
     token::Scope,
 };
@@ -95,15 +95,15 @@ impl ScopePolicy {
         Self(Kind::Custom(Arc::new(f)))
     }
 
-    pub(crate) fn into_slots(self, core: Arc<Core>) -> Slots {
+    pub(crate) fn into_slots(self, core: Arc<Settings>) -> Slots {
         match self.0 {
-            Kind::Fixed(scope) => Slots::One(Arc::new(Slot::new(core, non_empty(scope)))),
+            Kind::Fixed(scope) => Slots::One(Slot::new(core, non_empty(scope))),
             Kind::ByMethod { read, write } if read == write => {
-                Slots::One(Arc::new(Slot::new(core, non_empty(Some(read)))))
+                Slots::One(Slot::new(core, non_empty(Some(read))))
             }
             Kind::ByMethod { read, write } => Slots::ByMethod {
-                read: Arc::new(Slot::new(core.clone(), non_empty(Some(read)))),
-                write: Arc::new(Slot::new(core, non_empty(Some(write)))),
+                read: Slot::new(core.clone(), non_empty(Some(read))),
+                write: Slot::new(core, non_empty(Some(write))),
             },
             Kind::Custom(f) => Slots::Dynamic {
                 f,
@@ -146,7 +146,7 @@ pub(crate) enum Slots {
         /// Copy-on-write list: read without a lock, extended under `insert`.
         known: ArcSwap<Vec<Arc<Slot>>>,
         insert: Mutex<()>,
-        core: Arc<Core>,
+        core: Arc<Settings>,
     },
 }
 
@@ -205,7 +205,7 @@ impl Slots {
                         .build());
                 }
                 // Slots are only ever appended, so an index keeps naming the same slot.
-                let slot = Arc::new(Slot::new(core.clone(), scope));
+                let slot = Slot::new(core.clone(), scope);
                 let mut next = Vec::with_capacity(current.len() + 1);
                 next.extend(current.iter().cloned());
                 next.push(slot.clone());

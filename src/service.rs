@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::{
     body::{ReplayableBody, ResponseBody},
-    cache::{Credential, Current, Slot, TokenCache},
+    cache::{Credential, Slot},
     classify::Classifier,
     error::BoxError,
     future::{self, Ctx, ResponseFuture},
@@ -46,16 +46,16 @@ enum Tokens {
     Dynamic,
 }
 
-/// One slot and this clone's cached load of its current token.
+/// One slot and this clone's copy of its current token's header.
 #[derive(Clone)]
 struct Local {
     slot: Arc<Slot>,
-    cache: TokenCache,
     /// This clone's own copy of the current token's `Authorization` value, and the
-    /// generation of the token it is of. Every request clones the header it sends, which
-    /// writes the reference count of the header's bytes: with one header shared by every
-    /// clone, that count would move between cores on every request. A service clone per
-    /// worker thread, as multi-threaded clients keep them, writes only its own.
+    /// generation of the token it is of, checked per request with one load of the slot's
+    /// word. Every request clones the header it sends, which writes the reference count of
+    /// the header's bytes: with one header shared by every clone, that count would move
+    /// between cores on every request. A service clone per worker thread, as
+    /// multi-threaded clients keep them, writes only its own.
     own: Option<(u64, HeaderValue)>,
     /// Requests sent with the layer's shared header since `own` was last up to date
     /// (inherited by clones). The copy is made at [`OWN_COPY_AFTER`], so that clones made
@@ -70,7 +70,6 @@ impl Local {
     fn new(slot: &Arc<Slot>) -> Self {
         Self {
             slot: slot.clone(),
-            cache: TokenCache::new(Current(slot.clone())),
             own: None,
             shared_sends: 0,
         }
@@ -78,27 +77,32 @@ impl Local {
 
     #[inline]
     fn credential(&mut self) -> Option<Credential> {
-        let cached = self.cache.load().as_deref()?;
-        if !self.slot.admits(cached) {
-            return None;
+        if let Some((generation, header)) = &self.own {
+            let peek = self.slot.peek();
+            if peek.generation() == *generation && peek.usable() {
+                if peek.wants_renewal() {
+                    self.slot.renewal_due(*generation);
+                }
+                return Some(Credential {
+                    header: header.clone(),
+                    generation: *generation,
+                });
+            }
         }
-        let generation = cached.generation;
-        let header = match &self.own {
-            Some((of, header)) if *of == generation => header.clone(),
-            // Not yet copied for this token: share the layer's header for a few requests,
-            // then copy it (once per token).
-            _ if self.shared_sends < OWN_COPY_AFTER => {
-                self.shared_sends += 1;
-                cached.header.clone()
-            }
-            _ => {
-                let header = own_copy(&cached.header);
-                self.own = Some((generation, header.clone()));
-                self.shared_sends = 0;
-                header
-            }
-        };
-        Some(Credential { header, generation })
+        let shared = self.slot.fast()?;
+        // Not yet copied for this token: share the layer's header for a few requests,
+        // then copy it (once per token).
+        if self.shared_sends < OWN_COPY_AFTER {
+            self.shared_sends += 1;
+            return Some(shared);
+        }
+        let header = own_copy(&shared.header);
+        self.own = Some((shared.generation, header.clone()));
+        self.shared_sends = 0;
+        Some(Credential {
+            header,
+            generation: shared.generation,
+        })
     }
 }
 
