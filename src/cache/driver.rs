@@ -220,7 +220,7 @@ async fn drive(mut slot: Arc<Slot>, reason: FetchReason, first_attempt: u32, tx:
         let err = match result {
             Ok(installed) => {
                 tracing::info!(attempt, elapsed_ms, outcome = "ok", "token fetched");
-                installed_by(&slot, &guard, Arc::new(installed), &tx);
+                install(&slot, &guard, Arc::new(installed), &tx);
                 return;
             }
             Err(err) => err,
@@ -264,7 +264,7 @@ async fn drive(mut slot: Arc<Slot>, reason: FetchReason, first_attempt: u32, tx:
 /// Installs the token a flight fetched and tells its waiters, unless the flight was given
 /// up on as stranded (its waiters were told): the flight that replaced it owns the slot,
 /// and this token's timers would run where this did.
-fn installed_by(slot: &Slot, flight: &FlightGuard, installed: Arc<Installed>, tx: &Sender) {
+fn install(slot: &Slot, flight: &FlightGuard, installed: Arc<Installed>, tx: &Sender) {
     {
         let mut control = lock(&slot.control);
         if !flight.owns(&control) {

@@ -45,13 +45,11 @@ pub(super) enum Fetch {
     /// No fetch runs; a request that needs a token starts one.
     #[default]
     Idle,
+    /// A driver task is fetching; requests without a usable token wait on it.
     InFlight(Flight),
     /// After a failed fetch: until `until`, requests without a usable token get `error`
     /// without a new fetch. Once `until` has passed it counts as idle.
-    CoolingDown {
-        until: Instant,
-        error: Error,
-    },
+    CoolingDown { until: Instant, error: Error },
 }
 
 /// A fetch in flight: its outcome (the sender is shared with the driver, so that a
@@ -96,6 +94,7 @@ impl Flight {
 }
 
 impl Fetch {
+    /// The flight, while one runs.
     pub(super) fn flight(&self) -> Option<&Flight> {
         match self {
             Fetch::InFlight(flight) => Some(flight),

@@ -52,6 +52,8 @@ pub(crate) struct Settings {
 }
 
 /// The token state of one scope set.
+///
+/// Aligned to 128 bytes through [`Hot`], whose fields have those bytes to themselves.
 pub(crate) struct Slot {
     hot: Hot,
     pub(crate) settings: Arc<Settings>,
@@ -72,6 +74,8 @@ struct Hot {
     current: ArcSwapOption<Installed>,
 }
 
+const _: () = assert!(std::mem::align_of::<Slot>() == 128);
+
 impl AsRef<Word> for Slot {
     fn as_ref(&self) -> &Word {
         &self.hot.state
@@ -89,6 +93,7 @@ impl Drop for Slot {
 }
 
 impl Slot {
+    /// A slot for `scope`, with no token yet; in an `Arc`, which its tasks hold weakly.
     pub(crate) fn new(settings: Arc<Settings>, scope: Option<Scope>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             hot: Hot {
@@ -104,6 +109,7 @@ impl Slot {
         })
     }
 
+    /// The scope set its tokens are requested for.
     pub(crate) fn scope(&self) -> Option<&Scope> {
         self.scope.as_ref()
     }
@@ -275,6 +281,7 @@ impl Slot {
         self.acquire().await.map(drop)
     }
 
+    /// What the control handle shows of it.
     pub(crate) fn view(&self) -> TokenState {
         let control = lock(&self.control);
         let current = self.hot.current.load();

@@ -72,6 +72,7 @@ impl Peek {
         self.0 >> GENERATION_SHIFT
     }
 
+    /// The current token's phase.
     #[inline]
     pub(crate) fn phase(self) -> Phase {
         Phase::from_word(self.0)
