@@ -932,6 +932,23 @@ fn into_bytes<D: Buf>(mut data: D) -> Bytes {
     data.copy_to_bytes(data.remaining())
 }
 
+/// What a request keeps of its body for a replay.
+pub(crate) struct KeptBody<B: ReplayableBody>(B::Replay);
+
+impl<B: ReplayableBody> KeptBody<B> {
+    /// Makes the body replayable in place and keeps what a replay needs; `None` when it
+    /// cannot be replayed.
+    #[inline]
+    pub(crate) fn keep(body: &mut B, limit: usize) -> Option<Self> {
+        body.prepare(limit).map(Self)
+    }
+
+    /// The body again, for the replay.
+    pub(crate) fn into_body(self) -> Option<B> {
+        B::replay(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

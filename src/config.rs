@@ -1,12 +1,21 @@
-//! The settings a layer's token slots share, and their defaults.
-//!
-//! The builder writes them; the cache, the services and their futures read them. This
-//! module sits at the bottom of the crate and imports nothing from it.
+//! Settings shared by every part of a layer, and their defaults.
 
 use std::time::Duration;
 
+use tower::util::BoxCloneSyncService;
+
+use crate::{
+    classify::Classifier,
+    error::BoxError,
+    token::{Token, TokenRequest},
+};
+
 /// The default of [`Builder::replay_limit`](crate::Builder::replay_limit).
 pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+
+/// The type-erased token fetcher; fetching is the cold path, so a box costs nothing that
+/// matters.
+pub(crate) type BoxFetcher = BoxCloneSyncService<TokenRequest, Token, BoxError>;
 
 /// Settings shared by every slot of a layer. See the builder for meanings and defaults.
 #[derive(Debug, Clone)]
@@ -58,4 +67,13 @@ impl Default for Config {
             reissue_interval: Duration::from_secs(1),
         }
     }
+}
+
+/// What every slot of a layer shares.
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    pub(crate) fetcher: BoxFetcher,
+    pub(crate) classifier: Classifier,
+    /// Whether the scopes of token requests are explicit (a scope policy was set).
+    pub(crate) explicit_scope: bool,
 }

@@ -6,7 +6,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{ready, Context, Poll},
 };
 
@@ -22,10 +22,12 @@ use crate::{
     body::{ReplayableBody, ResponseBody},
     cache::Slot,
     classify::{Classification, Classifier},
+    config::Core,
     error::BoxError,
-    layer::Shared,
-    replay::{Home, Replay},
-    token::FetchReason,
+    replay::Replay,
+    scope::Slots,
+    sync::lock,
+    token::{FetchReason, Scope},
 };
 
 type Output<ResB> = Result<Response<ResponseBody<ResB>>, BoxError>;
@@ -55,7 +57,7 @@ pin_project! {
         // The request had its own `Authorization`: not ours to judge.
         Passthrough { #[pin] fut: S::Future },
         // The hot path: the inner call with a cached token.
-        Called { #[pin] fut: S::Future, ctx: Option<Ctx<B>> },
+        Called { #[pin] fut: S::Future, ctx: Option<Ctx<S, B>> },
         // Everything cold, boxed.
         Slow { fut: BoxFuture<ResB> },
     }
@@ -72,18 +74,89 @@ where
     }
 }
 
-/// What a request needs after its response: to classify it, and to replay it. Small and
-/// free of reference counts on purpose: it is built and dropped on every request.
-pub(crate) struct Ctx<B: ReplayableBody> {
-    /// Where the layer is registered ([`Shared`]).
-    pub(crate) layer: u64,
-    /// Where the service is registered ([`Home`]).
-    pub(crate) home: u64,
-    /// Which of the layer's slots the token came from.
-    pub(crate) slot: u32,
-    pub(crate) generation: u64,
-    pub(crate) classifier: Classifier,
-    pub(crate) replay: Option<Replay<B>>,
+/// What the response futures of a service (and its clones) reach back to on their cold
+/// paths: the layer's token slots and settings, and a spare clone of the inner service
+/// to replay on. Each future holds an `Arc` of it, so a replay works however the service
+/// was called, even when every clone of it is gone.
+pub(crate) struct Home<S> {
+    pub(crate) slots: Arc<Slots>,
+    core: Arc<Core>,
+    /// Locked only to clone it, for a replay. A `Mutex` makes `Home` `Sync` for any
+    /// `S: Send` (tower services often are not `Sync`).
+    spare: Mutex<S>,
+}
+
+impl<S: Clone> Home<S> {
+    pub(crate) fn new(slots: Arc<Slots>, core: Arc<Core>, inner: &S) -> Self {
+        Self {
+            slots,
+            core,
+            spare: Mutex::new(inner.clone()),
+        }
+    }
+
+    /// A clone of the inner service, not yet polled ready.
+    fn service(&self) -> S {
+        lock(&self.spare).clone()
+    }
+}
+
+impl<S> Home<S> {
+    /// The most of a streaming body kept for a replay; `None`: replay is off.
+    #[inline]
+    pub(crate) fn replay_limit(&self) -> Option<usize> {
+        self.core.config.replay_limit
+    }
+
+    fn classifier(&self) -> &Classifier {
+        &self.core.classifier
+    }
+
+    /// The slot a request's token came from (made again if a scope set computed per
+    /// request was forgotten meanwhile).
+    fn slot(&self, at: &At) -> Arc<Slot> {
+        match (at, &*self.slots) {
+            (At::Scope(scope), Slots::Dynamic(dynamic)) => dynamic.slot(scope),
+            (At::Fixed(index), slots) => slots
+                .fixed(*index)
+                .expect("a fixed index comes from the layer's own slots")
+                .clone(),
+            (At::Scope(_), _) => unreachable!("a scope is kept only for computed scope sets"),
+        }
+    }
+}
+
+/// Where a request's token came from.
+pub(crate) enum At {
+    /// A slot of a fixed or by-method policy, by index.
+    Fixed(usize),
+    /// The scope set a [`ScopePolicy::from_fn`](crate::ScopePolicy::from_fn) gave.
+    Scope(Option<Scope>),
+}
+
+/// What a request needs after its response: to classify it, and to replay it.
+pub(crate) struct Ctx<S, B: ReplayableBody> {
+    home: Arc<Home<S>>,
+    at: At,
+    generation: u64,
+    replay: Option<Replay<B>>,
+}
+
+impl<S, B: ReplayableBody> Ctx<S, B> {
+    #[inline]
+    pub(crate) fn new(
+        home: Arc<Home<S>>,
+        at: At,
+        generation: u64,
+        replay: Option<Replay<B>>,
+    ) -> Self {
+        Self {
+            home,
+            at,
+            generation,
+            replay,
+        }
+    }
 }
 
 impl<S, B, ResB> ResponseFuture<S, B, ResB>
@@ -100,7 +173,7 @@ where
     }
 
     #[inline]
-    pub(crate) fn called(fut: S::Future, ctx: Ctx<B>) -> Self {
+    pub(crate) fn called(fut: S::Future, ctx: Ctx<S, B>) -> Self {
         Self {
             state: State::Called {
                 fut,
@@ -150,7 +223,8 @@ where
                     let decision = ctx
                         .as_ref()
                         .expect("polled after completion")
-                        .classifier
+                        .home
+                        .classifier()
                         .classify_head(res.status(), res.headers());
                     if decision == Classification::NotRejected {
                         // The request's copy is not kept for as long as the caller keeps
@@ -171,8 +245,7 @@ where
 
 /// The request found no usable token: wait for one, then send.
 pub(crate) async fn call_after_token<S, B, ResB>(
-    slot: Arc<Slot>,
-    mut ctx: Ctx<B>,
+    mut ctx: Ctx<S, B>,
     mut inner: S,
     mut req: Request<B>,
 ) -> Output<ResB>
@@ -186,12 +259,13 @@ where
     ResB::Error: Send,
 {
     // `inner` is the instance the caller polled ready, holding what that reserved (see
-    // `OAuth::call`). The token endpoint must not need it: a fetcher over a client that
-    // shares a concurrency limit or buffer with this service needs capacity of its own.
-    let cred = slot.acquire().await?;
+    // `OAuth::call_cold`). The token endpoint must not need it: a fetcher over a client
+    // that shares a concurrency limit or buffer with this service needs capacity of its
+    // own.
+    let cred = ctx.home.slot(&ctx.at).acquire().await?;
     ctx.generation = cred.generation;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
-    if let Some(limit) = slot.settings.config.replay_limit {
+    if let Some(limit) = ctx.home.replay_limit() {
         ctx.replay = Replay::prepare(&mut req, limit);
     }
     // From here on it is the hot path's future.
@@ -201,7 +275,7 @@ where
 /// The response may say the token was rejected: find out, renew the token, replay once.
 async fn recover<S, B, ResB>(
     res: Response<ResB>,
-    ctx: Ctx<B>,
+    ctx: Ctx<S, B>,
     decision: Classification,
 ) -> Output<ResB>
 where
@@ -213,29 +287,21 @@ where
     ResB::Data: Send,
     ResB::Error: Send,
 {
-    let Some(slot) = Shared::find(ctx.layer).and_then(|shared| shared.slots.get(ctx.slot)) else {
-        // The layer is gone, and every handle and service with it: no token to renew.
-        tracing::debug!("the layer was dropped; returning the response as it came");
-        return Ok(res.map(ResponseBody::inner));
-    };
+    let home = ctx.home;
     let (res, rejected) = match decision {
         Classification::Rejected => (res.map(ResponseBody::inner), true),
-        _ => inspect(res, &ctx.classifier, slot.settings.config.inspect_limit).await,
+        _ => inspect(res, home.classifier(), home.core.config.inspect_limit).await,
     };
-    if !rejected || !slot.reject(ctx.generation) {
+    if !rejected {
         return Ok(res);
     }
-    let Some(home) = Home::<S>::find(ctx.home) else {
-        // Every clone of the service is gone (e.g. it was called through `oneshot`):
-        // nothing to replay on, but the layer lives on and must not keep sending the
-        // rejected token.
-        tracing::debug!("the service was dropped; renewing the token, returning the response");
-        let _ = slot.renew_in_background(FetchReason::Rejected);
+    let slot = home.slot(&ctx.at);
+    if !slot.reject(ctx.generation) {
         return Ok(res);
-    };
+    }
     let Some(mut req) = ctx.replay.and_then(Replay::into_request) else {
-        // Not replayable (a body past the limit, or a head that does not parse back): the
-        // token is still renewed, and the caller gets the 401 as it came.
+        // Not replayable (replay off, a body past the limit, or a head that does not
+        // parse back): the token is still renewed, and the caller gets the 401 as it came.
         tracing::debug!("rejected request cannot be replayed; returning the response");
         let _ = slot.renew_in_background(FetchReason::Rejected);
         return Ok(res);

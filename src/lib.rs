@@ -218,6 +218,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+mod builder;
 mod cache;
 pub mod classify;
 mod config;
@@ -225,9 +226,11 @@ mod credentials;
 mod error;
 pub mod fetch;
 mod future;
+mod handle;
 mod layer;
 #[cfg(feature = "test-util")]
 pub mod mock;
+mod pool;
 mod replay;
 mod scope;
 mod service;
@@ -235,12 +238,14 @@ mod sync;
 mod token;
 
 pub use crate::{
+    builder::Builder,
     cache::{TokenState, TokenStatus},
     credentials::{AuthMethod, ClientCredentials, ClientSecret, SIMPLEDOCS_TOKEN_URL},
     error::{BoxError, Error, ErrorKind},
     future::ResponseFuture,
-    layer::{Builder, OAuthLayer, TokenHandle},
-    scope::{RequestHead, ScopePolicy, MAX_SCOPE_SETS},
+    handle::TokenHandle,
+    layer::OAuthLayer,
+    scope::{RequestHead, ScopePolicy},
     service::OAuth,
     token::{AccessToken, FetchReason, Scope, Token, TokenRequest},
 };

@@ -1,21 +1,20 @@
-//! Scope policies: which scope set each request's token must have.
+//! Scope policies: which scope set each request's token must have, and the token slot of
+//! each scope set.
 
 use std::{
     fmt,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
 };
 
-use arc_swap::ArcSwap;
+use dashmap::DashMap;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+use tokio::time::Instant;
 
-use crate::{
-    cache::{Settings, Slot},
-    error::{Error, ErrorKind},
-    token::Scope,
-};
-
-/// The most scope sets a [`ScopePolicy::from_fn`] layer keeps a token for.
-pub const MAX_SCOPE_SETS: usize = 64;
+use crate::{cache::Slot, config::Core, sync::lock, token::Scope};
 
 type ScopeFn = dyn Fn(&RequestHead<'_>) -> Option<Scope> + Send + Sync;
 
@@ -79,15 +78,12 @@ impl ScopePolicy {
 
     /// The scope computed by `f` from the request head.
     ///
-    /// Meant for a handful of scope sets: the layer keeps a token for each set `f` has
-    /// returned, for its whole life, and finds a request's set among them by a linear
-    /// search. At most [`MAX_SCOPE_SETS`] sets: a request that needs one more fails with
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) (no token is requested for it;
-    /// the sets already known keep working), so that scopes computed from what requests
-    /// carry cannot grow the layer's tokens, and its token requests, without bound.
-    /// Sets are only known once a request has needed them, so
-    /// [`TokenHandle::warm_up`](crate::TokenHandle::warm_up) fetches nothing before the
-    /// first request; for a start-up check, use a fixed or by-method policy.
+    /// The layer keeps a token for each scope set `f` returns, found by a hash lookup.
+    /// There is no fixed limit on the number of sets. A set unused for the
+    /// [idle timeout](crate::Builder::scope_idle_timeout) is forgotten, with its
+    /// token; its next request fetches a new one. Sets are only known once a request has
+    /// needed them, so [`TokenHandle::warm_up`](crate::TokenHandle::warm_up) fetches
+    /// nothing before the first request.
     pub fn from_fn<F>(f: F) -> Self
     where
         F: Fn(&RequestHead<'_>) -> Option<Scope> + Send + Sync + 'static,
@@ -95,22 +91,22 @@ impl ScopePolicy {
         Self(Kind::Custom(Arc::new(f)))
     }
 
-    pub(crate) fn into_slots(self, core: Arc<Settings>) -> Slots {
+    pub(crate) fn into_slots(self, core: Arc<Core>, idle: Duration) -> Slots {
         match self.0 {
             Kind::Fixed(scope) => Slots::One(Slot::new(core, non_empty(scope))),
             Kind::ByMethod { read, write } if read == write => {
                 Slots::One(Slot::new(core, non_empty(Some(read))))
             }
-            Kind::ByMethod { read, write } => Slots::ByMethod {
-                read: Slot::new(core.clone(), non_empty(Some(read))),
-                write: Slot::new(core, non_empty(Some(write))),
-            },
-            Kind::Custom(f) => Slots::Dynamic {
+            Kind::ByMethod { read, write } => Slots::ByMethod([
+                Slot::new(core.clone(), non_empty(Some(read))),
+                Slot::new(core, non_empty(Some(write))),
+            ]),
+            Kind::Custom(f) => Slots::Dynamic(Box::new(Dynamic {
                 f,
-                known: ArcSwap::from_pointee(Vec::new()),
-                insert: Mutex::new(()),
+                known: DashMap::new(),
                 core,
-            },
+                epochs: Epochs::new(idle),
+            })),
         }
     }
 }
@@ -134,26 +130,28 @@ fn non_empty(scope: Option<Scope>) -> Option<Scope> {
     scope.filter(|s| !s.is_empty())
 }
 
-/// The slots of a layer, resolved per request.
+/// The token slots of a layer, one per scope set.
 pub(crate) enum Slots {
     One(Arc<Slot>),
-    ByMethod {
-        read: Arc<Slot>,
-        write: Arc<Slot>,
-    },
-    Dynamic {
-        f: Arc<ScopeFn>,
-        /// Copy-on-write list: read without a lock, extended under `insert`.
-        known: ArcSwap<Vec<Arc<Slot>>>,
-        insert: Mutex<()>,
-        core: Arc<Settings>,
-    },
+    /// `read` at index 0, `write` at index 1 (see [`by_method_index`]).
+    ByMethod([Arc<Slot>; 2]),
+    /// Scope sets computed per request.
+    Dynamic(Box<Dynamic>),
+}
+
+/// The scope sets of a [`ScopePolicy::from_fn`] layer: a concurrent hash map, read under
+/// a shard's read lock, with idle sets swept out when a new set is added.
+pub(crate) struct Dynamic {
+    f: Arc<ScopeFn>,
+    known: DashMap<Option<Scope>, Arc<Slot>>,
+    core: Arc<Core>,
+    epochs: Epochs,
 }
 
 /// The slot index of a method under [`ScopePolicy::by_method`]: 0 for `read` (`GET`,
 /// `HEAD`, `OPTIONS`), 1 for `write`.
 #[inline]
-pub(crate) fn by_method_index(method: &Method) -> u32 {
+pub(crate) fn by_method_index(method: &Method) -> usize {
     match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => 0,
         _ => 1,
@@ -161,78 +159,124 @@ pub(crate) fn by_method_index(method: &Method) -> u32 {
 }
 
 impl Slots {
-    /// The slot for a request, and its index (stable for the life of the layer; see
-    /// [`Slots::get`]). Fails only for a request that needs a scope set past
-    /// [`MAX_SCOPE_SETS`].
-    pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Result<(u32, Arc<Slot>), Error> {
-        match self {
-            Slots::One(slot) => Ok((0, slot.clone())),
-            Slots::ByMethod { read, write } => {
-                let index = by_method_index(req.method());
-                Ok((index, [read, write][index as usize].clone()))
-            }
-            Slots::Dynamic {
-                f,
-                known,
-                insert,
-                core,
-            } => {
-                let scope = non_empty(f(&RequestHead {
-                    method: req.method(),
-                    uri: req.uri(),
-                    version: req.version(),
-                    headers: req.headers(),
-                    extensions: req.extensions(),
-                }));
-                let find = |slots: &[Arc<Slot>]| {
-                    let i = slots.iter().position(|s| s.scope() == scope.as_ref())?;
-                    Some((i as u32, slots[i].clone()))
-                };
-                if let Some(found) = find(&known.load()) {
-                    return Ok(found);
-                }
-                let _guard = insert.lock().unwrap_or_else(|e| e.into_inner());
-                let current = known.load_full();
-                if let Some(found) = find(&current) {
-                    return Ok(found);
-                }
-                if current.len() >= MAX_SCOPE_SETS {
-                    return Err(Error::builder(ErrorKind::Config)
-                        .detail(&format!(
-                            "the scope policy asked for more than {MAX_SCOPE_SETS} distinct \
-                             scope sets"
-                        ))
-                        .build());
-                }
-                // Slots are only ever appended, so an index keeps naming the same slot.
-                let slot = Slot::new(core.clone(), scope);
-                let mut next = Vec::with_capacity(current.len() + 1);
-                next.extend(current.iter().cloned());
-                next.push(slot.clone());
-                known.store(Arc::new(next));
-                Ok((current.len() as u32, slot))
-            }
-        }
-    }
-
-    /// The slot at `index`, as [`Slots::resolve`] gave it.
-    pub(crate) fn get(&self, index: u32) -> Option<Arc<Slot>> {
-        match (self, index) {
-            (Slots::One(slot), 0) => Some(slot.clone()),
-            (Slots::ByMethod { read, .. }, 0) => Some(read.clone()),
-            (Slots::ByMethod { write, .. }, 1) => Some(write.clone()),
-            (Slots::Dynamic { known, .. }, i) => known.load().get(i as usize).cloned(),
-            _ => None,
-        }
-    }
-
     /// Every slot that exists now.
     pub(crate) fn all(&self) -> Vec<Arc<Slot>> {
         match self {
             Slots::One(slot) => vec![slot.clone()],
-            Slots::ByMethod { read, write } => vec![read.clone(), write.clone()],
-            Slots::Dynamic { known, .. } => known.load().iter().cloned().collect(),
+            Slots::ByMethod(slots) => slots.to_vec(),
+            Slots::Dynamic(dynamic) => dynamic.known.iter().map(|e| e.value().clone()).collect(),
         }
+    }
+
+    /// The fixed slot at `index` (`One` or `ByMethod`).
+    #[inline]
+    pub(crate) fn fixed(&self, index: usize) -> Option<&Arc<Slot>> {
+        match self {
+            Slots::One(slot) => Some(slot),
+            Slots::ByMethod(slots) => slots.get(index),
+            Slots::Dynamic(_) => None,
+        }
+    }
+}
+
+impl Dynamic {
+    /// The scope set `f` gives a request.
+    #[inline]
+    pub(crate) fn scope_of<B>(&self, req: &Request<B>) -> Option<Scope> {
+        non_empty((self.f)(&RequestHead {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }))
+    }
+
+    /// Runs `hit` on the slot of `scope` if it exists, marking it used. No allocation; a
+    /// shard's read lock is held while `hit` runs.
+    #[inline]
+    pub(crate) fn with<T>(
+        &self,
+        scope: &Option<Scope>,
+        hit: impl FnOnce(&Arc<Slot>) -> T,
+    ) -> Option<T> {
+        let slot = self.known.get(scope)?;
+        self.epochs.mark(&slot);
+        Some(hit(&slot))
+    }
+
+    /// The slot of `scope`, made if it does not exist yet (cold: a request that needs a
+    /// token). Adding a set first sweeps out idle ones, at most once per epoch.
+    pub(crate) fn slot(&self, scope: &Option<Scope>) -> Arc<Slot> {
+        if let Some(slot) = self.with(scope, Arc::clone) {
+            return slot;
+        }
+        if let Some(epoch) = self.epochs.advance() {
+            // A slot last used before epoch `epoch - 4` has been idle for a whole timeout
+            // at least (see `Epochs`).
+            let before = epoch.saturating_sub(Epochs::IDLE_EPOCHS);
+            self.known
+                .retain(|_, slot| slot.used_epoch.load(Ordering::Relaxed) >= before);
+        }
+        let slot = self
+            .known
+            .entry(scope.clone())
+            .or_insert_with(|| Slot::new(self.core.clone(), scope.clone()))
+            .clone();
+        self.epochs.mark(&slot);
+        slot
+    }
+}
+
+/// Coarse time for idle sweeps, so that the request path reads no clock: a counter that
+/// moves on by one every quarter of the idle timeout, read when a new scope set is added.
+/// A request stores the current epoch in its slot (a write only when it changed).
+///
+/// A slot last used in epoch `k` is dropped once the epoch is `k + 5` or later: at least
+/// the whole timeout after its last use, at most a quarter more (or later, when no new
+/// scope set comes to trigger a sweep).
+struct Epochs {
+    current: AtomicU64,
+    /// When the current epoch started, and how long one lasts.
+    started: Mutex<Option<Instant>>,
+    length: Duration,
+}
+
+impl Epochs {
+    const IDLE_EPOCHS: u64 = 4;
+
+    fn new(idle: Duration) -> Self {
+        Self {
+            current: AtomicU64::new(0),
+            started: Mutex::new(None),
+            length: (idle / Self::IDLE_EPOCHS as u32).max(Duration::from_millis(1)),
+        }
+    }
+
+    #[inline]
+    fn mark(&self, slot: &Slot) {
+        let now = self.current.load(Ordering::Relaxed);
+        if slot.used_epoch.load(Ordering::Relaxed) != now {
+            slot.used_epoch.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves the epoch on by the whole epochs elapsed; the new epoch, if it moved.
+    fn advance(&self) -> Option<u64> {
+        let now = Instant::now();
+        let mut started = lock(&self.started);
+        let Some(start) = *started else {
+            *started = Some(now);
+            return None;
+        };
+        let elapsed = now.saturating_duration_since(start);
+        let epochs = (elapsed.as_nanos() / self.length.as_nanos()) as u64;
+        if epochs == 0 {
+            return None;
+        }
+        *started = Some(start + self.length * epochs.min(u32::MAX as u64) as u32);
+        let epoch = self.current.fetch_add(epochs, Ordering::Relaxed) + epochs;
+        Some(epoch)
     }
 }
 

@@ -1,4 +1,9 @@
 //! The service: the request hot path.
+//!
+//! `call` finds the request's slot, checks this clone's copy of the token's header
+//! against the slot with one atomic load, inserts the header and calls the inner service.
+//! Everything else (waiting for a token, classifying a 401, replaying) is in
+//! [`future`](crate::future).
 
 use std::{
     fmt, mem,
@@ -13,11 +18,10 @@ use tower_service::Service;
 use crate::{
     body::{ReplayableBody, ResponseBody},
     cache::{Credential, Slot},
-    classify::Classifier,
+    config::Core,
     error::BoxError,
-    future::{self, Ctx, ResponseFuture},
-    layer::Shared,
-    replay::{Home, Replay},
+    future::{self, At, Ctx, Home, ResponseFuture},
+    replay::Replay,
     scope::{by_method_index, Slots},
 };
 
@@ -25,84 +29,97 @@ use crate::{
 ///
 /// Made by [`OAuthLayer`](crate::OAuthLayer). A request that already has an
 /// `Authorization` header is passed through untouched.
+///
+/// A rejected request is replayed however the service is called: `oneshot` on the last
+/// clone, a clone per request, `call_all`, behind a `Buffer`. Each response future holds
+/// what its cold path needs (an `Arc` shared by the service's clones).
 pub struct OAuth<S> {
     inner: S,
     home: Arc<Home<S>>,
-    /// The layer's registry number (`Shared::id`), copied: read on every request.
-    layer: u64,
-    tokens: Tokens,
-    // Copied from the layer's settings: read on every request, kept one pointer away.
-    classifier: Classifier,
-    replay_limit: Option<usize>,
+    /// This clone's copies of the tokens' headers, at their fixed slot indexes.
+    held: [Held; 2],
 }
 
-/// This clone's view of the layer's tokens.
-#[derive(Clone)]
-enum Tokens {
-    One(Local),
-    /// `read` and `write`, at their slot indexes.
-    ByMethod([Local; 2]),
-    /// Scopes computed per request: looked up in the layer's list each time.
-    Dynamic,
+/// This clone's copy of a slot's current `Authorization` value.
+///
+/// Every request clones the header it sends, which writes the reference count of the
+/// header's bytes. With one header shared by every clone, that count would move between
+/// cores on every request; a clone that keeps sending (a service per worker thread)
+/// makes its own copy after [`OWN_COPY_AFTER`] requests, so that it writes only its own.
+/// A clone made for one request never copies.
+#[derive(Default)]
+enum Held {
+    #[default]
+    Nothing,
+    /// The slot's header, shared with every clone, and the requests sent with it.
+    Shared {
+        generation: u64,
+        header: HeaderValue,
+        sends: u32,
+    },
+    /// The header in bytes of this clone's own.
+    Own {
+        generation: u64,
+        header: HeaderValue,
+    },
 }
 
-/// One slot and this clone's copy of its current token's header.
-#[derive(Clone)]
-struct Local {
-    slot: Arc<Slot>,
-    /// This clone's own copy of the current token's `Authorization` value, and the
-    /// generation of the token it is of, checked per request with one load of the slot's
-    /// word. Every request clones the header it sends, which writes the reference count of
-    /// the header's bytes: with one header shared by every clone, that count would move
-    /// between cores on every request. A service clone per worker thread, as
-    /// multi-threaded clients keep them, writes only its own.
-    own: Option<(u64, HeaderValue)>,
-    /// Requests sent with the layer's shared header since `own` was last up to date
-    /// (inherited by clones). The copy is made at [`OWN_COPY_AFTER`], so that clones made
-    /// for one request, which could not amortise it, never make one.
-    shared_sends: u32,
-}
-
-/// Requests a clone sends with the layer's shared header before it makes its own copy.
+/// Requests a clone sends with the slot's shared header before it makes its own copy.
 const OWN_COPY_AFTER: u32 = 16;
 
-impl Local {
-    fn new(slot: &Arc<Slot>) -> Self {
-        Self {
-            slot: slot.clone(),
-            own: None,
-            shared_sends: 0,
-        }
-    }
-
+impl Held {
+    /// The header for this request, if the slot's current token can be used as it is.
     #[inline]
-    fn credential(&mut self) -> Option<Credential> {
-        if let Some((generation, header)) = &self.own {
-            let peek = self.slot.peek();
-            if peek.generation() == *generation && peek.usable() {
-                if peek.wants_renewal() {
-                    self.slot.renewal_due(*generation);
+    fn credential(&mut self, slot: &Arc<Slot>) -> Option<Credential> {
+        let peek = slot.peek();
+        if peek.usable() {
+            let header = match self {
+                Held::Own { generation, header } if *generation == peek.generation => {
+                    Some(header.clone())
+                }
+                Held::Shared {
+                    generation,
+                    header,
+                    sends,
+                } if *generation == peek.generation => {
+                    *sends += 1;
+                    if *sends < OWN_COPY_AFTER {
+                        Some(header.clone())
+                    } else {
+                        let own = own_copy(header);
+                        *self = Held::Own {
+                            generation: peek.generation,
+                            header: own.clone(),
+                        };
+                        Some(own)
+                    }
+                }
+                _ => None,
+            };
+            if let Some(header) = header {
+                if peek.renewal_due() {
+                    slot.renewal_due(peek.generation);
                 }
                 return Some(Credential {
-                    header: header.clone(),
-                    generation: *generation,
+                    header,
+                    generation: peek.generation,
                 });
             }
         }
-        let shared = self.slot.fast()?;
-        // Not yet copied for this token: share the layer's header for a few requests,
-        // then copy it (once per token).
-        if self.shared_sends < OWN_COPY_AFTER {
-            self.shared_sends += 1;
-            return Some(shared);
-        }
-        let header = own_copy(&shared.header);
-        self.own = Some((shared.generation, header.clone()));
-        self.shared_sends = 0;
-        Some(Credential {
-            header,
-            generation: shared.generation,
-        })
+        self.reload(slot)
+    }
+
+    /// Takes the slot's current header, if it can be used: once per token and clone.
+    #[cold]
+    #[inline(never)]
+    fn reload(&mut self, slot: &Arc<Slot>) -> Option<Credential> {
+        let cred = slot.fast()?;
+        *self = Held::Shared {
+            generation: cred.generation,
+            header: cred.header.clone(),
+            sends: 0,
+        };
+        Some(cred)
     }
 }
 
@@ -132,14 +149,13 @@ impl AsRef<[u8]> for HeaderBytes {
 }
 
 impl<S: Clone> Clone for OAuth<S> {
+    /// A clone starts without header copies of its own: a clone made for one request
+    /// (`svc.clone().oneshot(req)`) then costs one reference count, not one per token.
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             home: self.home.clone(),
-            layer: self.layer,
-            tokens: self.tokens.clone(),
-            classifier: self.classifier.clone(),
-            replay_limit: self.replay_limit,
+            held: Default::default(),
         }
     }
 }
@@ -156,23 +172,11 @@ impl<S> OAuth<S>
 where
     S: Clone + Send + 'static,
 {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        let tokens = match &shared.slots {
-            Slots::One(slot) => Tokens::One(Local::new(slot)),
-            Slots::ByMethod { read, write } => {
-                Tokens::ByMethod([Local::new(read), Local::new(write)])
-            }
-            Slots::Dynamic { .. } => Tokens::Dynamic,
-        };
-        let classifier = shared.core.classifier.clone();
-        let replay_limit = shared.core.config.replay_limit;
+    pub(crate) fn new(inner: S, slots: Arc<Slots>, core: Arc<Core>) -> Self {
         Self {
-            layer: shared.id,
-            home: Home::register(shared, &inner),
+            home: Arc::new(Home::new(slots, core, &inner)),
             inner,
-            tokens,
-            classifier,
-            replay_limit,
+            held: Default::default(),
         }
     }
 }
@@ -219,21 +223,21 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let (slot, cred) = match &mut self.tokens {
-            Tokens::One(local) => (0, local.credential()),
-            Tokens::ByMethod(locals) => {
+        let (at, cred) = match &*self.home.slots {
+            Slots::One(slot) => (At::Fixed(0), self.held[0].credential(slot)),
+            Slots::ByMethod(slots) => {
                 let index = by_method_index(req.method());
-                (index, locals[index as usize].credential())
+                (At::Fixed(index), self.held[index].credential(&slots[index]))
             }
-            // A request with its own `Authorization` needs no token, nor a scope set: it
-            // must not add one of the `MAX_SCOPE_SETS`.
-            Tokens::Dynamic if req.headers().contains_key(AUTHORIZATION) => {
+            // A request with its own `Authorization` needs no token, nor a scope set.
+            Slots::Dynamic(_) if req.headers().contains_key(AUTHORIZATION) => {
                 return ResponseFuture::passthrough(self.inner.call(req));
             }
-            Tokens::Dynamic => match self.home.shared.slots.resolve(&req) {
-                Ok((index, slot)) => (index, slot.fast()),
-                Err(err) => return Self::no_slot(err),
-            },
+            Slots::Dynamic(dynamic) => {
+                let scope = dynamic.scope_of(&req);
+                let cred = dynamic.with(&scope, |slot| slot.fast()).flatten();
+                (At::Scope(scope), cred)
+            }
         };
         // A request with its own `Authorization` passes through. With a token at hand, one
         // `insert` both adds ours and finds theirs (put back below); that is lossless
@@ -245,58 +249,45 @@ where
             return ResponseFuture::passthrough(self.inner.call(req));
         }
         let Some(cred) = cred else {
-            // Cold: wait for a token. The instance polled ready goes with the request,
-            // with what readiness reserved for it (a concurrency permit, a buffer slot):
-            // the caller's reservation, for this request, not for a later one. This
-            // service keeps a clone, to be polled ready for the next.
-            let clone = self.inner.clone();
-            let ready = mem::replace(&mut self.inner, clone);
-            let slot_ref = self.home.shared.slots.get(slot).expect("resolved above");
-            return ResponseFuture::slow(future::call_after_token(
-                slot_ref,
-                self.ctx(slot, 0),
-                ready,
-                req,
-            ));
+            return self.call_cold(at, req);
         };
         if let Some(own) = req.headers_mut().insert(AUTHORIZATION, cred.header) {
             req.headers_mut().insert(AUTHORIZATION, own);
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let mut ctx = self.ctx(slot, cred.generation);
-        if let Some(limit) = self.replay_limit {
-            ctx.replay = Replay::prepare(&mut req, limit);
-        }
+        let replay = match self.home.replay_limit() {
+            Some(limit) => Replay::prepare(&mut req, limit),
+            None => None,
+        };
+        let ctx = Ctx::new(self.home.clone(), at, cred.generation, replay);
         ResponseFuture::called(self.inner.call(req), ctx)
     }
 }
 
-impl<S> OAuth<S> {
-    /// A request whose scope set got no slot (one with its own `Authorization` never
-    /// asks for one): it fails.
+impl<S> OAuth<S>
+where
+    S: Clone + Send + 'static,
+{
+    /// No usable token: wait for one. The instance polled ready goes with the request,
+    /// with what readiness reserved for it (a concurrency permit, a buffer slot): the
+    /// caller's reservation, for this request. This service keeps a clone, to be polled
+    /// ready for the next.
     #[cold]
     #[inline(never)]
-    fn no_slot<B, ResB>(err: crate::Error) -> ResponseFuture<S, B, ResB>
+    fn call_cold<B, ResB>(&mut self, at: At, req: Request<B>) -> ResponseFuture<S, B, ResB>
     where
         S: Service<Request<B>, Response = Response<ResB>>,
-        B: ReplayableBody,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: ReplayableBody + Send + 'static,
         ResB: Body + Send + 'static,
         ResB::Data: Send,
         ResB::Error: Send,
     {
-        ResponseFuture::slow(std::future::ready(Err(err.into())))
-    }
-
-    #[inline]
-    fn ctx<B: ReplayableBody>(&self, slot: u32, generation: u64) -> Ctx<B> {
-        Ctx {
-            layer: self.layer,
-            home: self.home.id,
-            slot,
-            generation,
-            classifier: self.classifier.clone(),
-            replay: None,
-        }
+        let clone = self.inner.clone();
+        let ready = mem::replace(&mut self.inner, clone);
+        let ctx = Ctx::new(self.home.clone(), at, 0, None);
+        ResponseFuture::slow(future::call_after_token(ctx, ready, req))
     }
 }
 

@@ -1,14 +1,11 @@
-//! The crate's one lock helper.
-//!
-//! A mutex is poisoned when a thread panicked while holding it. Every critical section
-//! in this crate writes whole values, so what a poisoned mutex guards is still
-//! consistent; refusing it would turn one panic into a layer that never works again.
+//! The one lock helper.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
-/// Locks `m`, using its value as it stands if a panic poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// Locks `mutex`, ignoring poisoning: every critical section in this crate leaves its data
+/// consistent even if it panics (a fetcher's panic is caught before it reaches one).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

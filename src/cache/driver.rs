@@ -119,7 +119,7 @@ impl Slot {
             control.retry = None;
         }
         let still_needed = self.live() == Some(generation);
-        control.fetch.drop_stranded(&self.settings.config);
+        control.fetch.drop_stranded(&self.core.config);
         if !still_needed || control.fetch.flight().is_some() {
             return;
         }
@@ -138,11 +138,11 @@ impl Slot {
     /// from and cooled down after, not a cancelled flight that the next request restarts
     /// at once.
     async fn fetch_once(&self, reason: FetchReason, started: Instant) -> Result<Installed, Error> {
-        let config = &self.settings.config;
+        let config = &self.core.config;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let request = TokenRequest::new(self.scope.clone(), reason)
-            .with_explicit_scope(self.settings.explicit_scope);
-        let fetch = AssertUnwindSafe(self.settings.fetcher.clone().oneshot(request)).catch_unwind();
+            .with_explicit_scope(self.core.explicit_scope);
+        let fetch = AssertUnwindSafe(self.core.fetcher.clone().oneshot(request)).catch_unwind();
         let token = match tokio::time::timeout(config.fetch_timeout, fetch).await {
             Ok(Ok(Ok(token))) => token,
             Ok(Ok(Err(err))) => return Err(Error::from_fetcher(err)),
@@ -183,7 +183,7 @@ impl Slot {
     /// Makes `installed` the current token; called with the slot's lock held, which
     /// every install takes, so that a reader under the lock sees the word of this token.
     fn put(&self, installed: Arc<Installed>) {
-        let refused = !installed.scope_ok && self.settings.config.strict_scope;
+        let refused = !installed.scope_ok && self.core.config.strict_scope;
         // The token first, then the word: a reader that sees the new generation finds it.
         self.hot.current.store(Some(installed.clone()));
         self.hot.state.install(installed.generation, refused);
@@ -203,8 +203,8 @@ async fn drive(mut slot: Arc<Slot>, reason: FetchReason, first_attempt: u32, tx:
         slot: Arc::downgrade(&slot),
         rx: tx.subscribe(),
     };
-    let settings = slot.settings.clone();
-    let config = &settings.config;
+    let core = slot.core.clone();
+    let config = &core.config;
     let mut attempt = first_attempt.saturating_sub(1);
     // A renewal (or a forced fetch) of a token still in use counts its retry budget from
     // its start. Requests without a usable token count from when the first of them came:
@@ -281,7 +281,7 @@ fn install(slot: &Slot, flight: &FlightGuard, installed: Arc<Installed>, tx: &Se
 /// everyone waiting gets the error, and so does everyone arriving during the cooldown,
 /// without a new fetch.
 fn give_up(slot: &Slot, flight: &FlightGuard, delay: Duration, err: Error, tx: &Sender) {
-    let cooldown = pause_after(&slot.settings.config, &err, delay);
+    let cooldown = pause_after(&slot.core.config, &err, delay);
     {
         let mut control = lock(&slot.control);
         if flight.owns(&control) {
@@ -319,7 +319,7 @@ fn renewal_failed(
     tx: &Sender,
 ) {
     let retryable = err.is_retryable();
-    let pause = pause_after(&slot.settings.config, &err, delay);
+    let pause = pause_after(&slot.core.config, &err, delay);
     if retryable {
         tracing::info!(
             delay_ms = pause.as_millis() as u64,

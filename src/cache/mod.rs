@@ -22,7 +22,6 @@ use std::sync::{
 
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
-use tower::util::BoxCloneSyncService;
 
 pub use self::status::{TokenState, TokenStatus};
 pub(crate) use self::token::{Credential, Peek, Phase};
@@ -31,36 +30,25 @@ use self::{
     token::{Installed, Word},
 };
 use crate::{
-    classify::Classifier,
-    config::Config,
-    error::{BoxError, Error, ErrorKind},
+    config::Core,
+    error::{Error, ErrorKind},
     sync::lock,
-    token::{FetchReason, Scope, Token, TokenRequest},
+    token::{FetchReason, Scope},
 };
-
-/// The type-erased token fetcher; fetching is the cold path, so a box costs nothing that
-/// matters.
-pub(crate) type BoxFetcher = BoxCloneSyncService<TokenRequest, Token, BoxError>;
-
-/// What every slot of a layer shares.
-pub(crate) struct Settings {
-    pub(crate) config: Config,
-    pub(crate) fetcher: BoxFetcher,
-    pub(crate) classifier: Classifier,
-    /// Whether the scopes of token requests are explicit (a scope policy was set).
-    pub(crate) explicit_scope: bool,
-}
 
 /// The token state of one scope set.
 ///
 /// Aligned to 128 bytes through [`Hot`], whose fields have those bytes to themselves.
 pub(crate) struct Slot {
     hot: Hot,
-    pub(crate) settings: Arc<Settings>,
+    pub(crate) core: Arc<Core>,
     scope: Option<Scope>,
     control: Mutex<Control>,
     fetches: AtomicU64,
     generations: AtomicU64,
+    /// The sweep epoch of its last use, for a scope set computed per request
+    /// (see `scope::Epochs`).
+    pub(crate) used_epoch: AtomicU64,
     /// Itself, for the tasks it starts: the hot path takes `&self`.
     me: Weak<Slot>,
 }
@@ -94,17 +82,18 @@ impl Drop for Slot {
 
 impl Slot {
     /// A slot for `scope`, with no token yet; in an `Arc`, which its tasks hold weakly.
-    pub(crate) fn new(settings: Arc<Settings>, scope: Option<Scope>) -> Arc<Self> {
+    pub(crate) fn new(core: Arc<Core>, scope: Option<Scope>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             hot: Hot {
                 state: Word::empty(),
                 current: ArcSwapOption::empty(),
             },
-            settings,
+            core,
             scope,
             control: Mutex::new(Control::default()),
             fetches: AtomicU64::new(0),
             generations: AtomicU64::new(1),
+            used_epoch: AtomicU64::new(0),
             me: me.clone(),
         })
     }
@@ -129,10 +118,10 @@ impl Slot {
         let installed = current.as_deref()?;
         let peek = self.peek();
         // Another generation: a token is being installed; the slow path waits for it.
-        if peek.generation() != installed.generation || !peek.phase().live() {
+        if peek.generation != installed.generation || !peek.phase().live() {
             return None;
         }
-        if peek.wants_renewal() {
+        if peek.renewal_due() {
             self.renewal_due(installed.generation);
         }
         peek.usable().then(|| installed.credential())
@@ -161,7 +150,7 @@ impl Slot {
                     return self.credential(installed);
                 }
             }
-            control.fetch.drop_stranded(&self.settings.config);
+            control.fetch.drop_stranded(&self.core.config);
             let rx = match &control.fetch {
                 Fetch::InFlight(flight) => flight.rx.clone(),
                 _ => {
@@ -194,7 +183,7 @@ impl Slot {
 
     /// The credential of `installed`, unless strict scope checking refuses it.
     fn credential(&self, installed: &Installed) -> Result<Credential, Error> {
-        if !installed.scope_ok && self.settings.config.strict_scope {
+        if !installed.scope_ok && self.core.config.strict_scope {
             return Err(Error::builder(ErrorKind::InsufficientScope)
                 .detail(&format!(
                     "requested \"{}\", granted \"{}\"",
@@ -220,7 +209,7 @@ impl Slot {
         };
         let scope = self.scope.as_ref().map(Scope::as_str).unwrap_or("");
         if installed.reason == FetchReason::Rejected
-            && installed.installed_at.elapsed() < self.settings.config.reissue_interval
+            && installed.installed_at.elapsed() < self.core.config.reissue_interval
         {
             // Warned of once per token: a server that rejects every token would otherwise
             // log a warning per request.
@@ -246,7 +235,7 @@ impl Slot {
     /// should try again.
     pub(crate) fn renew_in_background(&self, reason: FetchReason) -> bool {
         let mut control = lock(&self.control);
-        control.fetch.drop_stranded(&self.settings.config);
+        control.fetch.drop_stranded(&self.core.config);
         if control.fetch.flight().is_some() {
             return true;
         }
@@ -266,7 +255,7 @@ impl Slot {
     pub(crate) async fn force(self: Arc<Self>) -> Result<(), Error> {
         let rx = {
             let mut control = lock(&self.control);
-            control.fetch.drop_stranded(&self.settings.config);
+            control.fetch.drop_stranded(&self.core.config);
             match &control.fetch {
                 Fetch::InFlight(flight) => flight.rx.clone(),
                 _ => self.start_flight(&mut control, FetchReason::Forced),
@@ -294,7 +283,7 @@ impl Slot {
     /// rejected).
     fn live(&self) -> Option<u64> {
         let peek = self.peek();
-        peek.phase().live().then_some(peek.generation())
+        peek.phase().live().then_some(peek.generation)
     }
 }
 
@@ -305,8 +294,15 @@ mod tests {
         time::Duration,
     };
 
+    use tower::util::BoxCloneSyncService;
+
     use super::*;
-    use crate::classify::StandardClassifier;
+    use crate::{
+        classify::{Classifier, StandardClassifier},
+        config::Config,
+        error::BoxError,
+        token::{Token, TokenRequest},
+    };
 
     /// A slot whose `n`th fetch gets a token lasting `lifetimes[n]` seconds (the last one
     /// once they run out), granted `granted` when set.
@@ -331,13 +327,13 @@ mod tests {
             };
             async move { Ok::<_, BoxError>(token) }
         });
-        let settings = Settings {
+        let core = Core {
             config,
             fetcher: BoxCloneSyncService::new(fetcher),
             classifier: Classifier::new(StandardClassifier::default()),
             explicit_scope: false,
         };
-        Slot::new(Arc::new(settings), scope.map(Scope::new))
+        Slot::new(Arc::new(core), scope.map(Scope::new))
     }
 
     #[tokio::test(start_paused = true)]
@@ -347,7 +343,7 @@ mod tests {
         assert!(slot.fast().is_none());
         let cred = slot.acquire().await.unwrap();
         let peek = slot.peek();
-        assert_eq!(peek.generation(), cred.generation);
+        assert_eq!(peek.generation, cred.generation);
         assert_eq!(peek.phase(), Phase::Fresh);
         assert!(peek.usable());
         assert_eq!(slot.fast().unwrap().generation, cred.generation);
@@ -377,14 +373,14 @@ mod tests {
         let slot = slot_with(Config::default(), None, None, &[100, 1000]);
         let first = slot.acquire().await.unwrap().generation;
         slot.clone().force().await.unwrap();
-        let second = slot.peek().generation();
+        let second = slot.peek().generation;
         assert_ne!(first, second);
         assert!(slot.reject(first), "a stale rejection is not held off");
         assert_eq!(slot.peek().phase(), Phase::Fresh, "and changes nothing");
         // Past the first token's renewal and expiry.
         tokio::time::sleep(Duration::from_secs(200)).await;
         let peek = slot.peek();
-        assert_eq!((peek.generation(), peek.phase()), (second, Phase::Fresh));
+        assert_eq!((peek.generation, peek.phase()), (second, Phase::Fresh));
         assert_eq!(slot.fast().unwrap().generation, second);
     }
 

@@ -59,37 +59,45 @@ const PHASE: u64 = 0b0011;
 const REFUSED: u64 = 0b0100;
 /// A background renewal of the token was started.
 const RENEWING: u64 = 0b1000;
+const FLAGS: u64 = 0b1111;
 const GENERATION_SHIFT: u32 = 4;
 
 /// One load of a slot's [`Word`]: its current token's generation and phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Peek(u64);
+pub(crate) struct Peek {
+    /// The current token's generation; 0 before the first token.
+    pub(crate) generation: u64,
+    /// The word's flag bits.
+    flags: u64,
+}
 
 impl Peek {
-    /// The current token's generation; 0 before the first token.
     #[inline]
-    pub(crate) fn generation(self) -> u64 {
-        self.0 >> GENERATION_SHIFT
+    fn of(word: u64) -> Self {
+        Self {
+            generation: word >> GENERATION_SHIFT,
+            flags: word & FLAGS,
+        }
     }
 
     /// The current token's phase.
     #[inline]
     pub(crate) fn phase(self) -> Phase {
-        Phase::from_word(self.0)
+        Phase::from_word(self.flags)
     }
 
     /// Whether a request may carry the token: it is live and strict scope checking (if
     /// on) accepted it.
     #[inline]
     pub(crate) fn usable(self) -> bool {
-        self.phase().live() && self.0 & REFUSED == 0
+        self.phase().live() && self.flags & REFUSED == 0
     }
 
     /// Whether the token is due for renewal and nobody started one yet: the caller
     /// should call [`Slot::renewal_due`](super::Slot::renewal_due).
     #[inline]
-    pub(crate) fn wants_renewal(self) -> bool {
-        self.phase() == Phase::RenewDue && self.0 & RENEWING == 0
+    pub(crate) fn renewal_due(self) -> bool {
+        self.phase() == Phase::RenewDue && self.flags & RENEWING == 0
     }
 }
 
@@ -106,7 +114,7 @@ impl Word {
 
     #[inline]
     pub(super) fn peek(&self) -> Peek {
-        Peek(self.0.load(Ordering::Acquire))
+        Peek::of(self.0.load(Ordering::Acquire))
     }
 
     /// Makes `generation` current and fresh. Called after the token itself is stored, so
@@ -129,7 +137,7 @@ impl Word {
     /// start it (nobody did yet).
     pub(super) fn claim_renewal(&self, generation: u64) -> bool {
         self.update(generation, |w| {
-            Peek(w).wants_renewal().then_some(w | RENEWING)
+            Peek::of(w).renewal_due().then_some(w | RENEWING)
         })
     }
 
@@ -363,17 +371,17 @@ mod tests {
     #[test]
     fn an_installed_generation_peeks_fresh_and_usable() {
         let word = Word::empty();
-        assert_eq!(word.peek().generation(), 0);
+        assert_eq!(word.peek().generation, 0);
         assert!(
             !word.peek().usable(),
             "nothing to use before the first token"
         );
         word.install(7, false);
         let peek = word.peek();
-        assert_eq!(peek.generation(), 7);
+        assert_eq!(peek.generation, 7);
         assert_eq!(peek.phase(), Phase::Fresh);
         assert!(peek.usable());
-        assert!(!peek.wants_renewal());
+        assert!(!peek.renewal_due());
     }
 
     #[test]
@@ -383,7 +391,7 @@ mod tests {
         assert_eq!(word.peek().phase(), Phase::Fresh);
         assert!(!word.peek().usable());
         assert!(word.advance(3, Phase::RenewDue));
-        assert!(word.peek().wants_renewal(), "its renewal still runs");
+        assert!(word.peek().renewal_due(), "its renewal still runs");
     }
 
     #[test]
@@ -404,7 +412,7 @@ mod tests {
         word.install(8, false);
         assert!(!word.advance(7, Phase::Rejected));
         assert!(!word.advance(7, Phase::Expired));
-        assert_eq!(word.peek().generation(), 8);
+        assert_eq!(word.peek().generation, 8);
         assert_eq!(word.peek().phase(), Phase::Fresh);
         assert!(word.peek().usable());
     }
@@ -417,7 +425,7 @@ mod tests {
         assert!(word.advance(5, Phase::RenewDue));
         assert!(word.claim_renewal(5));
         assert!(!word.claim_renewal(5));
-        assert!(!word.peek().wants_renewal());
+        assert!(!word.peek().renewal_due());
         assert!(word.peek().usable(), "still sent while it renews");
         word.release_renewal(5);
         assert!(word.claim_renewal(5));
@@ -425,7 +433,7 @@ mod tests {
         assert!(!word.claim_renewal(5), "another token is current");
         assert!(word.advance(6, Phase::RenewDue));
         assert!(
-            word.peek().wants_renewal(),
+            word.peek().renewal_due(),
             "a new token's renewal is unclaimed"
         );
     }

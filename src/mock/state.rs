@@ -1,14 +1,19 @@
-//! Shared state of a mock server: configuration, counters, tokens and knobs.
+//! Shared state of a mock server: the application, the tokens and the test knobs.
+//!
+//! [`Shared`] is what every connection task and the [`MockServer`](super::MockServer)
+//! handle hold through an `Arc`: the fixed application settings, the lock-free counters
+//! and, behind one std mutex, everything that changes. [`lock`] is the module's only way
+//! to take a mutex.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::{IssuedToken, MockConfig, MockStats, TokenFailure};
+use super::config::{MockConfig, TokenFailure};
+use super::stats::{Counters, IssuedToken};
 
 /// A set of the scopes SimpleDocs knows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,43 +92,6 @@ pub(super) struct TokenInfo {
     pub(super) revoked: bool,
 }
 
-/// Request counters, updated without taking the lock.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) token_requests: AtomicU64,
-    pub(super) tokens_issued: AtomicU64,
-    pub(super) token_errors: AtomicU64,
-    pub(super) api_requests: AtomicU64,
-    pub(super) api_ok: AtomicU64,
-    pub(super) api_token_expired: AtomicU64,
-    pub(super) api_invalid_token: AtomicU64,
-    pub(super) api_unauthorized: AtomicU64,
-    pub(super) api_insufficient_scope: AtomicU64,
-}
-
-impl Counters {
-    /// Adds one to `counter`.
-    pub(super) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Reads every counter.
-    pub(super) fn snapshot(&self) -> MockStats {
-        let get = |counter: &AtomicU64| counter.load(Ordering::SeqCst);
-        MockStats {
-            token_requests: get(&self.token_requests),
-            tokens_issued: get(&self.tokens_issued),
-            token_errors: get(&self.token_errors),
-            api_requests: get(&self.api_requests),
-            api_ok: get(&self.api_ok),
-            api_token_expired: get(&self.api_token_expired),
-            api_invalid_token: get(&self.api_invalid_token),
-            api_unauthorized: get(&self.api_unauthorized),
-            api_insufficient_scope: get(&self.api_insufficient_scope),
-        }
-    }
-}
-
 /// The mutable part of the state, behind a std mutex that is never held across `.await`.
 #[derive(Debug)]
 pub(super) struct Inner {
@@ -153,7 +121,7 @@ impl Inner {
     }
 }
 
-/// Everything the connection tasks and the [`super::MockServer`] handle share.
+/// Everything the connection tasks and the [`MockServer`](super::MockServer) handle share.
 pub(super) struct Shared {
     pub(super) client_id: String,
     pub(super) client_secret: String,
@@ -183,8 +151,13 @@ impl Shared {
         }
     }
 
-    /// Locks the mutable state, ignoring poisoning (a panicking test must not cascade).
+    /// Locks the mutable state.
     pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking test must not cascade into the others.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

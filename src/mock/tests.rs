@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::handler::{fnv1a64, API_BODY_LIMIT};
-use super::{MockConfig, MockServer, MockStats, TokenFailure, HEADER_READ_TIMEOUT};
+use super::api::{fnv1a64, API_BODY_LIMIT};
+use super::server::HEADER_READ_TIMEOUT;
+use super::{MockConfig, MockServer, MockStats, TokenFailure};
 
 /// Upper bound for any single exchange in tests that run on the real clock.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,155 +1,24 @@
-//! What a request keeps so it can be sent again after a rejected token, and what it costs.
-//!
-//! Two things would otherwise make every request pay for the rare replay:
-//!
-//! - **The way back to the service.** A response future that sees a rejection needs the
-//!   layer's token slot and a ready clone of the inner service. Holding an `Arc` to them
-//!   would write a shared reference count twice per request, and cloning the inner service
-//!   (a hyper-util client is several `Arc`s) even more. Instead each service made by
-//!   [`OAuthLayer::layer`](crate::OAuthLayer) registers a [`Home`] under a number; the
-//!   future keeps the number and looks the home up on the cold path. The layer's shared
-//!   state is registered likewise, so that a future finds the token to mark rejected
-//!   whether or not its service is still alive. If every clone of the service is gone by
-//!   then, the token is still renewed, but there is nothing to replay with and the
-//!   response is returned as it came.
-//! - **The copy of the request.** The URI, the header names and values of up to 128
-//!   bytes (but `Authorization`) and a body of up to 512 bytes are copied as bytes into
-//!   buffers taken from per-thread free lists and given back when the future is done, so
-//!   copying them allocates nothing after the first requests on a thread, touches no
-//!   reference count, and the response future stays small to move. The copy is parsed
-//!   back only for a replay. The rest is cloned, and can allocate on every request: the
-//!   request's extensions, when it has any (their map and a box per value; tonic-generated
-//!   clients add a `GrpcMethod` to every request), and longer header values and bodies,
-//!   whose clone allocates their shared form when they were built at runtime from a
-//!   `Vec` or `String` (a `String` body is cloned whole).
+//! The copy of a request's head kept for a replay: its parts copied as bytes into a
+//! buffer reused per thread, parsed back only for a replay.
 
-use std::{
-    any::Any,
-    cell::RefCell,
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, LazyLock, Mutex, Weak,
-    },
-};
+use std::cell::RefCell;
 
 use http::{
     header::AUTHORIZATION, Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version,
 };
 
-use crate::{body::ReplayableBody, layer::Shared};
+use crate::pool::{self, FreeList};
 
-type Registry = Mutex<HashMap<u64, Weak<dyn Any + Send + Sync>>>;
-
-static HOMES: LazyLock<Registry> = LazyLock::new(Default::default);
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A service made by the layer, as its response futures find it again: the layer's shared
-/// state and a spare clone of the inner service to replay on.
-pub(crate) struct Home<S> {
-    pub(crate) id: u64,
-    pub(crate) shared: Arc<Shared>,
-    spare: Mutex<S>,
-}
-
-impl<S> Home<S>
-where
-    S: Clone + Send + 'static,
-{
-    pub(crate) fn register(shared: Arc<Shared>, inner: &S) -> Arc<Self> {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let home = Arc::new(Self {
-            id,
-            shared,
-            spare: Mutex::new(inner.clone()),
-        });
-        let weak: Weak<dyn Any + Send + Sync> = Arc::downgrade(&home) as _;
-        lock(&HOMES).insert(id, weak);
-        home
-    }
-
-    /// The home registered as `id`, while any clone of its service is alive.
-    pub(crate) fn find(id: u64) -> Option<Arc<Self>> {
-        let found = lock(&HOMES).get(&id)?.upgrade()?;
-        found.downcast::<Self>().ok()
-    }
-
-    /// A clone of the inner service, not yet polled ready.
-    pub(crate) fn service(&self) -> S {
-        lock(&self.spare).clone()
-    }
-}
-
-impl<S> Drop for Home<S> {
-    fn drop(&mut self) {
-        lock(&HOMES).remove(&self.id);
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A copy of a request kept to send it again.
-pub(crate) struct Replay<B: ReplayableBody> {
-    head: HeadCopy,
-    body: B::Replay,
-}
-
-impl<B: ReplayableBody> Replay<B> {
-    /// Prepares a request that will carry a token for a possible replay: the body is made
-    /// replayable in place, and the head copied. `None` when the body cannot be replayed.
-    #[inline]
-    pub(crate) fn prepare(req: &mut Request<B>, limit: usize) -> Option<Self> {
-        let body = req.body_mut().prepare(limit)?;
-        Some(Self {
-            head: HeadCopy::of(req),
-            body,
-        })
-    }
-
-    /// The request again, without an `Authorization`; `None` if the body turned out not
-    /// to be replayable (or the head does not parse back).
-    pub(crate) fn into_request(self) -> Option<Request<B>> {
-        let body = B::replay(self.body)?;
-        self.head.into_request(body)
-    }
-}
-
-/// Boxes and buffers kept per thread; more than this many free at once are dropped.
-const SPARE_COUNT: usize = 256;
 /// A head box whose buffers grew past these is not kept.
 const SPARE_BYTES: usize = 4 * 1024;
 const SPARE_SHARED: usize = 16;
 /// Header values longer than this are shared (a reference count) rather than copied.
 const COPY_VALUE_MAX: usize = 128;
-/// Bodies longer than this are shared rather than copied (see [`BodyCopy`]).
-pub(crate) const COPY_BODY_MAX: usize = 512;
 
 thread_local! {
     // Boxed on purpose: a box moves between this list and a response future.
     #[allow(clippy::vec_box)]
-    static SPARE_HEADS: RefCell<Vec<Box<Head>>> = const { RefCell::new(Vec::new()) };
-    static SPARE_BODIES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Takes a spare from this thread's free list, if it has one.
-fn take_spare<T>(list: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Option<T> {
-    list.try_with(|spare| spare.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten()
-}
-
-/// Gives a spare back to this thread's free list, unless the list is full (or gone:
-/// during thread teardown the spare is simply dropped).
-fn give_spare<T>(list: &'static std::thread::LocalKey<RefCell<Vec<T>>>, spare: T) {
-    let _ = list.try_with(|list| {
-        if let Ok(mut list) = list.try_borrow_mut() {
-            if list.len() < SPARE_COUNT {
-                list.push(spare);
-            }
-        }
-    });
+    static SPARE_HEADS: FreeList<Box<Head>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The copy itself. The URI and the headers are copied as bytes into one buffer that the
@@ -227,12 +96,12 @@ fn split<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 }
 
 /// A request head without its `Authorization`, in a box reused from this thread's free list.
-struct HeadCopy(Option<Box<Head>>);
+pub(crate) struct HeadCopy(Option<Box<Head>>);
 
 impl HeadCopy {
     /// Copies the head of a request, all but its `Authorization`.
-    fn of<B>(req: &Request<B>) -> Self {
-        let mut head = take_spare(&SPARE_HEADS).unwrap_or_else(Head::new_boxed);
+    pub(crate) fn of<B>(req: &Request<B>) -> Self {
+        let mut head = pool::take(&SPARE_HEADS).unwrap_or_else(Head::new_boxed);
         head.method = req.method().clone();
         head.version = req.version();
         head.extensions = req.extensions().clone();
@@ -253,7 +122,7 @@ impl HeadCopy {
 
     /// The request again; `None` if a part does not parse back (only a value made with an
     /// unchecked constructor could fail to).
-    fn into_request<B>(mut self, body: B) -> Option<Request<B>> {
+    pub(crate) fn into_request<B>(mut self, body: B) -> Option<Request<B>> {
         let head = self.0.as_mut().expect("a head copy is used once");
         // The URI's parts, each that is present, end where `head.uri` says.
         let mut taken = 0;
@@ -314,39 +183,8 @@ impl Drop for HeadCopy {
         head.shared.clear();
         head.bytes.clear();
         if head.bytes.capacity() <= SPARE_BYTES && head.shared.capacity() <= SPARE_SHARED {
-            give_spare(&SPARE_HEADS, head);
+            pool::give(&SPARE_HEADS, head);
         }
-    }
-}
-
-/// A small request body kept as a copy of its bytes, in a buffer reused per thread.
-///
-/// Keeping a body by cloning its `Bytes` costs an atomic reference count on clone and on
-/// drop, and when the `Bytes` was made from a `Vec`, an allocation for its shared form on
-/// the first clone. A copy of a few hundred bytes costs less than either.
-pub(crate) struct BodyCopy(Vec<u8>);
-
-impl BodyCopy {
-    /// Copies `data` (at most [`COPY_BODY_MAX`] bytes: longer bodies are shared instead).
-    pub(crate) fn of(data: &[u8]) -> Self {
-        debug_assert!(data.len() <= COPY_BODY_MAX);
-        let mut buf =
-            take_spare(&SPARE_BODIES).unwrap_or_else(|| Vec::with_capacity(COPY_BODY_MAX));
-        buf.extend_from_slice(data);
-        Self(buf)
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for BodyCopy {
-    fn drop(&mut self) {
-        let mut buf = std::mem::take(&mut self.0);
-        buf.clear();
-        // Never grown: every copy fits the capacity it was made with.
-        give_spare(&SPARE_BODIES, buf);
     }
 }
 
@@ -378,7 +216,7 @@ mod tests {
     }
 
     fn round_trip(req: &mut Request<Full<Bytes>>) -> Request<Full<Bytes>> {
-        Replay::prepare(req, 1024).unwrap().into_request().unwrap()
+        HeadCopy::of(req).into_request(req.body().clone()).unwrap()
     }
 
     #[test]
@@ -462,37 +300,6 @@ mod tests {
             .join()
             .unwrap();
         }
-    }
-
-    #[test]
-    fn a_thread_keeps_at_most_spare_count_head_boxes() {
-        std::thread::spawn(|| {
-            let copies: Vec<_> = (0..=SPARE_COUNT)
-                .map(|_| HeadCopy::of(&request("/a")))
-                .collect();
-            drop(copies);
-            assert_eq!(SPARE_HEADS.with_borrow(Vec::len), SPARE_COUNT);
-        })
-        .join()
-        .unwrap();
-    }
-
-    #[test]
-    fn a_dropped_home_is_no_longer_found() {
-        let fetcher = tower::service_fn(|_: crate::TokenRequest| async {
-            Err::<crate::Token, crate::BoxError>("no tokens here".into())
-        });
-        let layer = crate::OAuthLayer::with_fetcher(fetcher).build();
-        let home = Home::register(layer.shared.clone(), &());
-        let id = home.id;
-        assert!(Home::<()>::find(id).is_some());
-        assert!(Home::<u8>::find(id).is_none(), "another service type");
-        drop(home);
-        assert!(Home::<()>::find(id).is_none());
-        assert!(
-            !lock(&HOMES).contains_key(&id),
-            "its registry entry is removed"
-        );
     }
 
     mod round_trip {

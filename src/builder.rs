@@ -1,0 +1,302 @@
+//! The layer's builder: its settings and their defaults.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use tower::util::BoxCloneSyncService;
+use tower_service::Service;
+
+use crate::{
+    classify::{Classifier, ClassifyRejection, StandardClassifier},
+    config::{BoxFetcher, Config, Core, DEFAULT_REPLAY_LIMIT},
+    error::BoxError,
+    layer::OAuthLayer,
+    scope::ScopePolicy,
+    token::{Token, TokenRequest},
+};
+
+/// The default of [`Builder::scope_idle_timeout`].
+const DEFAULT_SCOPE_IDLE: Duration = Duration::from_secs(10 * 60);
+
+impl OAuthLayer {
+    /// A layer that fetches tokens with `creds` over the built-in HTTPS client, with
+    /// default settings.
+    #[cfg(feature = "https")]
+    pub fn new(creds: crate::ClientCredentials) -> Self {
+        Self::builder(creds).build()
+    }
+
+    /// A builder for a layer that fetches tokens with `creds` over the built-in HTTPS
+    /// client. Its scope policy starts as the credentials' fixed scope; a policy set with
+    /// [`Builder::scope_policy`] replaces it.
+    #[cfg(feature = "https")]
+    pub fn builder(creds: crate::ClientCredentials) -> Builder {
+        let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
+        Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy)
+    }
+
+    /// A builder for a layer whose tokens come from `fetcher`: any
+    /// `Service<TokenRequest, Response = Token>`, e.g. an
+    /// [`HttpFetcher`](crate::fetch::HttpFetcher) over your own HTTP client, or a
+    /// `service_fn`. Its scope policy starts as "no scope".
+    pub fn with_fetcher<F>(fetcher: F) -> Builder
+    where
+        F: Service<TokenRequest, Response = Token> + Clone + Send + Sync + 'static,
+        F::Error: Into<BoxError>,
+        F::Future: Send + 'static,
+    {
+        Builder {
+            fetcher: BoxCloneSyncService::new(tower::ServiceExt::map_err(fetcher, Into::into)),
+            policy: ScopePolicy::fixed(None),
+            policy_set: false,
+            classifier: Classifier::new(StandardClassifier::default()),
+            config: Config::default(),
+            replay: true,
+            replay_limit: DEFAULT_REPLAY_LIMIT,
+            scope_idle: DEFAULT_SCOPE_IDLE,
+        }
+    }
+}
+
+/// Settings of an [`OAuthLayer`].
+///
+/// A clone has the same settings and fetcher; each layer built from either has tokens of
+/// its own.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::service_fn;
+/// use tower_oauth::{BoxError, OAuthLayer, Token, TokenRequest};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let fetcher = service_fn(|_: TokenRequest| async {
+///     Ok::<_, BoxError>(Token::new("tok", Some(Duration::from_secs(3600))))
+/// });
+/// let builder = OAuthLayer::with_fetcher(fetcher).fetch_timeout(Duration::from_secs(3));
+/// let (one, other) = (builder.clone().build(), builder.build());
+/// one.handle().warm_up().await.unwrap();
+/// assert_eq!((one.handle().fetches(), other.handle().fetches()), (1, 0));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Builder {
+    fetcher: BoxFetcher,
+    policy: ScopePolicy,
+    /// Whether `scope_policy` was called: the policy's scopes are then explicit.
+    policy_set: bool,
+    classifier: Classifier,
+    config: Config,
+    /// Set apart from the limit, so that the two setters can come in any order.
+    replay: bool,
+    replay_limit: usize,
+    scope_idle: Duration,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("policy", &self.policy)
+            .field("config", &self.config)
+            .field("replay", &self.replay)
+            .field("replay_limit", &self.replay_limit)
+            .field("scope_idle", &self.scope_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Which scope each request's token must have. Default: the credentials' scope for
+    /// `OAuthLayer::builder` (with the `https` feature), none for
+    /// [`OAuthLayer::with_fetcher`]. A request the policy set here gives no scope (`None`,
+    /// or an empty scope) is fetched without one, whatever scope the fetcher's
+    /// credentials have ([`TokenRequest::scope_is_explicit`]); with no policy set under
+    /// `with_fetcher`, an [`HttpFetcher`](crate::fetch::HttpFetcher) asks for its
+    /// credentials' scope.
+    pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
+        self.policy = policy;
+        self.policy_set = true;
+        self
+    }
+
+    /// How long before its expiry a token is renewed in the background, while requests
+    /// keep using it. Never more than half the token's lifetime; never less than the
+    /// [`expiry_margin`](Self::expiry_margin) (a shorter one renews when the token
+    /// expires). Default: 60 s.
+    pub fn renew_ahead(mut self, ahead: Duration) -> Self {
+        self.config.renew_ahead = ahead;
+        self
+    }
+
+    /// How long before the server's stated expiry a token stops being used, to allow for
+    /// latency and clock drift. Never more than a tenth of the lifetime. Default: 5 s.
+    pub fn expiry_margin(mut self, margin: Duration) -> Self {
+        self.config.expiry_margin = margin;
+        self
+    }
+
+    /// The lifetime assumed when a token response has no `expires_in` (or zero).
+    /// Default: 300 s.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.default_lifetime = lifetime.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The longest lifetime believed; larger `expires_in` values, and a longer
+    /// [`default_lifetime`](Self::default_lifetime), are clamped to it. Default: 24 h.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.max_lifetime = lifetime.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The timeout of one token request, independent of any timeout around the layer.
+    /// Default: 10 s.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fetch_timeout = timeout;
+        self
+    }
+
+    /// The first backoff delay after a retryable fetch failure; it doubles per attempt,
+    /// with jitter (each delay is 50–100 % of the nominal one). Default: 100 ms. No delay
+    /// is shorter than 10 ms, whatever this and [`max_backoff`](Self::max_backoff) say:
+    /// zero would retry a failing endpoint in a tight loop.
+    pub fn initial_backoff(mut self, delay: Duration) -> Self {
+        self.config.initial_backoff = delay;
+        self
+    }
+
+    /// The longest backoff delay; also the cooldown after a non-retryable failure
+    /// (`invalid_client`), during which requests get that error without a new fetch.
+    /// Default: 2 s. Counts as at least 10 ms (see
+    /// [`initial_backoff`](Self::initial_backoff)).
+    pub fn max_backoff(mut self, delay: Duration) -> Self {
+        self.config.max_backoff = delay;
+        self
+    }
+
+    /// How long requests without a usable token may wait while retryable failures are
+    /// retried; after that they get the error. Default: 5 s.
+    ///
+    /// After giving up, the layer keeps answering that error, without a new fetch, for a
+    /// cooldown: the next backoff delay (at most [`max_backoff`](Self::max_backoff), or
+    /// what `Retry-After` asked for). A retry policy outside the layer should pause at
+    /// least that long between attempts.
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.config.retry_budget = budget;
+        self
+    }
+
+    /// The longest `Retry-After` honoured. Default: 60 s.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.config.max_retry_after = max;
+        self
+    }
+
+    /// Fail requests with an [`ErrorKind::InsufficientScope`](crate::ErrorKind) error,
+    /// before sending them, when the granted scope lacks a requested scope. Default:
+    /// `false` (a warning is logged and the request is sent).
+    ///
+    /// The requested scope is the one the [scope policy](Self::scope_policy) names. A
+    /// scope a fetcher adds of its own accord (an
+    /// [`HttpFetcher`](crate::fetch::HttpFetcher)'s credentials' scope, under
+    /// `with_fetcher` with no policy set) is not known to the layer and not checked: set
+    /// the policy to that scope to have it checked.
+    pub fn strict_scope(mut self, strict: bool) -> Self {
+        self.config.strict_scope = strict;
+        self
+    }
+
+    /// The most of a streaming request body kept for a replay. Default: 64 KiB.
+    ///
+    /// A request can be replayed when no more than this had been sent by the time the
+    /// rejection arrived (the rest is then read from the original body as the replay
+    /// goes), and when its size hint does not already exceed it. Buffered bodies
+    /// (`Full`, `Empty`, `String`) are always replayable.
+    ///
+    /// What was kept is let go of when the response comes back, even if the body goes on
+    /// sending (a long upload, a gRPC stream); after a rejection, each frame once neither
+    /// the replay nor the original body has it still to read. An original body still
+    /// being read by its connection after the rejection may lead the replay by this and
+    /// one frame at most: reading on, it is cut off with a
+    /// [`ReplayError`](crate::body::ReplayError), so that the replay is sent whole.
+    ///
+    /// Only the limit: it does not turn replay on when [`replay(false)`](Self::replay)
+    /// turned it off, in whichever order the two are set.
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.replay_limit = bytes;
+        self
+    }
+
+    /// Whether a request rejected for its token is replayed with a new one. Default:
+    /// `true`.
+    ///
+    /// Replay keeps a copy of each request until its response head arrives: the URI,
+    /// header names, header values of up to 128 bytes and a body of up to 512 bytes are
+    /// copied as bytes into buffers reused per thread (no allocation once the thread has
+    /// sent a request). The rest is cloned, which can allocate on every request: longer
+    /// values and bodies share their bytes, and a value or body built at runtime from a
+    /// `Vec` or `String` (a parsed header value, a `format!`ed body) allocates its shared
+    /// form then; the request's extensions, when it has any, allocate their map and a
+    /// box per value (tonic-generated clients add a `GrpcMethod` to every request). Of a
+    /// streaming body, what it has sent so far is kept (see
+    /// [`replay_limit`](Self::replay_limit)). A copied head is parsed back only for a
+    /// replay. With replay off nothing is copied or cloned; a rejected token is still
+    /// renewed, and the rejection reaches the caller; a `tower::retry` outside the layer
+    /// can then resend.
+    pub fn replay(mut self, on: bool) -> Self {
+        self.replay = on;
+        self
+    }
+
+    /// The most of a 401 body read to classify it. Default: 4 KiB.
+    pub fn inspect_limit(mut self, bytes: usize) -> Self {
+        self.config.inspect_limit = bytes;
+        self
+    }
+
+    /// The least time between two re-issues caused by rejections. Default: 1 s.
+    ///
+    /// A token fetched because the API rejected its predecessor (or that arrived while
+    /// its predecessor stood rejected) is not replaced for another rejection within this
+    /// time: such rejections reach the caller as they came.
+    /// A server that rejects every token (a wrong audience, a skewed clock) then costs
+    /// one token request per interval rather than one per wave of requests.
+    pub fn reissue_interval(mut self, interval: Duration) -> Self {
+        self.config.reissue_interval = interval;
+        self
+    }
+
+    /// What counts as a rejected token. Default: [`StandardClassifier`].
+    ///
+    /// A `StandardClassifier` (with any of its switches) travels with each request by
+    /// value; another classifier is shared, at the cost of a reference-count update per
+    /// request.
+    pub fn classifier(mut self, classifier: impl ClassifyRejection) -> Self {
+        self.classifier = Classifier::new(classifier);
+        self
+    }
+
+    /// How long a scope set of a [`ScopePolicy::from_fn`] policy is kept unused before it
+    /// is forgotten with its token. Default: 10 minutes.
+    ///
+    /// Idle sets are swept out when a new scope set is added, so memory is bounded by the
+    /// sets in use, not by a count. A set is kept at least this long after its last
+    /// request and forgotten by a quarter more, given a new set to trigger the sweep. A
+    /// forgotten set's next request fetches a new token.
+    pub fn scope_idle_timeout(mut self, idle: Duration) -> Self {
+        self.scope_idle = idle;
+        self
+    }
+
+    /// Builds the layer.
+    pub fn build(mut self) -> OAuthLayer {
+        self.config.replay_limit = self.replay.then_some(self.replay_limit);
+        let core = Arc::new(Core {
+            config: self.config,
+            fetcher: self.fetcher,
+            classifier: self.classifier,
+            explicit_scope: self.policy_set,
+        });
+        let slots = self.policy.into_slots(core.clone(), self.scope_idle);
+        OAuthLayer::new_parts(Arc::new(slots), core)
+    }
+}

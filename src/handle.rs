@@ -1,0 +1,68 @@
+//! The control handle of a layer's tokens.
+
+use std::{fmt, sync::Arc};
+
+use crate::{cache::TokenState, error::Error, scope::Slots};
+
+/// Controls a layer's tokens: warm up, force renewal, look at their state.
+///
+/// Cheap to clone. Nothing it shows contains a token or a secret.
+#[derive(Clone)]
+pub struct TokenHandle {
+    slots: Arc<Slots>,
+}
+
+impl fmt::Debug for TokenHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenHandle")
+            .field("tokens", &self.state())
+            .finish()
+    }
+}
+
+impl TokenHandle {
+    /// Gets a token for every scope set the policy knows of now (one for a fixed policy,
+    /// two for a by-method one), so that a service can fail fast at start-up.
+    ///
+    /// # Errors
+    ///
+    /// The first fetch error, e.g. [`ErrorKind::InvalidClient`](crate::ErrorKind) for a
+    /// wrong secret.
+    pub async fn warm_up(&self) -> Result<(), Error> {
+        let warmups = self.slots.all().into_iter().map(|s| s.warm_up());
+        futures_util::future::try_join_all(warmups).await.map(drop)
+    }
+
+    /// Fetches new tokens now for every known scope set; requests keep using the current
+    /// tokens meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// The first fetch error that is not retried: a non-retryable one (`invalid_client`)
+    /// at once, a retryable one when the [retry budget](crate::Builder::retry_budget) is spent
+    /// or `Retry-After` asks for a longer pause. A token still valid is kept in use;
+    /// after a retryable failure its renewal is tried again in the background. With
+    /// [`strict_scope`](crate::Builder::strict_scope), an
+    /// [`InsufficientScope`](crate::ErrorKind::InsufficientScope) error when the new token
+    /// lacks the requested scope, as requests would get.
+    pub async fn force_refresh(&self) -> Result<(), Error> {
+        let forced = self.slots.all().into_iter().map(|s| s.force());
+        futures_util::future::try_join_all(forced).await.map(drop)
+    }
+
+    /// The state of each scope set's token.
+    pub fn state(&self) -> Vec<TokenState> {
+        self.slots.all().iter().map(|s| s.view()).collect()
+    }
+
+    /// Token requests made so far, over all scope sets (each attempt counts).
+    pub fn fetches(&self) -> u64 {
+        self.state().iter().map(|s| s.fetches).sum()
+    }
+}
+
+impl TokenHandle {
+    pub(crate) fn new(slots: Arc<Slots>) -> Self {
+        Self { slots }
+    }
+}
