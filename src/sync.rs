@@ -7,3 +7,20 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_mutex_still_locks_with_its_value() {
+        let m = Mutex::new(1);
+        let _ = std::panic::catch_unwind(|| {
+            let mut guard = m.lock().unwrap();
+            *guard = 2;
+            panic!("poison it");
+        });
+        assert!(m.is_poisoned());
+        assert_eq!(*lock(&m), 2);
+    }
+}
