@@ -91,7 +91,7 @@ where
         status(api.clone(), post(mock, body(first.clone()))).await,
         UPLOADED
     );
-    assert_eq!(mock.received_documents(), [first.clone()]);
+    assert_eq!(mock.received_documents(), std::slice::from_ref(&first));
     assert_eq!(mock.stats().tokens_issued, 1);
 
     mock.revoke_all();
