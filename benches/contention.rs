@@ -7,7 +7,14 @@
 //! thread per core, started together, and counts the wall time until the last one ends.
 //! The figure is therefore wall time per request with all cores busy.
 //!
-//! `cargo bench --bench contention`
+//! A second group, `contention/clone_per_request_2_threads`, sends from two threads a
+//! request each on a new clone of the shared service, `svc.clone().oneshot(req)`, as
+//! axum handlers do with a client in their state: `OAuth<S>`, `AddAuthorization`, the
+//! `Mutex` cache and, for context, the bare service. At the end it prints each one's
+//! mean time per request and its ratio to the `Mutex` cache.
+//!
+//! `cargo bench --bench contention` (a quick check:
+//! `cargo bench --bench contention -- --warm-up-time 1 --measurement-time 2`)
 
 mod support;
 
@@ -22,38 +29,62 @@ use bytes::Bytes;
 use criterion::{
     criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion,
 };
+use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
 use tower_http::auth::AddAuthorization;
 
 use support::{
-    send_now, static_request, Answer, CachedToken, MutexCache, MutexCacheReplay, RwLockCache, TOKEN,
+    send_now, static_request, Answer, CachedToken, MutexCache, MutexCacheReplay, RwLockCache,
+    Tally, TOKEN,
 };
 
 fn threads() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Sends `iters` requests from `threads()` threads, each through its own clone of
-/// `svc`, and returns the wall time from the common start to the last response.
-fn run<S, ResB>(svc: &S, rt: &tokio::runtime::Handle, iters: u64) -> Duration
+/// How each thread sends its requests.
+#[derive(Debug, Clone, Copy)]
+enum Style {
+    /// Through one clone of the service that the thread keeps.
+    KeptClone,
+    /// Each through a new clone of the shared service, called once: `oneshot`.
+    ClonePerRequest,
+}
+
+/// Sends `iters` requests from `n` threads in `style`, and returns the wall time from the
+/// common start to the last response.
+fn run<S, ResB>(
+    svc: &S,
+    rt: &tokio::runtime::Handle,
+    iters: u64,
+    n: usize,
+    style: Style,
+) -> Duration
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + Sync,
     S::Error: std::fmt::Debug,
 {
-    let n = threads();
     let per_thread = iters.div_ceil(n as u64);
     let start = Barrier::new(n + 1);
     thread::scope(|scope| {
         for _ in 0..n {
-            let mut svc = svc.clone();
+            let mut kept = svc.clone();
             let start = &start;
             scope.spawn(move || {
                 let _rt = rt.enter();
                 start.wait();
                 for _ in 0..per_thread {
-                    let res = send_now(&mut svc, static_request());
+                    let res = match style {
+                        Style::KeptClone => send_now(&mut kept, static_request()),
+                        Style::ClonePerRequest => svc
+                            .clone()
+                            .oneshot(static_request())
+                            .now_or_never()
+                            .expect("a cache hit answers at once")
+                            .expect("the request succeeds"),
+                    };
                     black_box(res.status());
                 }
             });
@@ -70,10 +101,31 @@ fn bench_one<S, ResB>(
     name: &str,
     svc: S,
 ) where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + Sync,
     S::Error: std::fmt::Debug,
 {
-    group.bench_function(name, |b| b.iter_custom(|iters| run(&svc, rt, iters)));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| run(&svc, rt, iters, threads(), Style::KeptClone))
+    });
+}
+
+/// Like `bench_one`, two threads each sending on a clone per request; adds to `tally`.
+fn bench_clone_per_request<S, ResB>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Handle,
+    tally: &Tally,
+    name: &str,
+    svc: S,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + Sync,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let elapsed = run(&svc, rt, iters, 2, Style::ClonePerRequest);
+            tally.add(name, elapsed, iters)
+        })
+    });
 }
 
 fn contention(c: &mut Criterion) {
@@ -115,6 +167,31 @@ fn contention(c: &mut Criterion) {
     bench_one(&mut g, handle, "oauth", layer.layer(inner));
     bench_one(&mut g, handle, "oauth_replay_off", no_replay.layer(inner));
     g.finish();
+
+    let tally = Tally::default();
+    let mut g = c.benchmark_group("contention/clone_per_request_2_threads");
+    bench_clone_per_request(&mut g, handle, &tally, "bare", inner);
+    bench_clone_per_request(
+        &mut g,
+        handle,
+        &tally,
+        "add_authorization",
+        AddAuthorization::bearer(inner, TOKEN),
+    );
+    bench_clone_per_request(
+        &mut g,
+        handle,
+        &tally,
+        "mutex_cache",
+        MutexCache::new(inner, CachedToken::fresh()),
+    );
+    bench_clone_per_request(&mut g, handle, &tally, "oauth", layer.layer(inner));
+    g.finish();
+    tally.print_ratios(
+        "contention, clone per request, 2 threads",
+        "mutex_cache",
+        &["bare", "add_authorization", "mutex_cache", "oauth"],
+    );
 
     assert_eq!(
         layer.handle().fetches(),

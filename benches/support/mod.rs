@@ -317,3 +317,47 @@ pub fn quantile(sorted: &[u64], q: f64) -> u64 {
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i]
 }
+
+/// The time each variant of a bench took per iteration, added up over every run criterion
+/// makes of it (its warm-up included), to print each one's ratio to a baseline measured in
+/// the same process.
+#[derive(Debug, Clone, Default)]
+pub struct Tally(Arc<Mutex<Vec<(String, Duration, u64)>>>);
+
+impl Tally {
+    /// Counts `iters` iterations of `name` that took `elapsed`, and returns `elapsed`
+    /// (what an `iter_custom` routine returns).
+    pub fn add(&self, name: &str, elapsed: Duration, iters: u64) -> Duration {
+        let mut all = self.0.lock().unwrap();
+        match all.iter_mut().find(|(n, ..)| n == name) {
+            Some((_, total, count)) => {
+                *total += elapsed;
+                *count += iters;
+            }
+            None => all.push((name.to_owned(), elapsed, iters)),
+        }
+        elapsed
+    }
+
+    /// The mean time of one iteration of `name`, in nanoseconds.
+    pub fn mean_ns(&self, name: &str) -> Option<f64> {
+        let all = self.0.lock().unwrap();
+        let (_, total, count) = all.iter().find(|(n, ..)| n == name)?;
+        (*count > 0).then(|| total.as_nanos() as f64 / *count as f64)
+    }
+
+    /// Prints, under `title`, each of `names` with its mean time and its ratio to `base`.
+    pub fn print_ratios(&self, title: &str, base: &str, names: &[&str]) {
+        println!("\n{title} (mean over all runs, warm-up included; ratio to {base}):");
+        let Some(floor) = self.mean_ns(base) else {
+            println!("  {base} was not measured");
+            return;
+        };
+        for name in names {
+            match self.mean_ns(name) {
+                Some(ns) => println!("  {name:<40} {:>12.0} ns  {:>6.2}x", ns, ns / floor),
+                None => println!("  {name:<40} not measured"),
+            }
+        }
+    }
+}

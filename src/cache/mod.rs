@@ -331,6 +331,7 @@ mod tests {
             config,
             fetcher: BoxCloneSyncService::new(fetcher),
             classifier: Classifier::new(StandardClassifier::default()),
+            replayers: Default::default(),
             explicit_scope: false,
         };
         Slot::new(Arc::new(core), scope.map(Scope::new))
