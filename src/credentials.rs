@@ -9,37 +9,32 @@ use zeroize::Zeroizing;
 
 use crate::{
     error::{Error, ErrorKind},
-    token::Scope,
+    token::{Scope, Secret},
 };
 
 /// The SimpleDocs token endpoint.
 pub const SIMPLEDOCS_TOKEN_URL: &str = "https://app.simpledocs.com/api/oauth/token";
 
 /// A client secret: redacted in `Debug` and `Display`, wiped from memory on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientSecret(Zeroizing<String>);
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ClientSecret(Secret);
 
 impl ClientSecret {
     /// Wraps a secret.
     pub fn new(secret: impl Into<String>) -> Self {
-        Self(Zeroizing::new(secret.into()))
+        Self(Secret::new(secret.into()))
     }
 
-    /// The secret itself; keep it out of logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientSecret(<redacted>)")
+    /// The secret itself; keep it out of logs. The same accessor as
+    /// [`AccessToken::secret`](crate::AccessToken::secret).
+    pub fn secret(&self) -> &str {
+        self.0.expose()
     }
 }
 
 impl fmt::Display for ClientSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -320,7 +315,7 @@ impl ClientCredentials {
         }
         if self.auth_method == AuthMethod::ClientSecretPost {
             form.append_pair("client_id", &self.client_id);
-            form.append_pair("client_secret", self.client_secret.expose());
+            form.append_pair("client_secret", self.client_secret.secret());
         }
         for (name, value) in &self.params {
             form.append_pair(name, value);
@@ -333,7 +328,7 @@ impl ClientCredentials {
     /// value (the header). Forms shorter than four characters are left out: redacting
     /// them would redact ordinary words.
     pub(crate) fn secret_forms(&self) -> Vec<Zeroizing<String>> {
-        let secret = self.client_secret.expose();
+        let secret = self.client_secret.secret();
         let mut forms = vec![
             Zeroizing::new(secret.to_owned()),
             Zeroizing::new(form_urlencoded::byte_serialize(secret.as_bytes()).collect()),
@@ -363,7 +358,7 @@ impl ClientCredentials {
         let user_pass = Zeroizing::new(format!(
             "{}:{}",
             utf8_percent_encode(&self.client_id, BASIC_ESCAPE),
-            utf8_percent_encode(self.client_secret.expose(), BASIC_ESCAPE)
+            utf8_percent_encode(self.client_secret.secret(), BASIC_ESCAPE)
         ));
         let encoded =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(user_pass.as_bytes()));
@@ -598,7 +593,7 @@ mod tests {
         let secret = ClientSecret::new("hunter2-s3cret");
         assert_eq!(format!("{secret:?}"), "ClientSecret(<redacted>)");
         assert_eq!(secret.to_string(), "<redacted>");
-        assert_eq!(secret.expose(), "hunter2-s3cret");
+        assert_eq!(secret.secret(), "hunter2-s3cret");
     }
 
     #[test]
@@ -638,7 +633,7 @@ mod tests {
             [("client_assertion", "eyJ.private.value")]
         );
         assert_eq!(creds.client_id(), "my-client");
-        assert_eq!(creds.client_secret().expose(), "s3cret");
+        assert_eq!(creds.client_secret().secret(), "s3cret");
         assert_eq!(creds.configured_scope(), Some(&Scope::new("read write")));
         assert_eq!(creds.method(), AuthMethod::ClientSecretBasic);
         assert_eq!(
