@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     error::{Error, ErrorKind},
+    fetch::redact::{self, Redactor},
     token::{Scope, Secret},
 };
 
@@ -340,14 +341,17 @@ impl ClientCredentials {
             }
         }
         forms.retain(|f| f.len() >= 4);
-        // Longest first, so that a form containing another is replaced whole.
-        forms.sort_by(|a, b| {
-            b.len()
-                .cmp(&a.len())
-                .then_with(|| a.as_str().cmp(b.as_str()))
-        });
-        forms.dedup_by(|a, b| a.as_str() == b.as_str());
         forms
+    }
+
+    /// The redactor for what a token endpoint, or a client sending to it, says: it knows
+    /// the secret, and the forms it was sent in.
+    pub(crate) fn redactor(&self) -> Redactor {
+        let mut redactor = Redactor::new().with_secret(self.client_secret.secret());
+        for form in self.secret_forms() {
+            redactor.add_form(&form);
+        }
+        redactor
     }
 
     /// The `Authorization: Basic` value, for [`AuthMethod::ClientSecretBasic`].
@@ -372,7 +376,7 @@ impl ClientCredentials {
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("token_url", &ShownUrl(&self.token_url))
+            .field("token_url", &redact::url(&self.token_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)
@@ -386,33 +390,6 @@ impl fmt::Debug for ClientCredentials {
     }
 }
 
-/// A URL as `Debug` shows it: without a password or user name in it, or its query
-/// (which may carry a key), each replaced by `<redacted>`.
-struct ShownUrl<'a>(&'a Uri);
-
-impl fmt::Debug for ShownUrl<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let uri = self.0;
-        if let Some(scheme) = uri.scheme_str() {
-            write!(f, "{scheme}://")?;
-        }
-        if let Some(authority) = uri.authority() {
-            if authority.as_str().contains('@') {
-                f.write_str("<redacted>@")?;
-            }
-            f.write_str(authority.host())?;
-            if let Some(port) = authority.port() {
-                write!(f, ":{port}")?;
-            }
-        }
-        f.write_str(uri.path())?;
-        if uri.query().is_some() {
-            f.write_str("?<redacted>")?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,7 +400,7 @@ mod tests {
         let uri: Uri = "https://svc:hunter2-password@auth.example:8443/oauth/token?api_key=KEY-123"
             .parse()
             .unwrap();
-        let shown = format!("{:?}", ShownUrl(&uri));
+        let shown = format!("{:?}", redact::url(&uri));
         assert_eq!(
             shown,
             "https://<redacted>@auth.example:8443/oauth/token?<redacted>"
