@@ -59,7 +59,7 @@ pub(crate) const MAX_TEXT: usize = 200;
 
 /// How many decodings of one text are looked at, at most: a bound on the work a
 /// hostile text can cause.
-const MAX_FORMS: usize = 64;
+const MAX_FORMS: usize = 256;
 
 /// How many decodings deep (a percent-encoding inside base64 inside HTML is three).
 const DEPTH: usize = 3;
@@ -352,6 +352,15 @@ mod tests {
             STANDARD.encode(form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>()),
         );
         echoes.push(html_unescaped_inverse(&STANDARD.encode(part)));
+        // Three deep (8 characters, percent-encoded, in base64, as decimal references),
+        // in text that holds every kind of escape besides.
+        let percent: String = part[..8].bytes().map(|b| format!("%{b:02X}")).collect();
+        let three: String = STANDARD
+            .encode(percent)
+            .chars()
+            .map(|c| format!("&#{};", c as u32))
+            .collect();
+        echoes.push(format!("a+b %41 &amp; \\u0041 {three}"));
         for echo in echoes {
             assert!(redactor().holds_secret(&echo), "{echo}");
             assert_eq!(redactor().clean(&format!("x {echo} y")), REDACTED, "{echo}");
