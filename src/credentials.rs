@@ -9,37 +9,33 @@ use zeroize::Zeroizing;
 
 use crate::{
     error::{Error, ErrorKind},
-    token::Scope,
+    fetch::redact::{self, Redactor},
+    token::{Scope, Secret},
 };
 
 /// The SimpleDocs token endpoint.
 pub const SIMPLEDOCS_TOKEN_URL: &str = "https://app.simpledocs.com/api/oauth/token";
 
 /// A client secret: redacted in `Debug` and `Display`, wiped from memory on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientSecret(Zeroizing<String>);
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ClientSecret(Secret);
 
 impl ClientSecret {
     /// Wraps a secret.
     pub fn new(secret: impl Into<String>) -> Self {
-        Self(Zeroizing::new(secret.into()))
+        Self(Secret::new(secret.into()))
     }
 
-    /// The secret itself; keep it out of logs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientSecret(<redacted>)")
+    /// The secret itself; keep it out of logs. The same accessor as
+    /// [`AccessToken::secret`](crate::AccessToken::secret).
+    pub fn secret(&self) -> &str {
+        self.0.expose()
     }
 }
 
 impl fmt::Display for ClientSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -93,6 +89,59 @@ pub struct ClientCredentials {
     params: Vec<(String, String)>,
 }
 
+/// `text` as a token URL, if the secret can only go where it says.
+///
+/// `http::Uri` accepts a port that does not parse (`:99999`, `:abc`), for which the
+/// connector then uses the scheme's default port, and drops a fragment without a word;
+/// user info it keeps but no client sends, while clients log it.
+fn token_url_checked(text: &str) -> Result<Uri, Error> {
+    let refused = |why: &str| {
+        Error::builder(ErrorKind::Config)
+            .detail(&format!("token url {why}"))
+            .build()
+    };
+    let uri: Uri = text.parse().map_err(|e| {
+        Error::builder(ErrorKind::Config)
+            .detail("token url is not a valid url")
+            .source(e)
+            .build()
+    })?;
+    let authority = match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(authority)) => authority.as_str(),
+        _ => return Err(refused("must be an absolute http or https url")),
+    };
+    if authority.contains('@') {
+        return Err(refused(
+            "must not hold a user name or password: pass the client id and secret as \
+             ClientCredentials' arguments, and choose AuthMethod::ClientSecretBasic to send \
+             them in an Authorization: Basic header",
+        ));
+    }
+    // A host that is there but empty (`https://:443/token`) is no host (RFC 9110 §4.2.1).
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(refused("has no host"));
+    }
+    // What follows the host (past an IPv6 literal's brackets) is `:port` or nothing.
+    let after_host = match authority.rfind(']') {
+        Some(end) => &authority[end + 1..],
+        None => authority.find(':').map_or("", |at| &authority[at..]),
+    };
+    if let Some(port) = after_host.strip_prefix(':') {
+        let number = port
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| port.parse::<u16>().ok())
+            .flatten();
+        if !matches!(number, Some(1..)) {
+            return Err(refused("has a port that is not a number from 1 to 65535"));
+        }
+    }
+    if text.contains('#') {
+        return Err(refused("must not have a fragment"));
+    }
+    Ok(uri)
+}
+
 /// The form parameters the grant itself sets: [`ClientCredentials::param`] refuses them.
 const GRANT_PARAMS: [&str; 4] = ["grant_type", "scope", "client_id", "client_secret"];
 
@@ -101,8 +150,9 @@ impl ClientCredentials {
     ///
     /// # Panics
     ///
-    /// Panics if `token_url` is not a valid absolute URI; use
-    /// [`ClientCredentials::try_new`] for a fallible version.
+    /// Panics, with the message of the error [`try_new`](Self::try_new) would return, if
+    /// `token_url` is not a whole `http` or `https` URL; use `try_new` for a fallible
+    /// version.
     pub fn new(
         token_url: &str,
         client_id: impl Into<String>,
@@ -118,29 +168,16 @@ impl ClientCredentials {
     ///
     /// # Errors
     ///
-    /// An [`ErrorKind::Config`] error if `token_url` is not an absolute `http` or
-    /// `https` URI.
+    /// An [`ErrorKind::Config`] error, saying what is wrong, unless `token_url` is whole:
+    /// an `http` or `https` scheme, a host, a port (if any) from 1 to 65535, no user
+    /// name or password (pass them as `client_id` and `client_secret`) and no fragment.
+    /// The error never shows the URL.
     pub fn try_new(
         token_url: &str,
         client_id: impl Into<String>,
         client_secret: impl Into<ClientSecret>,
     ) -> Result<Self, Error> {
-        let token_url: Uri = token_url.parse().map_err(|e| {
-            Error::builder(ErrorKind::Config)
-                .detail("token url is not a valid uri")
-                .source(e)
-                .build()
-        })?;
-        match token_url.scheme_str() {
-            // A host that is there but empty (`https://:443/token`) is no host (RFC 9110
-            // §4.2.1).
-            Some("http") | Some("https") if token_url.host().is_some_and(|h| !h.is_empty()) => {}
-            _ => {
-                return Err(Error::builder(ErrorKind::Config)
-                    .detail("token url must be an absolute http or https url")
-                    .build())
-            }
-        }
+        let token_url = token_url_checked(token_url)?;
         Ok(Self {
             token_url,
             client_id: client_id.into(),
@@ -279,7 +316,7 @@ impl ClientCredentials {
         }
         if self.auth_method == AuthMethod::ClientSecretPost {
             form.append_pair("client_id", &self.client_id);
-            form.append_pair("client_secret", self.client_secret.expose());
+            form.append_pair("client_secret", self.client_secret.secret());
         }
         for (name, value) in &self.params {
             form.append_pair(name, value);
@@ -292,7 +329,7 @@ impl ClientCredentials {
     /// value (the header). Forms shorter than four characters are left out: redacting
     /// them would redact ordinary words.
     pub(crate) fn secret_forms(&self) -> Vec<Zeroizing<String>> {
-        let secret = self.client_secret.expose();
+        let secret = self.client_secret.secret();
         let mut forms = vec![
             Zeroizing::new(secret.to_owned()),
             Zeroizing::new(form_urlencoded::byte_serialize(secret.as_bytes()).collect()),
@@ -304,14 +341,17 @@ impl ClientCredentials {
             }
         }
         forms.retain(|f| f.len() >= 4);
-        // Longest first, so that a form containing another is replaced whole.
-        forms.sort_by(|a, b| {
-            b.len()
-                .cmp(&a.len())
-                .then_with(|| a.as_str().cmp(b.as_str()))
-        });
-        forms.dedup_by(|a, b| a.as_str() == b.as_str());
         forms
+    }
+
+    /// The redactor for what a token endpoint, or a client sending to it, says: it knows
+    /// the secret, and the forms it was sent in.
+    pub(crate) fn redactor(&self) -> Redactor {
+        let mut redactor = Redactor::new().with_secret(self.client_secret.secret());
+        for form in self.secret_forms() {
+            redactor.add_form(&form);
+        }
+        redactor
     }
 
     /// The `Authorization: Basic` value, for [`AuthMethod::ClientSecretBasic`].
@@ -322,7 +362,7 @@ impl ClientCredentials {
         let user_pass = Zeroizing::new(format!(
             "{}:{}",
             utf8_percent_encode(&self.client_id, BASIC_ESCAPE),
-            utf8_percent_encode(self.client_secret.expose(), BASIC_ESCAPE)
+            utf8_percent_encode(self.client_secret.secret(), BASIC_ESCAPE)
         ));
         let encoded =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(user_pass.as_bytes()));
@@ -336,7 +376,7 @@ impl ClientCredentials {
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("token_url", &ShownUrl(&self.token_url))
+            .field("token_url", &redact::url(&self.token_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)
@@ -350,56 +390,111 @@ impl fmt::Debug for ClientCredentials {
     }
 }
 
-/// A URL as `Debug` shows it: without a password or user name in it, or its query
-/// (which may carry a key), each replaced by `<redacted>`.
-struct ShownUrl<'a>(&'a Uri);
-
-impl fmt::Debug for ShownUrl<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let uri = self.0;
-        if let Some(scheme) = uri.scheme_str() {
-            write!(f, "{scheme}://")?;
-        }
-        if let Some(authority) = uri.authority() {
-            if authority.as_str().contains('@') {
-                f.write_str("<redacted>@")?;
-            }
-            f.write_str(authority.host())?;
-            if let Some(port) = authority.port() {
-                write!(f, ":{port}")?;
-            }
-        }
-        f.write_str(uri.path())?;
-        if uri.query().is_some() {
-            f.write_str("?<redacted>")?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn debug_shows_no_password_or_query_of_the_token_url() {
+        // User info is refused at construction; any `Uri` shown is shown without it.
+        let uri: Uri = "https://svc:hunter2-password@auth.example:8443/oauth/token?api_key=KEY-123"
+            .parse()
+            .unwrap();
+        let shown = format!("{:?}", redact::url(&uri));
+        assert_eq!(
+            shown,
+            "https://<redacted>@auth.example:8443/oauth/token?<redacted>"
+        );
         let creds = ClientCredentials::new(
-            "https://svc:hunter2-password@auth.example:8443/oauth/token?api_key=KEY-123",
+            "https://auth.example:8443/oauth/token?api_key=KEY-123",
             "id",
             "secret",
         );
         let shown = format!("{creds:?}");
         assert!(
-            shown.contains(
-                r#"token_url: https://<redacted>@auth.example:8443/oauth/token?<redacted>"#
-            ),
+            shown.contains(r#"token_url: https://auth.example:8443/oauth/token?<redacted>"#),
             "{shown}"
         );
-        for hidden in ["hunter2", "svc:", "KEY-123", "api_key"] {
+        for hidden in ["KEY-123", "api_key"] {
             assert!(!shown.contains(hidden), "{hidden}: {shown}");
         }
         let plain = ClientCredentials::new("https://auth.example/token", "id", "secret");
         assert!(format!("{plain:?}").contains("token_url: https://auth.example/token,"));
+    }
+
+    #[test]
+    fn a_token_url_that_is_not_whole_is_refused_with_what_is_wrong() {
+        for (url, says) in [
+            ("http://127.0.0.1:99999/token", "port"),
+            ("http://127.0.0.1:65536/token", "port"),
+            ("http://127.0.0.1:abc/token", "port"),
+            ("http://127.0.0.1:-1/token", "port"),
+            ("https://auth.example:443x/token", "port"),
+            ("https://auth.example:/token", "port"),
+            ("https://auth.example:+443/token", "port"),
+            ("https://auth.example:0/token", "port"),
+            ("http://[::1]:99999/token", "port"),
+            ("https://auth.example/token#part", "fragment"),
+            ("https://auth.example/token?a=b#part", "fragment"),
+            ("ftp://auth.example/token", "http or https"),
+            ("auth.example:443", "http or https"),
+        ] {
+            let err = ClientCredentials::try_new(url, "id", "secret").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}");
+            let shown = err.to_string();
+            assert!(shown.contains("token url"), "{url}: {shown}");
+            assert!(shown.contains(says), "{url}: {shown}");
+        }
+        for url in [
+            "https://auth.example:8443/oauth/token?tenant=a",
+            "http://127.0.0.1:080/token",
+            "http://[::1]:8080/token",
+            "https://auth.example:65535/token",
+            "HTTPS://Auth.Example/token",
+        ] {
+            assert!(
+                ClientCredentials::try_new(url, "id", "secret").is_ok(),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_info_in_the_token_url_is_refused_without_being_shown() {
+        for url in [
+            "https://svc:hunter2-password@auth.example/token",
+            "https://svc@auth.example/token",
+            "https://:hunter2-password@auth.example/token",
+            "https://@auth.example/token",
+        ] {
+            let err = ClientCredentials::try_new(url, "id", "secret").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}");
+            let shown = format!("{err} {err:?}");
+            // It says how credentials are passed instead.
+            for part in [
+                "user",
+                "client id",
+                "secret",
+                "AuthMethod::ClientSecretBasic",
+            ] {
+                assert!(shown.contains(part), "{part}: {url}: {shown}");
+            }
+            for hidden in ["hunter2", "svc"] {
+                assert!(!shown.contains(hidden), "{hidden}: {url}: {shown}");
+            }
+            // `new` panics with the same message.
+            let panic = std::panic::catch_unwind(|| ClientCredentials::new(url, "id", "s"))
+                .expect_err("new panics");
+            let message = panic.downcast_ref::<String>().expect("a formatted message");
+            assert!(
+                message.contains("AuthMethod::ClientSecretBasic"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("hunter2") && !message.contains("svc"),
+                "{message}"
+            );
+        }
     }
 
     const HOSTILE: &str = "a+b&c=d%e/f\"g\\h i\u{fc}";
@@ -475,7 +570,7 @@ mod tests {
         let secret = ClientSecret::new("hunter2-s3cret");
         assert_eq!(format!("{secret:?}"), "ClientSecret(<redacted>)");
         assert_eq!(secret.to_string(), "<redacted>");
-        assert_eq!(secret.expose(), "hunter2-s3cret");
+        assert_eq!(secret.secret(), "hunter2-s3cret");
     }
 
     #[test]
@@ -515,7 +610,7 @@ mod tests {
             [("client_assertion", "eyJ.private.value")]
         );
         assert_eq!(creds.client_id(), "my-client");
-        assert_eq!(creds.client_secret().expose(), "s3cret");
+        assert_eq!(creds.client_secret().secret(), "s3cret");
         assert_eq!(creds.configured_scope(), Some(&Scope::new("read write")));
         assert_eq!(creds.method(), AuthMethod::ClientSecretBasic);
         assert_eq!(

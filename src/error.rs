@@ -4,6 +4,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
+use crate::fetch::redact::sanitize;
+
 /// A boxed error, the error type at the service boundary (as in tower).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -93,9 +95,6 @@ struct Inner {
     retry_after: Option<Duration>,
     source: Option<BoxError>,
 }
-
-/// Longest server-provided text kept in an error; the rest is cut.
-const MAX_TEXT: usize = 200;
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind) -> Self {
@@ -233,39 +232,6 @@ impl ErrorBuilder {
     }
 }
 
-/// Keeps server-provided text printable and short, so a hostile server cannot inject
-/// control characters or megabytes into logs.
-fn sanitize(text: &str) -> String {
-    let mut kept = text.chars().filter(|&c| shown(c));
-    let mut out: String = kept.by_ref().take(MAX_TEXT).collect();
-    if kept.next().is_some() {
-        out.push('…');
-    }
-    out
-}
-
-/// Whether server-provided text keeps `c`: not control characters, the bidirectional
-/// controls that can make a log line read differently from what it says, or invisible
-/// characters (zero-width, soft hyphen, byte order mark) that could split a secret so
-/// that it no longer matches, yet reads the same.
-fn shown(c: char) -> bool {
-    !c.is_control()
-        && !matches!(
-            c,
-            '\u{00ad}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{feff}'
-        )
-}
-
-/// `text` without the characters an error would leave out of it (see [`shown`]), so that
-/// a secret is looked for in what the error would show.
-pub(crate) fn shown_text(text: &str) -> String {
-    text.chars().filter(|&c| shown(c)).collect()
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.inner.kind.describe())?;
@@ -318,6 +284,7 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::redact::MAX_TEXT;
 
     #[test]
     fn display_is_lowercase_and_names_the_code() {

@@ -4,31 +4,52 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use zeroize::Zeroizing;
 
-/// An access token: redacted in `Debug`, wiped from memory on drop.
+/// A secret string, the one type behind [`ClientSecret`](crate::ClientSecret) and
+/// [`AccessToken`]: `<redacted>` in `Debug` and `Display`, wiped from memory on drop.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(Zeroizing<String>);
+pub(crate) struct Secret(Zeroizing<String>);
 
-impl AccessToken {
-    /// Wraps a token string.
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(Zeroizing::new(token.into()))
+impl Secret {
+    pub(crate) fn new(secret: String) -> Self {
+        Self(Zeroizing::new(secret))
     }
 
-    /// The token itself; keep it out of logs.
-    pub fn secret(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for AccessToken {
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken(<redacted>)")
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// An access token: redacted in `Debug` and `Display`, wiped from memory on drop.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AccessToken(Secret);
+
+impl AccessToken {
+    /// Wraps a token string.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(Secret::new(token.into()))
+    }
+
+    /// The token itself; keep it out of logs.
+    pub fn secret(&self) -> &str {
+        self.0.expose()
     }
 }
 
 impl fmt::Display for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

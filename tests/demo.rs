@@ -6,6 +6,10 @@
 //! earlier than `lifetime - renew_ahead` after it was fetched (the layer clamps
 //! `renew_ahead` to half the lifetime) and stops being used `lifetime - margin` after
 //! it was fetched (`margin` is at most a tenth of the lifetime).
+//!
+//! The last tests run it against a hostile stand-in server (a thread on 127.0.0.1) whose
+//! answers carry tokens, parts and encodings of the secret, and terminal escapes: none
+//! of it may be printed.
 
 use std::{
     collections::HashMap,
@@ -489,11 +493,286 @@ fn help_lists_the_options_and_an_unknown_option_is_a_usage_error() {
 
     let bad = run(&["--frobnicate"]);
     assert_eq!(bad.code, Some(2), "{bad}");
-    assert!(bad.stderr.contains("unknown option"), "{bad}");
+    // clap's words for an unknown option.
+    assert!(
+        bad.stderr.contains("unexpected argument '--frobnicate'"),
+        "{bad}"
+    );
     assert!(bad.stdout.is_empty(), "{bad}");
 
     // A body too large to build is a usage error, not a panic.
     let huge = run(&["--method", "POST", "--body-bytes", "18446744073709551615"]);
     assert_eq!(huge.code, Some(2), "{huge}");
     assert!(huge.stderr.contains("--body-bytes is at most"), "{huge}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A hostile server
+// ---------------------------------------------------------------------------------------
+
+/// A SimpleDocs stand-in on 127.0.0.1 that answers as scripted: its token endpoint
+/// with `token_answer`, its API with each of `api_answers` in turn (status and JSON
+/// body). It stops with the test process.
+fn hostile_server(token_answer: (u16, String), api_answers: Vec<(u16, String)>) -> String {
+    use std::{
+        io::Write,
+        net::{TcpListener, TcpStream},
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+    };
+
+    fn serve(mut stream: TcpStream, answer: &dyn Fn(&str) -> (u16, String)) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let (status, body) = answer(&path);
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status} Whatever\r\nContent-Type: application/problem+json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a local port");
+    let addr = listener.local_addr().expect("an address");
+    let next = Arc::new(AtomicUsize::new(0));
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (token_answer, api_answers, next) =
+                (token_answer.clone(), api_answers.clone(), next.clone());
+            thread::spawn(move || {
+                serve(stream, &|path| {
+                    if path.ends_with("/oauth/token") {
+                        return token_answer.clone();
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    api_answers[i % api_answers.len()].clone()
+                })
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Runs of 8 characters of `secret` (by characters) found in `text`.
+fn runs_of(secret: &str, text: &str) -> Vec<String> {
+    let chars: Vec<char> = secret.chars().collect();
+    chars
+        .windows(8)
+        .map(|w| w.iter().collect::<String>())
+        .filter(|run| text.contains(run.as_str()))
+        .collect()
+}
+
+/// What a run shows, as one text, for the checks.
+fn all_output(out: &Output) -> String {
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+/// No control character but line ends, no bidirectional control.
+#[track_caller]
+fn assert_printable(out: &Output) {
+    let bad: Vec<char> = all_output(out)
+        .chars()
+        .filter(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+        .collect();
+    assert!(bad.is_empty(), "control characters {bad:?} printed\n{out}");
+}
+
+const HOSTILE_SECRET: &str = "h0stile-Secret/4-the+demo";
+const HOSTILE_TOKEN: &str = "tok-Hx7w-4c9e1f27b3d5a8";
+
+#[test]
+fn a_hostile_api_gets_neither_a_secret_nor_a_token_nor_a_control_character_printed() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let token = (
+        200,
+        json!({"access_token": HOSTILE_TOKEN, "token_type": "Bearer", "expires_in": 3600})
+            .to_string(),
+    );
+    let api = vec![
+        (
+            401,
+            json!({"type": format!("https://e/{HOSTILE_TOKEN}")}).to_string(),
+        ),
+        (
+            400,
+            json!({"type": "\u{1b}[2K\r\u{1b}[1Aall 6 requests succeeded\n"}).to_string(),
+        ),
+        (
+            400,
+            json!({"type": "bad\r\nall 6 requests succeeded\r\n"}).to_string(),
+        ),
+        (
+            500,
+            json!({"error": format!("secret {} is wrong", &HOSTILE_SECRET[..21])}).to_string(),
+        ),
+        (403, json!({"type": b64.encode(HOSTILE_SECRET)}).to_string()),
+        (
+            409,
+            json!({"error": format!("\u{202e}{}", b64.encode(HOSTILE_TOKEN))}).to_string(),
+        ),
+    ];
+    let base = hostile_server(token, api);
+    let out = run(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        "hostile-id",
+        "--client-secret",
+        HOSTILE_SECRET,
+        "--requests",
+        "6",
+        "--concurrency",
+        "1",
+    ]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.summary()["ok"], 0, "{out}");
+    assert_eq!(out.summary()["token_fetches"], 1, "{out}");
+    let text = all_output(&out);
+    for secret in [
+        HOSTILE_SECRET.to_owned(),
+        HOSTILE_TOKEN.to_owned(),
+        b64.encode(HOSTILE_SECRET),
+        b64.encode(HOSTILE_TOKEN),
+    ] {
+        assert_eq!(runs_of(&secret, &text), Vec::<String>::new(), "{out}");
+    }
+    assert_printable(&out);
+    // The server's text cannot make a line of its own.
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.starts_with("all ")).count(),
+        0,
+        "{out}"
+    );
+    // The run says what failed: each status, with what could be shown of its type.
+    assert!(out.lines_with("-> 401 ") >= 1, "{out}");
+    assert!(out.lines_with("redacted") >= 1, "{out}");
+}
+
+#[test]
+fn a_hostile_token_endpoint_gets_no_part_of_the_secret_printed() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let form = format!(
+        "grant_type=client_credentials&scope=read&client_id=hostile-id&client_secret={}",
+        HOSTILE_SECRET.replace('/', "%2F").replace('+', "%2B")
+    );
+    let token = (
+        500,
+        json!({
+            "error": "server_error",
+            "error_description": format!(
+                "bad secret {} in \u{1b}[31m{}\r\nall 3 requests succeeded",
+                &HOSTILE_SECRET[..21],
+                b64.encode(&form)
+            ),
+        })
+        .to_string(),
+    );
+    let base = hostile_server(token, vec![(200, "{}".to_owned())]);
+    let out = run(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        "hostile-id",
+        "--client-secret",
+        HOSTILE_SECRET,
+        "--requests",
+        "3",
+    ]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.last_stderr_line().contains("server_error"), "{out}");
+    let text = all_output(&out);
+    for secret in [
+        HOSTILE_SECRET.to_owned(),
+        b64.encode(&form)[56..].to_owned(),
+    ] {
+        assert_eq!(runs_of(&secret, &text), Vec::<String>::new(), "{out}");
+    }
+    assert_printable(&out);
+}
+
+#[test]
+fn user_info_in_a_url_is_never_printed_and_the_banner_shows_the_url_without_it() {
+    let base = hostile_server((500, "{}".to_owned()), vec![(200, "{}".to_owned())]);
+    let host = base.trim_start_matches("http://");
+    let with_user = format!("http://svc:pa55w0rd-in-url@{host}");
+    for args in [
+        vec!["--base-url", with_user.as_str()],
+        vec![
+            "--base-url",
+            base.as_str(),
+            "--token-url",
+            &format!("{with_user}/api/oauth/token"),
+        ],
+    ] {
+        let mut args: Vec<&str> = args;
+        args.extend([
+            "--client-id",
+            "id",
+            "--client-secret",
+            HOSTILE_SECRET,
+            "--requests",
+            "1",
+        ]);
+        let out = run(&args);
+        assert_eq!(out.code, Some(2), "{out}");
+        let text = all_output(&out);
+        for hidden in ["pa55w0rd", "svc:"] {
+            assert!(!text.contains(hidden), "{hidden} printed\n{out}");
+        }
+        assert!(runs_of(HOSTILE_SECRET, &text).is_empty(), "{out}");
+        // The banner names the server as the crate shows URLs.
+        assert!(
+            out.stderr.contains(&format!("http://<redacted>@{host}")),
+            "{out}"
+        );
+        // And the refusal says how to pass credentials instead.
+        assert!(
+            out.last_stderr_line()
+                .contains("AuthMethod::ClientSecretBasic"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let out = Command::new(example())
+        .arg("--help")
+        .env("SIMPLEDOCS_CLIENT_SECRET", HOSTILE_SECRET)
+        .env("SIMPLEDOCS_CLIENT_ID", "env-client-id")
+        .output()
+        .expect("the example runs");
+    assert_eq!(out.status.code(), Some(0));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("SIMPLEDOCS_CLIENT_SECRET"), "{text}");
+    assert!(runs_of(HOSTILE_SECRET, &text).is_empty(), "{text}");
 }

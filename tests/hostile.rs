@@ -651,7 +651,7 @@ async fn an_unbounded_retry_budget_retries_instead_of_failing() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Plain HTTP, caller headers, redirects
+// Token URLs, plain HTTP, caller headers, redirects
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -709,6 +709,72 @@ async fn plain_http_to_a_host_off_loopback_is_refused_before_connecting() {
     let closed = creds(&format!("http://127.0.0.1:{port}/token")).allow_insecure_http(true);
     let err = failure(&quick(closed).build()).await;
     assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
+}
+
+/// Token URLs the crate would have sent the secret somewhere other than they say: a port
+/// that does not parse (the connector fell back to the scheme's default port), user info
+/// (never used, but logged by the client) or a fragment (silently dropped).
+fn unsendable_token_urls(port: u16) -> Vec<String> {
+    let mut urls: Vec<String> = [
+        "http://127.0.0.1:99999/token",
+        "http://127.0.0.1:65536/token",
+        "http://127.0.0.1:abc/token",
+        "http://127.0.0.1:-1/token",
+        "http://127.0.0.1:/token",
+        "http://127.0.0.1:+80/token",
+        "http://127.0.0.1:0/token",
+        "https://127.0.0.1:99999/token",
+        "https://127.0.0.1:443x/token",
+        "http://[::1]:99999/token",
+    ]
+    .map(str::to_owned)
+    .into();
+    for authority in [
+        format!("svc:hunter2-password@127.0.0.1:{port}"),
+        format!("svc@127.0.0.1:{port}"),
+        format!("@127.0.0.1:{port}"),
+    ] {
+        urls.push(format!("http://{authority}/token"));
+    }
+    urls.push(format!("http://127.0.0.1:{port}/token#hunter2-password"));
+    urls
+}
+
+#[tokio::test]
+async fn a_token_url_that_is_not_whole_is_refused_at_construction_and_nothing_is_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut accepted = Vec::new();
+    for url in unsendable_token_urls(port) {
+        match ClientCredentials::try_new(&url, "hostile-client", SECRET) {
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err:?}");
+                assert!(!err.is_retryable(), "{url}");
+                assert_clean(&url, &err, "hunter2");
+                assert!(!format!("{err:?}").contains("svc"), "{url}: {err:?}");
+                // The message says what is wrong with the url.
+                let shown = err.to_string();
+                assert!(shown.contains("token url"), "{url}: {shown}");
+            }
+            Ok(creds) => {
+                // What the crate did with it: a token request, sent somewhere.
+                let _ = failure(&quick(creds).build()).await;
+                accepted.push(url);
+            }
+        }
+    }
+    let connected = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(
+        accepted.is_empty() && connected.is_err(),
+        "accepted {accepted:?}; the listener on {port} was {}connected to",
+        if connected.is_ok() { "" } else { "not " }
+    );
+    // The witness works: a valid url to it is connected to.
+    let creds = creds(&format!("http://127.0.0.1:{port}/token"));
+    let fetch = tokio::spawn(async move { failure(&quick(creds).build()).await });
+    let connected = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+    assert!(matches!(connected, Ok(Ok(_))), "a valid url connects");
+    fetch.abort();
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
+use proptest::prelude::*;
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth::{
     fetch::HttpFetcher,
@@ -513,4 +514,399 @@ async fn a_full_fetch_request_replay_and_renewal_cycle_logs_no_secret_and_no_tok
         assert!(text.contains(line), "no {line:?} in the log:\n{text}");
     }
     forbidden.check("the log", &text);
+}
+
+// ---------------------------------------------------------------------------------------
+// Echoes of the secret, partial and encoded
+// ---------------------------------------------------------------------------------------
+
+/// How many characters of a secret in a row count as showing it.
+const RUN: usize = 8;
+
+/// Every `RUN`-character window of `text` (by characters), or `text` itself if shorter.
+fn runs(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() < RUN {
+        return vec![text.to_owned()];
+    }
+    chars.windows(RUN).map(|w| w.iter().collect()).collect()
+}
+
+/// The first run of `RUN` characters of any of `sources` found in `text`.
+fn shown_run(text: &str, sources: &[String]) -> Option<String> {
+    sources
+        .iter()
+        .flat_map(|s| runs(s))
+        .find(|run| text.contains(run.as_str()))
+}
+
+/// An error, its `Debug` and every error below it, as they would be shown.
+fn everything_shown(err: &Error) -> String {
+    let mut text = format!("{err} / {err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(" / {s} / {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+/// A token endpoint client that answers `status` and the JSON body `answer` makes of
+/// the form and `Authorization` value it was sent.
+fn answering<F>(
+    status: u16,
+    answer: F,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static
+where
+    F: Fn(&str, Option<&str>) -> serde_json::Value + Clone + Send + Sync + 'static,
+{
+    tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let answer = answer.clone();
+        async move {
+            let auth = req
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let form = req.into_body().collect().await.unwrap().to_bytes();
+            let body = answer(std::str::from_utf8(&form).unwrap(), auth.as_deref());
+            let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok(res)
+        }
+    })
+}
+
+/// A 24-character secret, as in the report.
+const ECHOED: &str = "Ech0ed-S3cret/with+more!";
+
+/// What a token endpoint says, from the form and the `Authorization` value it got.
+type Echo = fn(&str, Option<&str>) -> String;
+
+/// The echoes of the report and its kin: a part of the secret as it is, percent-encoded
+/// in lowercase, as HTML references; the form body in base64 and base64url; the end of
+/// the Basic value.
+fn echoes() -> [(&'static str, AuthMethod, Echo); 7] {
+    [
+        (
+            "all but its last 4 characters",
+            AuthMethod::ClientSecretPost,
+            |_, _| format!("bad secret {}", &ECHOED[..20]),
+        ),
+        ("its middle", AuthMethod::ClientSecretPost, |_, _| {
+            format!("bad secret ...{}...", &ECHOED[5..15])
+        }),
+        (
+            "a part, percent-encoded in lowercase",
+            AuthMethod::ClientSecretPost,
+            |_, _| {
+                let part: String = ECHOED[2..14].bytes().map(|b| format!("%{b:02x}")).collect();
+                format!("bad secret {part}")
+            },
+        ),
+        (
+            "a part, as HTML character references",
+            AuthMethod::ClientSecretPost,
+            |_, _| {
+                let part: String = ECHOED[4..16]
+                    .chars()
+                    .map(|c| format!("&#{};", c as u32))
+                    .collect();
+                format!("<p>bad secret {part}</p>")
+            },
+        ),
+        (
+            "the form body in base64",
+            AuthMethod::ClientSecretPost,
+            |form, _| {
+                format!(
+                    "cannot parse {}",
+                    base64::engine::general_purpose::STANDARD.encode(form)
+                )
+            },
+        ),
+        (
+            "the form body in base64url",
+            AuthMethod::ClientSecretPost,
+            |form, _| {
+                let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                format!("cannot parse {}", b64url.encode(form))
+            },
+        ),
+        (
+            "the end of the Basic value",
+            AuthMethod::ClientSecretBasic,
+            |_, auth| {
+                let value = auth.expect("a Basic value");
+                format!("bad credentials ...{}", &value[value.len() - 24..])
+            },
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_partial_or_encoded_echo_of_the_secret_shows_neither_in_the_error_nor_the_log() {
+    let logs = logs();
+    for (what, method, echo) in echoes() {
+        let creds =
+            ClientCredentials::new("https://auth.example/token", "id", ECHOED).auth_method(method);
+        let client = answering(
+            500,
+            move |form, auth| serde_json::json!({"error": "server_error", "error_description": echo(form, auth)}),
+        );
+        let layer = quick(OAuthLayer::with_fetcher(HttpFetcher::new(client, creds)));
+        let err = token_error(&layer).await;
+        // The status and the code are kept.
+        assert_eq!(err.kind(), ErrorKind::OAuth, "{what}: {err:?}");
+        assert_eq!(err.oauth_error(), Some("server_error"), "{what}: {err:?}");
+        assert_eq!(
+            err.status(),
+            Some(StatusCode::INTERNAL_SERVER_ERROR),
+            "{what}"
+        );
+        let shown = everything_shown(&err);
+        assert_eq!(shown_run(&shown, &[ECHOED.into()]), None, "{what}: {shown}");
+        assert!(shown.contains("redacted"), "{what}: {shown}");
+    }
+    let text = logs.text();
+    assert!(text.contains("token fetch failed"), "{text}");
+    assert_eq!(shown_run(&text, &[ECHOED.into()]), None, "the log:\n{text}");
+    // Nor any part of the encoded echoes: the form body's base64 past its first 60
+    // characters (which encode `grant_type=client_credentials&client_id=id&`).
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_id", "id")
+        .append_pair("client_secret", ECHOED)
+        .finish();
+    let encoded = [
+        base64::engine::general_purpose::STANDARD.encode(&form)[60..].to_owned(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&form)[60..].to_owned(),
+    ];
+    assert_eq!(shown_run(&text, &encoded), None, "the log:\n{text}");
+}
+
+/// How an echo is encoded, one layer.
+#[derive(Debug, Clone, Copy)]
+enum Encoding {
+    Raw,
+    Form,
+    /// Every byte but `A-Z a-z 0-9 - . _ ~`, upper- or lowercase hex.
+    Percent {
+        lower: bool,
+    },
+    /// Every byte.
+    PercentAll {
+        lower: bool,
+    },
+    /// Every character as `\uXXXX` text (a JSON string inside the server's text).
+    JsonEscapes,
+    /// Every character as a decimal, or a hexadecimal, reference; or only `& < > " '`.
+    Html {
+        hex: bool,
+        all: bool,
+    },
+    Base64 {
+        url: bool,
+        pad: bool,
+    },
+}
+
+impl Encoding {
+    fn apply(self, text: &str) -> String {
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        let hex = |b: u8, lower: bool| {
+            if lower {
+                format!("%{b:02x}")
+            } else {
+                format!("%{b:02X}")
+            }
+        };
+        match self {
+            Self::Raw => text.to_owned(),
+            Self::Form => form_urlencoded::byte_serialize(text.as_bytes()).collect(),
+            Self::Percent { lower } => text
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => hex(b, lower),
+                })
+                .collect(),
+            Self::PercentAll { lower } => text.bytes().map(|b| hex(b, lower)).collect(),
+            Self::JsonEscapes => text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect(),
+            Self::Html { hex, all } => text
+                .chars()
+                .map(|c| match c {
+                    '&' if !all => "&amp;".to_owned(),
+                    '<' if !all => "&lt;".to_owned(),
+                    '>' if !all => "&gt;".to_owned(),
+                    '"' if !all => "&quot;".to_owned(),
+                    '\'' if !all => "&#39;".to_owned(),
+                    c if !all => c.to_string(),
+                    c if hex => format!("&#x{:x};", c as u32),
+                    c => format!("&#{};", c as u32),
+                })
+                .collect(),
+            Self::Base64 { url, pad } => match (url, pad) {
+                (false, true) => STANDARD.encode(text),
+                (false, false) => STANDARD_NO_PAD.encode(text),
+                (true, true) => URL_SAFE.encode(text),
+                (true, false) => URL_SAFE_NO_PAD.encode(text),
+            },
+        }
+    }
+}
+
+fn encoding() -> impl Strategy<Value = Encoding> {
+    prop_oneof![
+        Just(Encoding::Raw),
+        Just(Encoding::Form),
+        any::<bool>().prop_map(|lower| Encoding::Percent { lower }),
+        any::<bool>().prop_map(|lower| Encoding::PercentAll { lower }),
+        Just(Encoding::JsonEscapes),
+        (any::<bool>(), any::<bool>()).prop_map(|(hex, all)| Encoding::Html { hex, all }),
+        (any::<bool>(), any::<bool>()).prop_map(|(url, pad)| Encoding::Base64 { url, pad }),
+    ]
+}
+
+/// What of the request a server echoes: a run of the secret (from `start`, `len`
+/// characters), as it is, as the form body carries it or as the Basic value does.
+#[derive(Debug, Clone, Copy)]
+enum Carrier {
+    Secret,
+    FormBody,
+    BasicValue,
+}
+
+/// Where in an error document the echo goes.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Description,
+    ProblemDetail,
+    ProblemTitle,
+    /// A code of the server's own: `x_<echo>`.
+    Code,
+    /// A problem type URI's last segment.
+    ProblemType,
+}
+
+/// The run of characters of `text` from the `start`-th, `len` long (by characters).
+fn chars_run(text: &str, start: usize, len: usize) -> String {
+    text.chars().skip(start).take(len).collect()
+}
+
+/// `text` with `prefix` and `suffix` of the same encoding taken off its two ends: the
+/// part that encodes what lies between them (a little more for base64, whose edges mix
+/// bits of neighbours).
+fn between<'a>(text: &'a str, prefix: &str, suffix: &str) -> &'a str {
+    let common = |a: &mut dyn Iterator<Item = (usize, char)>, b: &mut dyn Iterator<Item = char>| {
+        a.zip(b)
+            .take_while(|((_, x), y)| x == y)
+            .last()
+            .map(|((i, c), _)| i + c.len_utf8())
+    };
+    let start = common(&mut text.char_indices(), &mut prefix.chars()).unwrap_or(0);
+    let end = text.len()
+        - common(
+            &mut text
+                .char_indices()
+                .rev()
+                .map(|(i, c)| (text.len() - i - c.len_utf8(), c)),
+            &mut suffix.chars().rev(),
+        )
+        .unwrap_or(0);
+    if start < end {
+        &text[start..end]
+    } else {
+        ""
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, max_global_rejects: 4096, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// No run of 8 characters of a random secret, echoed by the token endpoint in a
+    /// random part of its error document, carried as it is, in the form body or in the
+    /// Basic value, under one or two random encodings, shows in the error: neither the
+    /// run itself nor any 8 characters of its encoded form.
+    #[test]
+    fn no_echo_of_the_secret_in_any_encoding_shows_in_the_error(
+        secret in "[A-Za-z0-9 !\"#$%&'()*+,./:;<=>?@\\[\\\\\\]^_`{|}~é漢😀-]{12,28}",
+        start in 0usize..20,
+        len in 8usize..14,
+        lead in "[a-z=&:]{0,3}",
+        carrier in prop_oneof![Just(Carrier::Secret), Just(Carrier::FormBody), Just(Carrier::BasicValue)],
+        first in encoding(),
+        second in proptest::option::of(encoding()),
+        place in prop_oneof![
+            Just(Place::Description), Just(Place::ProblemDetail), Just(Place::ProblemTitle),
+            Just(Place::Code), Just(Place::ProblemType),
+        ],
+    ) {
+        let start = start % (secret.chars().count() - 7);
+        let run = chars_run(&secret, start, len);
+        // Up to 3 characters of the secret on either side of the run, echoed with it.
+        let before = chars_run(&secret, start.saturating_sub(3), start.min(3));
+        let after = chars_run(&secret, start + run.chars().count(), 3);
+        // The echoed text, with what precedes the run and follows it in that text.
+        let (prefix, suffix, method) = match carrier {
+            Carrier::Secret => (format!("{lead}{before}"), after, AuthMethod::ClientSecretPost),
+            Carrier::FormBody => {
+                let form = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                (
+                    format!("secret={}", form(&before)),
+                    format!("{}&scope=read", form(&after)),
+                    AuthMethod::ClientSecretPost,
+                )
+            }
+            Carrier::BasicValue => {
+                let pct = |s: &str| Encoding::Percent { lower: false }.apply(s);
+                (format!("id:{}", pct(&before)), pct(&after), AuthMethod::ClientSecretBasic)
+            }
+        };
+        let carried = match carrier {
+            Carrier::Secret => run.clone(),
+            Carrier::FormBody => form_urlencoded::byte_serialize(run.as_bytes()).collect(),
+            Carrier::BasicValue => Encoding::Percent { lower: false }.apply(&run),
+        };
+        let encode = |text: &str| {
+            let once = first.apply(text);
+            second.map_or(once.clone(), |e| e.apply(&once))
+        };
+        let whole = encode(&format!("{prefix}{carried}{suffix}"));
+        // What encodes the run, to be found nowhere in what the error shows.
+        let core = between(&whole, &encode(&prefix), &encode(&suffix)).to_owned();
+        // Short enough to be shown whole: a cut echo may show a part too short to count.
+        prop_assume!(whole.chars().count() <= 190);
+        prop_assume!(!matches!(place, Place::ProblemType) || !whole.contains('/'));
+
+        let body = move |_: &str, _: Option<&str>| -> serde_json::Value {
+            match place {
+                Place::Description => serde_json::json!({"error": "invalid_request", "error_description": format!("bad {whole}")}),
+                Place::ProblemDetail => serde_json::json!({"type": "invalid_request", "detail": format!("bad {whole}")}),
+                Place::ProblemTitle => serde_json::json!({"type": "invalid_request", "title": format!("bad {whole}")}),
+                Place::Code => serde_json::json!({"error": format!("x_{whole}")}),
+                Place::ProblemType => serde_json::json!({"type": format!("https://e/{whole}")}),
+            }
+        };
+        let creds = ClientCredentials::new("https://auth.example/token", "id", secret.as_str()).auth_method(method);
+        let fetcher = HttpFetcher::new(answering(400, body), creds);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = runtime
+            .block_on(fetcher.oneshot(TokenRequest::new(None, FetchReason::First)))
+            .expect_err("an error document");
+        prop_assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+        let shown = everything_shown(&err);
+        let found = shown_run(&shown, &[secret.clone(), core.clone()]);
+        prop_assert!(found.is_none(), "{:?} shows {:?} of {:?}: {}", encode(&carried), found, core, shown);
+    }
 }

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::parse::{parse_redacting, redact, too_large, MAX_TOKEN_RESPONSE_BYTES};
+use super::parse::{parse_redacting, too_large, MAX_TOKEN_RESPONSE_BYTES};
 use crate::{
     credentials::ClientCredentials,
     error::{BoxError, Error, ErrorKind},
@@ -151,33 +151,28 @@ where
                 }
                 Err(e) => return Err(transport_error(e, &creds)),
             };
-            // A server may echo what it was sent in its error description, in any of the
-            // forms the secret was sent in; keep it out of the error (and so out of logs).
-            let forms = creds.secret_forms();
-            let forms: Vec<&str> = forms.iter().map(|f| f.as_str()).collect();
-            parse_redacting(parts.status, &parts.headers, &bytes, &forms)
+            // A server may echo what it was sent in its error description, whole, in part
+            // or encoded; keep it out of the error (and so out of logs).
+            parse_redacting(parts.status, &parts.headers, &bytes, &creds.redactor())
         })
     }
 }
 
 /// A transport failure, with the client's error as its source, unless that error (or one
-/// it chains to) shows the secret in a form it was sent in, as a client that repeats its
-/// request in its errors would: the source is then the error's text, redacted.
+/// it chains to) shows the secret, as a client that repeats its request in its errors
+/// would: the source is then the error's text, cleaned (see [`redact`](super::redact)).
 fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
-    let forms = creds.secret_forms();
+    let redactor = creds.redactor();
     let mut shown = format!("{err} {err:?}");
     let mut source = err.source();
     while let Some(inner) = source {
         shown.push_str(&format!(" {inner} {inner:?}"));
         source = inner.source();
     }
-    let forms: Vec<&str> = forms.iter().map(|f| f.as_str()).collect();
-    // Looked for as response text is: in the forms sent, and in encodings of its own.
-    if redact(&shown, &forms) == shown.as_str() {
+    if !redactor.holds_secret(&shown) {
         return Error::with_source(ErrorKind::Transport, err);
     }
-    let text = redact(&err.to_string(), &forms).into_owned();
-    Error::with_source(ErrorKind::Transport, text)
+    Error::with_source(ErrorKind::Transport, redactor.clean(&err.to_string()))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ mod http;
 #[cfg(feature = "https")]
 mod https;
 mod parse;
+pub mod redact;
 
 pub use self::http::HttpFetcher;
 #[cfg(feature = "https")]

@@ -1,17 +1,13 @@
 //! Reading token responses (RFC 6749 §5.1 and §5.2, SimpleDocs problem documents).
 
-use std::{
-    borrow::Cow,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use http::{header, HeaderMap, StatusCode};
-use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
-use zeroize::Zeroizing;
 
+use super::redact::{Redactor, REDACTED};
 use crate::{
-    error::{shown_text, Error, ErrorBuilder, ErrorKind},
+    error::{Error, ErrorBuilder, ErrorKind},
     token::{AccessToken, Scope, Token},
 };
 
@@ -45,23 +41,23 @@ pub fn parse_token_response(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Token, Error> {
-    parse_redacting(status, headers, body, &[])
+    parse_redacting(status, headers, body, &Redactor::new())
 }
 
-/// [`parse_token_response`], replacing every occurrence of each of `secrets` in the text
-/// the server sent (error code and description) with `<redacted>`. The text is matched
-/// after JSON decoding, so an escaped echo (`\/`, `\u0041`) is caught too.
+/// [`parse_token_response`], with the text the server sent (error code and
+/// description) cleaned by `redactor` (see [`redact`](super::redact)), which also looks
+/// for the token of the response itself.
 pub(crate) fn parse_redacting(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-    secrets: &[&str],
+    redactor: &Redactor,
 ) -> Result<Token, Error> {
     let retry_after = retry_after(headers);
     // Why a body is not a JSON document, for a success status (serde_json's messages
     // say where, not what: no part of the body).
     let mut not_json = None;
-    let mut json: Option<Map<String, Value>> = match serde_json::from_slice::<Value>(body) {
+    let json: Option<Map<String, Value>> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Some(map),
         Ok(_) => None,
         Err(e) => {
@@ -71,53 +67,27 @@ pub(crate) fn parse_redacting(
     };
     // The token of this very response, if the server put one beside an error, is never
     // shown either.
-    let token = json
+    let mut redactor = redactor.clone();
+    if let Some(token) = json
         .as_ref()
         .and_then(|map| map.get("access_token"))
         .and_then(Value::as_str)
-        .map(|t| Zeroizing::new(t.to_owned()));
-    // A standard error code is shown as it came, whatever secret it happens to contain
-    // ("client" in `invalid_client`): what it says decides how the error is handled.
-    let standard_code = json
-        .as_ref()
-        .and_then(oauth_error)
-        .map(|(code, _)| code)
-        .and_then(|code| STANDARD_CODES.iter().copied().find(|c| *c == code));
-    // Redacted whole, before a problem type is cut to its last segment (which could hold
-    // a part of the secret that no longer matches).
-    if let Some(map) = json
-        .as_mut()
-        .filter(|_| !secrets.is_empty() || token.is_some())
     {
-        // Looked for as the error will show text: a secret split by characters that are
-        // then left out must not come back whole, nor one that holds such characters
-        // itself show without them.
-        let shown_secrets: Vec<Zeroizing<String>> = secrets
-            .iter()
-            .copied()
-            .chain(token.as_deref().map(String::as_str))
-            .map(|s| Zeroizing::new(shown_text(s)))
-            .collect();
-        let shown_secrets: Vec<&str> = shown_secrets.iter().map(|s| s.as_str()).collect();
-        for key in ERROR_TEXT {
-            if let Some(Value::String(text)) = map.get_mut(key) {
-                *text = redact(&shown_text(text), &shown_secrets).into_owned();
-            }
-        }
+        redactor.add_secret(token);
     }
     if !status.is_success() {
-        return Err(match json.as_ref().and_then(oauth_error) {
-            Some((code, detail)) => {
-                oauth_failure(status, standard_code.unwrap_or(code), detail, retry_after)
-            }
-            None => {
-                let mut b = status_error(status, retry_after);
-                if status.is_redirection() {
-                    b = b.detail("redirects are not followed");
+        return Err(
+            match json.as_ref().and_then(|map| oauth_error(map, &redactor)) {
+                Some((code, detail)) => oauth_failure(status, &code, detail, retry_after),
+                None => {
+                    let mut b = status_error(status, retry_after);
+                    if status.is_redirection() {
+                        b = b.detail("redirects are not followed");
+                    }
+                    b.build()
                 }
-                b.build()
-            }
-        });
+            },
+        );
     }
     let Some(mut map) = json else {
         return Err(match not_json {
@@ -129,9 +99,8 @@ pub(crate) fn parse_redacting(
     };
     // Some servers write every member, `"error": null` included, on success too.
     if map.get("error").is_some_and(|e| !e.is_null()) {
-        if let Some((code, detail)) = oauth_error(&map) {
-            let code = standard_code.unwrap_or(code);
-            return Err(oauth_failure(status, code, detail, retry_after));
+        if let Some((code, detail)) = oauth_error(&map, &redactor) {
+            return Err(oauth_failure(status, &code, detail, retry_after));
         }
         return Err(Error::malformed(
             "token response has an error field that is not a string",
@@ -217,23 +186,36 @@ fn parse_expires_in(v: &Value) -> Result<Option<Duration>, Error> {
     Ok((!lifetime.is_zero()).then_some(lifetime))
 }
 
-/// The OAuth error code and description of an error document: RFC 6749 §5.2
-/// (`error`, `error_description`) or a problem document (`type`, `detail`).
-fn oauth_error(map: &Map<String, Value>) -> Option<(&str, Option<&str>)> {
+/// The OAuth error code and description of an error document, RFC 6749 §5.2 (`error`,
+/// `error_description`) or a problem document (`type`, `detail` or `title`), as they
+/// may be shown: cleaned by `redactor`.
+///
+/// A standard code is shown as it came, whatever secret it happens to contain
+/// ("client" in `invalid_client`): what it says decides how the error is handled.
+fn oauth_error(map: &Map<String, Value>, redactor: &Redactor) -> Option<(String, Option<String>)> {
     let text = |k: &str| map.get(k).and_then(Value::as_str);
-    if let Some(code) = text("error") {
-        return Some((code, text("error_description")));
+    let (code, detail) = match text("error") {
+        Some(code) => (code, text("error_description")),
+        None => (text("type")?, text("detail").or_else(|| text("title"))),
+    };
+    let detail = detail.map(|d| redactor.clean(d));
+    // Problem types may be URIs; the last segment is the code. Looked at whole too: the
+    // segment could hold a part of a secret too short to count alone.
+    let segment = code.rsplit('/').next().unwrap_or(code);
+    if let Some(standard) = STANDARD_CODES.iter().find(|c| **c == segment) {
+        return Some(((*standard).to_owned(), detail));
     }
-    let code = text("type")?;
-    // Problem types may be URIs; the last segment is the code.
-    let code = code.rsplit('/').next().unwrap_or(code);
-    Some((code, text("detail").or_else(|| text("title"))))
+    let code = match redactor.cleaned(code) {
+        Some(whole) => redactor.clean(whole.rsplit('/').next().unwrap_or(&whole)),
+        None => REDACTED.to_owned(),
+    };
+    Some((code, detail))
 }
 
 fn oauth_failure(
     status: StatusCode,
     code: &str,
-    detail: Option<&str>,
+    detail: Option<String>,
     retry_after: Option<Duration>,
 ) -> Error {
     let kind = match code {
@@ -252,7 +234,7 @@ fn oauth_failure(
         b = b.status(status);
     }
     if let Some(detail) = detail {
-        b = b.detail(detail);
+        b = b.detail(&detail);
     }
     b.build()
 }
@@ -271,81 +253,6 @@ const STANDARD_CODES: [&str; 11] = [
     "invalid_token",
     "insufficient_scope",
 ];
-
-/// The members of an error document whose text an error keeps (see [`oauth_error`]).
-const ERROR_TEXT: [&str; 5] = ["error", "error_description", "type", "detail", "title"];
-
-/// `text` with every occurrence of each of `secrets` replaced; or, if it still holds one
-/// once percent-decoded (in either case, `+` as a space or not) or HTML-unescaped, none
-/// of it: an echo in an encoding of the server's own is not shown in part.
-pub(crate) fn redact<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
-    let mut text = Cow::Borrowed(text);
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        if text.contains(secret) {
-            text = text.replace(secret, "<redacted>").into();
-        }
-    }
-    if text.contains(['%', '&', '+']) {
-        let html = html_unescaped(&text);
-        let percent = |t: &str| percent_decode_str(t).decode_utf8_lossy().into_owned();
-        let spaced = |t: &str| t.replace('+', " ");
-        let decoded = [
-            percent(&text),
-            percent(&spaced(&text)),
-            html.clone(),
-            percent(&html),
-            percent(&spaced(&html)),
-            html_unescaped(&percent(&text)),
-        ];
-        let holds = |secret: &&str| decoded.iter().any(|d| d.contains(*secret));
-        if secrets.iter().filter(|s| !s.is_empty()).any(holds) {
-            return Cow::Borrowed("<redacted: it held a secret>");
-        }
-    }
-    text
-}
-
-/// `text` with HTML character references (`&amp;`, `&#38;`, `&#x26;` and the like)
-/// replaced by their characters; anything else as it is.
-fn html_unescaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let reference = rest[1..]
-            .find(';')
-            .filter(|&end| end <= 10)
-            .map(|end| &rest[1..=end]);
-        let ch = reference.and_then(|r| match r {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => {
-                let number = r.strip_prefix('#')?;
-                let code = match number.strip_prefix(['x', 'X']) {
-                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                    None => number.parse().ok()?,
-                };
-                char::from_u32(code)
-            }
-        });
-        match (ch, reference) {
-            (Some(ch), Some(r)) => {
-                out.push(ch);
-                rest = &rest[r.len() + 2..];
-            }
-            _ => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
 
 /// A response whose body is over [`MAX_TOKEN_RESPONSE_BYTES`], unread: an error status
 /// keeps what it says without its body (retryable or not, `Retry-After`).
@@ -397,7 +304,10 @@ mod tests {
 
     /// The error [`parse_redacting`] makes of `body`, with no headers.
     fn redacting(status: StatusCode, body: &str, secrets: &[&str]) -> Error {
-        parse_redacting(status, &HeaderMap::new(), body.as_bytes(), secrets).unwrap_err()
+        let redactor = secrets
+            .iter()
+            .fold(Redactor::new(), |r, secret| r.with_secret(secret));
+        parse_redacting(status, &HeaderMap::new(), body.as_bytes(), &redactor).unwrap_err()
     }
 
     fn err(status: u16, body: &str) -> Error {
@@ -632,6 +542,20 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(token), "{shown}");
         assert!(shown.contains("issued <redacted> but failed"), "{shown}");
+        // A part of it, or its base64, takes the description out.
+        for echo in [&token[..12], "dG9rLXZpc2libGUtMDEy"] {
+            let body = format!(
+                r#"{{"access_token":"{token}","error":"server_error","error_description":"issued {echo}"}}"#
+            );
+            let err = parse_token_response(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
+                .unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(echo), "{shown}");
+            assert!(
+                shown.contains("(server_error): <redacted: it held a secret>"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
@@ -663,16 +587,6 @@ mod tests {
             err.to_string().ends_with("client a%20b &amp; c+d unknown"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn html_character_references_are_unescaped_and_anything_else_kept() {
-        assert_eq!(html_unescaped("a&amp;b&lt;&#65;&#x42;&#X43;"), "a&b<ABC");
-        assert_eq!(
-            html_unescaped("a & b &bogus; &#xZZ; &"),
-            "a & b &bogus; &#xZZ; &"
-        );
-        assert_eq!(html_unescaped("&#x1F600;&quot;&apos;"), "\u{1F600}\"'");
     }
 
     #[test]

@@ -1,0 +1,269 @@
+//! The command line, parsed with clap.
+
+use std::time::Duration;
+
+use clap::{
+    error::ErrorKind, parser::ValueSource, CommandFactory, FromArgMatches, Parser, ValueEnum,
+};
+use tower_oauth::AuthMethod;
+
+/// The largest `--body-bytes`: the body is built in memory before the first request.
+const MAX_BODY_BYTES: usize = 256 << 20;
+
+/// The no-argument demo's schedule. 20 rounds 350 ms apart span 6.65 s; a token is
+/// renewed 2 s after it was fetched (3 s lifetime, renewed 1 s ahead) and unusable
+/// after 2.7 s, so each half of the run (before and after the revoke) crosses one
+/// renewal: 4 token fetches in all (first, renewal, re-issue after the revoke, renewal).
+const DEMO_REQUESTS: usize = 80;
+const DEMO_CONCURRENCY: usize = 4;
+const DEMO_INTERVAL: Duration = Duration::from_millis(350);
+const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(3);
+const DEMO_REVOKE_AFTER: usize = 40;
+
+const ABOUT: &str =
+    "SimpleDocs API calls through tower-oauth, against the embedded mock or a real server";
+
+const LONG_ABOUT: &str = "\
+SimpleDocs API calls through tower-oauth, against the embedded mock or a real server.
+
+Without options: the demo. The embedded mock issues 3 s tokens; 80 requests (4 at once,
+350 ms apart) cross two renewals, and after 40 requests the mock revokes every token:
+the layer re-issues and replays, and every request succeeds. Each request asks for the
+scope it needs (\"read\" for these GETs).";
+
+const OUTPUT: &str = "\
+Output:
+  Progress on stderr; the last stdout line is
+  {\"requests\":N,\"ok\":K,\"statuses\":{\"200\":K},\"errors\":E,\"token_fetches\":F}
+  ok: 2xx answers; errors: requests that got no answer; token_fetches: token requests made.
+  Exit 0 when every request got a 2xx, 1 otherwise (reason on stderr), 2 for bad arguments.
+  Neither the client secret nor a token is ever printed; what a server says is shown
+  only as tower_oauth::fetch::redact cleans it.";
+
+#[derive(Debug, Parser)]
+#[command(name = "simpledocs", about = ABOUT, long_about = LONG_ABOUT, after_help = OUTPUT)]
+struct Cli {
+    /// API base; no mock is started [default: the embedded mock]
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// Token endpoint [default: BASE/api/oauth/token]
+    #[arg(long, value_name = "URL")]
+    token_url: Option<String>,
+    /// Client id [default: the mock's]; the variable is read only with --base-url, so
+    /// real credentials never go to the mock
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "SIMPLEDOCS_CLIENT_ID",
+        hide_env_values = true
+    )]
+    client_id: Option<String>,
+    /// Client secret [default: the mock's]; the variable is read only with --base-url
+    #[arg(
+        long,
+        value_name = "S",
+        env = "SIMPLEDOCS_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    client_secret: Option<String>,
+    /// The scope every request asks for, e.g. "read write" [default: by method, see
+    /// --scope-policy]
+    #[arg(long, value_name = "S")]
+    scope: Option<String>,
+    /// Client authentication
+    #[arg(long, value_enum, ignore_case = true, default_value_t = AuthChoice::Post)]
+    auth_method: AuthChoice,
+    /// One more token request parameter, e.g. audience=https://api.example (repeatable;
+    /// grant_type, scope, client_id and client_secret are the grant's own and refused)
+    #[arg(long, value_name = "NAME=VALUE", value_parser = name_value)]
+    param: Vec<(String, String)>,
+    /// mixed alternates GET /api/v1/workflows and POST /api/v1/documents
+    #[arg(long, value_enum, ignore_case = true, default_value_t = MethodChoice::Get)]
+    method: MethodChoice,
+    /// Request path (GET or POST) [default: /api/v1/workflows for GET,
+    /// /api/v1/documents for POST]
+    #[arg(long, value_name = "P", value_parser = absolute_path)]
+    path: Option<String>,
+    /// POST body size (a fixed pattern, at most 256 MiB; the embedded mock takes up
+    /// to 8 MiB)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    body_bytes: usize,
+    /// How many requests [default: 10; the demo: 80]
+    #[arg(long, value_name = "N")]
+    requests: Option<usize>,
+    /// How many at once [default: 4]
+    #[arg(long, value_name = "C")]
+    concurrency: Option<usize>,
+    /// Pause before each request of a worker [default: 0; the demo: 350]
+    #[arg(long, value_name = "MS")]
+    interval_ms: Option<u64>,
+    /// by-method: "read" for GET, "write" for POST (one token each, only the scope each
+    /// request needs; --scope is ignored); fixed: --scope for every request, or no
+    /// scope at all without --scope (the server's default, which SimpleDocs refuses to
+    /// an application with the "read write" scope) [default: fixed with --scope,
+    /// by-method without]
+    #[arg(long, value_enum, ignore_case = true)]
+    scope_policy: Option<PolicyChoice>,
+    /// Allow a plain http token URL that is not loopback
+    #[arg(long)]
+    allow_insecure_http: bool,
+    /// (mock) Revoke every token after N completed requests [default: off; the demo: 40]
+    #[arg(long, value_name = "N")]
+    revoke_after: Option<usize>,
+    /// (mock) Token lifetime; the layer renews min(N/3 s, 60 s) ahead [default: 7200,
+    /// as SimpleDocs; the demo: 3]
+    #[arg(long, value_name = "N")]
+    token_lifetime_secs: Option<u64>,
+}
+
+/// `--auth-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthChoice {
+    Post,
+    Basic,
+}
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MethodChoice {
+    Get,
+    Post,
+    Mixed,
+}
+
+/// `--scope-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PolicyChoice {
+    Fixed,
+    ByMethod,
+}
+
+/// What a run is to do, once the command line is read and checked.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) demo: bool,
+    pub(crate) base_url: Option<String>,
+    pub(crate) token_url: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) auth_method: AuthMethod,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) method: MethodChoice,
+    pub(crate) path: Option<String>,
+    pub(crate) body_bytes: usize,
+    pub(crate) requests: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) interval: Duration,
+    pub(crate) scope_policy: PolicyChoice,
+    pub(crate) allow_insecure_http: bool,
+    pub(crate) revoke_after: Option<usize>,
+    pub(crate) token_lifetime: Option<Duration>,
+}
+
+impl Options {
+    /// Reads the command line; on `--help` or a usage error, clap prints and exits (0 or
+    /// 2).
+    pub(crate) fn from_command_line() -> Self {
+        let demo = std::env::args_os().len() <= 1;
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        // Real credentials come from the environment only for a real server.
+        if cli.base_url.is_none() {
+            for (id, value) in [
+                ("client_id", &mut cli.client_id),
+                ("client_secret", &mut cli.client_secret),
+            ] {
+                if matches.value_source(id) == Some(ValueSource::EnvVariable) {
+                    *value = None;
+                }
+            }
+        }
+        Self::checked(cli, demo)
+            .unwrap_or_else(|msg| Cli::command().error(ErrorKind::ValueValidation, msg).exit())
+    }
+
+    /// The options `cli` says, or why they cannot work together.
+    fn checked(cli: Cli, demo: bool) -> Result<Self, String> {
+        let o = Self {
+            demo,
+            // A scope given is for every request; without one, each asks for what it needs.
+            scope_policy: cli.scope_policy.unwrap_or(match cli.scope {
+                Some(_) => PolicyChoice::Fixed,
+                None => PolicyChoice::ByMethod,
+            }),
+            base_url: cli.base_url,
+            token_url: cli.token_url,
+            client_id: cli.client_id.filter(|v| !v.is_empty()),
+            client_secret: cli.client_secret.filter(|v| !v.is_empty()),
+            scope: cli.scope,
+            auth_method: match cli.auth_method {
+                AuthChoice::Post => AuthMethod::ClientSecretPost,
+                AuthChoice::Basic => AuthMethod::ClientSecretBasic,
+            },
+            params: cli.param,
+            method: cli.method,
+            path: cli.path,
+            body_bytes: cli.body_bytes,
+            requests: cli
+                .requests
+                .unwrap_or(if demo { DEMO_REQUESTS } else { 10 }),
+            concurrency: cli
+                .concurrency
+                .unwrap_or(if demo { DEMO_CONCURRENCY } else { 4 }),
+            interval: cli.interval_ms.map_or(
+                if demo { DEMO_INTERVAL } else { Duration::ZERO },
+                Duration::from_millis,
+            ),
+            allow_insecure_http: cli.allow_insecure_http,
+            revoke_after: cli.revoke_after.or(demo.then_some(DEMO_REVOKE_AFTER)),
+            token_lifetime: cli
+                .token_lifetime_secs
+                .map(Duration::from_secs)
+                .or(demo.then_some(DEMO_TOKEN_LIFETIME)),
+        };
+        if o.body_bytes > MAX_BODY_BYTES {
+            return Err(format!(
+                "--body-bytes is at most {MAX_BODY_BYTES} (256 MiB), got {}",
+                o.body_bytes
+            ));
+        }
+        if o.requests == 0 || o.concurrency == 0 {
+            return Err("--requests and --concurrency must be at least 1".into());
+        }
+        if o.revoke_after == Some(0) {
+            return Err("--revoke-after must be at least 1".into());
+        }
+        if o.token_lifetime == Some(Duration::ZERO) {
+            return Err("--token-lifetime-secs must be at least 1".into());
+        }
+        if o.base_url.is_some() && (o.revoke_after.is_some() || o.token_lifetime.is_some()) {
+            return Err(
+                "--revoke-after and --token-lifetime-secs only apply to the embedded \
+                        mock, not with --base-url"
+                    .into(),
+            );
+        }
+        if o.method == MethodChoice::Mixed && o.path.is_some() {
+            return Err("--path does not combine with --method mixed".into());
+        }
+        Ok(o)
+    }
+}
+
+/// `NAME=VALUE`, split at the first `=`.
+fn name_value(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((name, value)) => Ok((name.to_owned(), value.to_owned())),
+        None => Err("expected NAME=VALUE".to_owned()),
+    }
+}
+
+/// A path that starts with `/`.
+fn absolute_path(path: &str) -> Result<String, String> {
+    if path.starts_with('/') {
+        Ok(path.to_owned())
+    } else {
+        Err("must start with '/'".to_owned())
+    }
+}
