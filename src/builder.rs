@@ -339,10 +339,11 @@ impl Builder {
     /// How long a scope set of a [`ScopePolicy::from_fn`] policy is kept unused before it
     /// is forgotten with its token. Default: 10 minutes.
     ///
-    /// Idle sets are swept out when a new scope set is added, so memory is bounded by the
-    /// sets in use, not by a count. A set is kept at least this long after its last
-    /// request and forgotten by a quarter more, given a new set to trigger the sweep. A
-    /// forgotten set's next request fetches a new token.
+    /// A background task, started with the first scope set, sweeps idle sets out, so
+    /// memory is bounded by the sets in use, not by a count. A set is kept at least this
+    /// long after its last request and forgotten within an eighth more. A forgotten set's
+    /// next request fetches a new token. The sweep runs on the runtime of the request that
+    /// started it; if that runtime is gone, the next new set starts another.
     pub fn scope_idle_timeout(mut self, idle: Duration) -> Self {
         self.scope_idle = idle;
         self

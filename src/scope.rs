@@ -12,7 +12,7 @@ use std::{
 
 use dashmap::DashMap;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
-use tokio::time::Instant;
+use tokio::{runtime::Handle, task::JoinHandle, time::Instant};
 
 use crate::{cache::Slot, config::Core, sync::lock, token::Scope};
 
@@ -101,11 +101,13 @@ impl ScopePolicy {
                 Slot::new(core.clone(), non_empty(Some(read))),
                 Slot::new(core, non_empty(Some(write))),
             ]),
-            Kind::Custom(f) => Slots::Dynamic(Box::new(Dynamic {
+            Kind::Custom(f) => Slots::Dynamic(Arc::new(Dynamic {
                 f,
                 known: DashMap::new(),
                 core,
-                epochs: Epochs::new(idle),
+                epoch: AtomicU64::new(0),
+                tick: (idle / IDLE_EPOCHS as u32).max(Duration::from_millis(1)),
+                sweeper: Mutex::new(None),
             })),
         }
     }
@@ -136,17 +138,29 @@ pub(crate) enum Slots {
     /// `read` at index 0, `write` at index 1 (see [`by_method_index`]).
     ByMethod([Arc<Slot>; 2]),
     /// Scope sets computed per request.
-    Dynamic(Box<Dynamic>),
+    Dynamic(Arc<Dynamic>),
 }
 
 /// The scope sets of a [`ScopePolicy::from_fn`] layer: a concurrent hash map, read under
-/// a shard's read lock, with idle sets swept out when a new set is added.
+/// a shard's read lock, with idle sets swept out by a background task.
+///
+/// The request path reads no clock. Time is counted in epochs of an eighth of the idle
+/// timeout, moved on by the sweeper; a request stores the current epoch in its slot (a
+/// write only when it changed). A slot last used in epoch `k` is dropped at the start of
+/// epoch `k + 9`: more than the idle timeout after its last use, at most an eighth more.
 pub(crate) struct Dynamic {
     f: Arc<ScopeFn>,
     known: DashMap<Option<Scope>, Arc<Slot>>,
     core: Arc<Core>,
-    epochs: Epochs,
+    epoch: AtomicU64,
+    tick: Duration,
+    /// The sweeper task, started with the first scope set on the runtime of that
+    /// request, and again if that runtime has gone.
+    sweeper: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// Epochs in an idle timeout.
+const IDLE_EPOCHS: u64 = 8;
 
 /// The slot index of a method under [`ScopePolicy::by_method`]: 0 for `read` (`GET`,
 /// `HEAD`, `OPTIONS`), 1 for `write`.
@@ -201,82 +215,66 @@ impl Dynamic {
         hit: impl FnOnce(&Arc<Slot>) -> T,
     ) -> Option<T> {
         let slot = self.known.get(scope)?;
-        self.epochs.mark(&slot);
+        let now = self.epoch.load(Ordering::Relaxed);
+        if slot.used_epoch.load(Ordering::Relaxed) != now {
+            slot.used_epoch.store(now, Ordering::Relaxed);
+        }
         Some(hit(&slot))
     }
 
     /// The slot of `scope`, made if it does not exist yet (cold: a request that needs a
-    /// token). Adding a set first sweeps out idle ones, at most once per epoch.
-    pub(crate) fn slot(&self, scope: &Option<Scope>) -> Arc<Slot> {
+    /// token).
+    pub(crate) fn slot(self: &Arc<Self>, scope: &Option<Scope>) -> Arc<Slot> {
         if let Some(slot) = self.with(scope, Arc::clone) {
             return slot;
         }
-        if let Some(epoch) = self.epochs.advance() {
-            // A slot last used before epoch `epoch - 4` has been idle for a whole timeout
-            // at least (see `Epochs`).
-            let before = epoch.saturating_sub(Epochs::IDLE_EPOCHS);
-            self.known
-                .retain(|_, slot| slot.used_epoch.load(Ordering::Relaxed) >= before);
-        }
+        self.keep_sweeping();
         let slot = self
             .known
             .entry(scope.clone())
             .or_insert_with(|| Slot::new(self.core.clone(), scope.clone()))
             .clone();
-        self.epochs.mark(&slot);
+        slot.used_epoch
+            .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
         slot
     }
-}
 
-/// Coarse time for idle sweeps, so that the request path reads no clock: a counter that
-/// moves on by one every quarter of the idle timeout, read when a new scope set is added.
-/// A request stores the current epoch in its slot (a write only when it changed).
-///
-/// A slot last used in epoch `k` is dropped once the epoch is `k + 5` or later: at least
-/// the whole timeout after its last use, at most a quarter more (or later, when no new
-/// scope set comes to trigger a sweep).
-struct Epochs {
-    current: AtomicU64,
-    /// When the current epoch started, and how long one lasts.
-    started: Mutex<Option<Instant>>,
-    length: Duration,
-}
-
-impl Epochs {
-    const IDLE_EPOCHS: u64 = 4;
-
-    fn new(idle: Duration) -> Self {
-        Self {
-            current: AtomicU64::new(0),
-            started: Mutex::new(None),
-            length: (idle / Self::IDLE_EPOCHS as u32).max(Duration::from_millis(1)),
+    /// Starts the sweeper if it is not running (first set, or its runtime is gone). It
+    /// holds the map weakly: it ends when the layer is dropped.
+    fn keep_sweeping(self: &Arc<Self>) {
+        let mut sweeper = lock(&self.sweeper);
+        if sweeper.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
         }
-    }
-
-    #[inline]
-    fn mark(&self, slot: &Slot) {
-        let now = self.current.load(Ordering::Relaxed);
-        if slot.used_epoch.load(Ordering::Relaxed) != now {
-            slot.used_epoch.store(now, Ordering::Relaxed);
-        }
-    }
-
-    /// Moves the epoch on by the whole epochs elapsed; the new epoch, if it moved.
-    fn advance(&self) -> Option<u64> {
-        let now = Instant::now();
-        let mut started = lock(&self.started);
-        let Some(start) = *started else {
-            *started = Some(now);
-            return None;
+        let Ok(runtime) = Handle::try_current() else {
+            // No runtime here: a later set, made on one, starts it.
+            return;
         };
-        let elapsed = now.saturating_duration_since(start);
-        let epochs = (elapsed.as_nanos() / self.length.as_nanos()) as u64;
-        if epochs == 0 {
-            return None;
+        let map = Arc::downgrade(self);
+        let tick = self.tick;
+        *sweeper = Some(runtime.spawn(async move {
+            let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
+            loop {
+                ticks.tick().await;
+                let Some(map) = map.upgrade() else { return };
+                map.sweep();
+            }
+        }));
+    }
+
+    /// Moves the epoch on and drops the slots idle for a whole timeout.
+    fn sweep(&self) {
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        self.known
+            .retain(|_, slot| slot.used_epoch.load(Ordering::Relaxed) + IDLE_EPOCHS >= epoch);
+    }
+}
+
+impl Drop for Dynamic {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.sweeper).take() {
+            task.abort();
         }
-        *started = Some(start + self.length * epochs.min(u32::MAX as u64) as u32);
-        let epoch = self.current.fetch_add(epochs, Ordering::Relaxed) + epochs;
-        Some(epoch)
     }
 }
 
