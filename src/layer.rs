@@ -9,7 +9,8 @@ use crate::{config::Core, handle::TokenHandle, scope::Slots, service::OAuth};
 /// Adds `Authorization: Bearer <token>` to every request, with cached, renewed tokens.
 ///
 /// Every service made by one layer (and its clones) shares one token cache. Build one
-/// with [`OAuthLayer::new`], [`OAuthLayer::builder`] or [`OAuthLayer::with_fetcher`];
+/// with `OAuthLayer::new`, `OAuthLayer::builder` (feature `https`) or
+/// [`OAuthLayer::with_fetcher`];
 /// the [`Builder`](crate::Builder) documents the settings.
 ///
 /// # Tokens and renewal

@@ -58,7 +58,7 @@
 //!
 //! - `https` (default): the built-in token client (hyper, hyper-util, rustls with the
 //!   webpki roots): `OAuthLayer::new`, `OAuthLayer::builder`, `fetch::HttpFetcher::https`.
-//! - `test-util`: [`mock`], an embedded mock SimpleDocs server for integration tests.
+//! - `test-util`: `mock`, an embedded mock SimpleDocs server for integration tests.
 //! - `tonic`: replayable `tonic::body::Body` request bodies.
 //!
 //! [tower]: https://docs.rs/tower

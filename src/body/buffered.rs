@@ -13,15 +13,13 @@ use http_body::Body;
 use http_body_util::{Empty, Full};
 
 use super::replayable::ReplayableBody;
+use crate::pool::{self, FreeList};
 
 /// Bodies longer than this are shared rather than copied (see [`BodyCopy`]).
 pub(crate) const COPY_BODY_MAX: usize = 512;
 
-/// Copy buffers kept per thread; more than this many free at once are dropped.
-const SPARE_COPIES: usize = 256;
-
 thread_local! {
-    static SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_BUFFERS: FreeList<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A small request body kept as a copy of its bytes, in a buffer reused per thread.
@@ -35,13 +33,8 @@ impl BodyCopy {
     /// Copies `data` (at most [`COPY_BODY_MAX`] bytes: longer bodies are shared instead).
     pub(crate) fn of(data: &[u8]) -> Self {
         debug_assert!(data.len() <= COPY_BODY_MAX);
-        // A buffer is taken from this thread's free list if it has one (the list is gone
-        // during thread teardown, or borrowed if a drop re-enters).
-        let spare = SPARE_BUFFERS
-            .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
-            .ok()
-            .flatten();
-        let mut buf = spare.unwrap_or_else(|| Vec::with_capacity(COPY_BODY_MAX));
+        let mut buf =
+            pool::take(&SPARE_BUFFERS).unwrap_or_else(|| Vec::with_capacity(COPY_BODY_MAX));
         buf.extend_from_slice(data);
         Self(buf)
     }
@@ -55,15 +48,8 @@ impl Drop for BodyCopy {
     fn drop(&mut self) {
         let mut buf = std::mem::take(&mut self.0);
         buf.clear();
-        // Never grown: every copy fits the capacity it was made with. Given back unless
-        // the list is full (or gone: during thread teardown it is simply dropped).
-        let _ = SPARE_BUFFERS.try_with(|spare| {
-            if let Ok(mut spare) = spare.try_borrow_mut() {
-                if spare.len() < SPARE_COPIES {
-                    spare.push(buf);
-                }
-            }
-        });
+        // Never grown: every copy fits the capacity it was made with.
+        pool::give(&SPARE_BUFFERS, buf);
     }
 }
 
