@@ -8,7 +8,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{advance, get, seen, send, Echo, Fetcher, Step};
+use common::{advance, body_of, bounded, get, seen, send, Echo, Fetcher, Step};
 use futures_util::FutureExt;
 use http::{header::AUTHORIZATION, HeaderValue, Request, Response};
 use http_body_util::{Empty, Full};
@@ -363,11 +363,7 @@ async fn a_full_body_reaches_the_inner_service_intact() {
         .body(Full::new(Bytes::from_static(b"hello world")))
         .unwrap();
     let res = send(&mut svc, req).await.unwrap();
-    let body = http_body_util::BodyExt::collect(res.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(&body[..], b"hello world");
+    assert_eq!(&body_of(res).await[..], b"hello world");
 }
 
 #[tokio::test(start_paused = true)]
@@ -487,9 +483,8 @@ fn a_fetch_cut_off_by_its_runtime_shutting_down_is_started_again_on_the_next_req
     drop(first);
     let sent = runtime().block_on(async {
         let svc = layer.layer(Echo::default());
-        let res = tokio::time::timeout(10 * SEC, svc.oneshot(get("/x")))
+        let res = bounded(10 * SEC, svc.oneshot(get("/x")))
             .await
-            .expect("bounded")
             .expect("a new fetch, not the dead one's error");
         seen(&res).map(str::to_owned)
     });

@@ -15,29 +15,19 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{get, seen, Echo, Fetcher, Step};
+use common::{body_of, bounded, get, invalid_client, seen, Echo, Fetcher, Step};
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tower::{retry::Policy, timeout::error::Elapsed, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth::{BoxError, Error, ErrorKind, FetchReason, OAuthLayer, TokenStatus};
 
-/// Fails the test instead of hanging it; generous, since paused time jumps ahead anyway.
-async fn guard<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(300), fut)
-        .await
-        .expect("the test scenario did not finish")
-}
+/// How long a scenario may take before it fails instead of hanging; generous, since
+/// paused time jumps ahead anyway.
+const LIMIT: Duration = Duration::from_secs(300);
 
 /// A fetcher answering `tok-<n>` tokens valid for an hour, after `delay`.
 fn fetcher(delay: Duration) -> Fetcher {
     Fetcher::tokens(Duration::from_secs(3600), delay)
-}
-
-fn token_step(delay: Duration) -> Step {
-    Step::Token {
-        lifetime: Some(Duration::from_secs(3600)),
-        delay,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,7 +242,11 @@ async fn a_retry_around_the_layer_recovers_from_retryable_fetch_failures_within_
 {
     // Two refused connections, then a token. With no retry budget of its own, the layer
     // hands each failure to the caller, and the retry policy tries again.
-    let fetcher = Fetcher::script(vec![Step::Io, Step::Io, token_step(Duration::ZERO)]);
+    let fetcher = Fetcher::script(vec![
+        Step::Io,
+        Step::Io,
+        Step::token(Duration::from_secs(3600)),
+    ]);
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
         .retry_budget(Duration::ZERO)
         .build();
@@ -264,7 +258,9 @@ async fn a_retry_around_the_layer_recovers_from_retryable_fetch_failures_within_
         .layer(layer.clone())
         .service(echo.clone());
 
-    let res = guard(svc.oneshot(get("/workflows"))).await.unwrap();
+    let res = bounded(LIMIT, svc.oneshot(get("/workflows")))
+        .await
+        .unwrap();
 
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(seen(&res), Some("Bearer tok-3"));
@@ -290,7 +286,9 @@ async fn a_retry_around_the_layer_does_not_retry_errors_marked_not_retryable() {
         .layer(layer)
         .service(Echo::default());
 
-    let err = guard(svc.oneshot(get("/workflows"))).await.unwrap_err();
+    let err = bounded(LIMIT, svc.oneshot(get("/workflows")))
+        .await
+        .unwrap_err();
 
     let err = err.downcast_ref::<Error>().expect("a tower_oauth::Error");
     assert_eq!(err.kind(), ErrorKind::InvalidClient);
@@ -311,7 +309,9 @@ async fn an_overall_timeout_around_a_retry_bounds_fetches_that_keep_failing() {
         .layer(layer.clone())
         .service(Echo::default());
 
-    let err = guard(svc.oneshot(get("/workflows"))).await.unwrap_err();
+    let err = bounded(LIMIT, svc.oneshot(get("/workflows")))
+        .await
+        .unwrap_err();
 
     assert!(err.is::<Elapsed>(), "the overall timeout ends it: {err}");
     // Attempts at 0, 1, 2, 3 and 4 s, each after the previous failure's cooldown.
@@ -341,7 +341,9 @@ async fn per_attempt_timeouts_inside_a_retry_join_the_fetch_in_flight_instead_of
         .layer(layer)
         .service(echo.clone());
 
-    let res = guard(svc.oneshot(get("/workflows"))).await.unwrap();
+    let res = bounded(LIMIT, svc.oneshot(get("/workflows")))
+        .await
+        .unwrap();
 
     assert_eq!(seen(&res), Some("Bearer tok-1"));
     assert_eq!(policy.retries(), 2);
@@ -361,7 +363,7 @@ async fn a_timeout_that_fires_while_a_token_is_fetched_does_not_cancel_the_fetch
     let patient = layer.layer(echo.clone());
 
     // The impatient request is polled first, so its call starts the fetch.
-    let (first, second) = guard(async {
+    let (first, second) = bounded(LIMIT, async {
         tokio::join!(
             impatient.oneshot(get("/first")),
             patient.clone().oneshot(get("/second"))
@@ -384,7 +386,9 @@ async fn a_timeout_that_fires_while_a_token_is_fetched_does_not_cancel_the_fetch
         "the timed-out request never reached the inner service"
     );
 
-    let res = guard(patient.oneshot(get("/third"))).await.unwrap();
+    let res = bounded(LIMIT, patient.oneshot(get("/third")))
+        .await
+        .unwrap();
     assert_eq!(seen(&res), Some("Bearer tok-1"));
     assert_eq!(fetcher.calls(), 1);
 }
@@ -399,7 +403,7 @@ async fn a_fetch_abandoned_by_its_only_caller_still_installs_the_token() {
         .layer(layer.clone())
         .service(echo.clone());
 
-    let err = guard(impatient.clone().oneshot(get("/first")))
+    let err = bounded(LIMIT, impatient.clone().oneshot(get("/first")))
         .await
         .unwrap_err();
     assert!(err.is::<Elapsed>());
@@ -408,7 +412,9 @@ async fn a_fetch_abandoned_by_its_only_caller_still_installs_the_token() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(layer.handle().state()[0].status, TokenStatus::Fresh);
 
-    let res = guard(impatient.oneshot(get("/second"))).await.unwrap();
+    let res = bounded(LIMIT, impatient.oneshot(get("/second")))
+        .await
+        .unwrap();
     assert_eq!(seen(&res), Some("Bearer tok-1"));
     assert_eq!(fetcher.calls(), 1);
     assert_eq!(echo.calls(), 1);
@@ -429,7 +435,9 @@ async fn a_timeout_inside_the_layer_does_not_count_the_wait_for_a_token() {
         .timeout(Duration::from_secs(1))
         .service(echo.clone());
 
-    let res = guard(svc.oneshot(get("/workflows"))).await.unwrap();
+    let res = bounded(LIMIT, svc.oneshot(get("/workflows")))
+        .await
+        .unwrap();
 
     assert_eq!(seen(&res), Some("Bearer tok-1"));
     assert_eq!(fetcher.calls(), 1);
@@ -446,11 +454,13 @@ async fn a_timeout_inside_the_layer_reaches_the_caller_unchanged_and_keeps_the_t
         .timeout(Duration::from_secs(1))
         .service(backend.clone());
 
-    let err = guard(svc.clone().oneshot(get("/slow"))).await.unwrap_err();
+    let err = bounded(LIMIT, svc.clone().oneshot(get("/slow")))
+        .await
+        .unwrap_err();
     assert!(err.is::<Elapsed>(), "the inner timeout's own error: {err}");
     assert!(err.downcast_ref::<Error>().is_none());
 
-    let err = guard(svc.oneshot(get("/slow"))).await.unwrap_err();
+    let err = bounded(LIMIT, svc.oneshot(get("/slow"))).await.unwrap_err();
     assert!(err.is::<Elapsed>());
     assert_eq!(
         fetcher.calls(),
@@ -478,7 +488,7 @@ async fn a_retry_inside_the_layer_resends_with_the_same_token_and_fetches_once()
         .retry(policy.clone())
         .service(backend.clone());
 
-    let res = guard(svc.oneshot(get("/flaky"))).await.unwrap();
+    let res = bounded(LIMIT, svc.oneshot(get("/flaky"))).await.unwrap();
 
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(seen(&res), Some("Bearer tok-1"));
@@ -501,7 +511,7 @@ async fn a_buffer_around_the_layer_shares_one_fetch_among_all_queued_requests() 
         .layer(layer)
         .service(echo.clone());
 
-    let responses = guard(send_concurrently(svc, 32)).await;
+    let responses = bounded(LIMIT, send_concurrently(svc, 32)).await;
 
     assert_eq!(responses.len(), 32);
     assert!(responses.iter().all(|r| seen(r) == Some("Bearer tok-1")));
@@ -521,7 +531,7 @@ async fn a_buffer_inside_the_layer_carries_authorized_requests_and_their_replays
         .buffer(4)
         .service(backend.clone());
 
-    let responses = guard(send_concurrently(svc, 32)).await;
+    let responses = bounded(LIMIT, send_concurrently(svc, 32)).await;
 
     assert!(responses
         .iter()
@@ -547,7 +557,7 @@ async fn a_concurrency_limit_around_the_layer_bounds_requests_waiting_for_the_to
         .layer(layer)
         .service(backend.clone());
 
-    let responses = guard(send_concurrently(svc, 20)).await;
+    let responses = bounded(LIMIT, send_concurrently(svc, 20)).await;
 
     assert!(responses.iter().all(|r| seen(r) == Some("Bearer tok-1")));
     assert_eq!(fetcher.calls(), 1);
@@ -567,7 +577,7 @@ async fn a_concurrency_limit_inside_the_layer_is_called_through_the_instance_pol
         .concurrency_limit(3)
         .service(backend.clone());
 
-    let responses = guard(send_concurrently(svc, 20)).await;
+    let responses = bounded(LIMIT, send_concurrently(svc, 20)).await;
 
     assert!(responses.iter().all(|r| seen(r) == Some("Bearer tok-2")));
     assert_eq!(fetcher.calls(), 2);
@@ -610,8 +620,7 @@ async fn clones_of_a_full_stack_used_from_fifty_tasks_share_one_fetch() {
                         .unwrap();
                     let res = svc.clone().oneshot(req).await.expect("request failed");
                     assert_eq!(seen(&res), Some("Bearer tok-1"));
-                    let got = res.into_body().collect().await.unwrap().to_bytes();
-                    assert_eq!(got, body.as_bytes());
+                    assert_eq!(body_of(res).await, body.as_bytes());
                     ok += 1;
                 }
                 ok
@@ -620,7 +629,7 @@ async fn clones_of_a_full_stack_used_from_fifty_tasks_share_one_fetch() {
         .collect();
     let mut ok = 0;
     for task in tasks {
-        ok += guard(task).await.expect("a task panicked");
+        ok += bounded(LIMIT, task).await.expect("a task panicked");
     }
 
     assert_eq!(ok, TASKS * REQUESTS);
@@ -631,20 +640,8 @@ async fn clones_of_a_full_stack_used_from_fifty_tasks_share_one_fetch() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Helpers
+// Capacity reserved with poll_ready while the token is fetched
 // ---------------------------------------------------------------------------------------------
-
-/// An `invalid_client` error, as the built-in fetcher makes it from the server's answer.
-fn invalid_client() -> Error {
-    let err = tower_oauth::fetch::parse_token_response(
-        StatusCode::UNAUTHORIZED,
-        &http::HeaderMap::new(),
-        br#"{"error":"invalid_client"}"#,
-    )
-    .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidClient);
-    err
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_request_waiting_for_its_token_keeps_the_permit_its_caller_reserved() {
@@ -672,7 +669,7 @@ async fn a_request_waiting_for_its_token_keeps_the_permit_its_caller_reserved() 
             again.is_pending(),
             "the only permit went with the request (warm {warm})"
         );
-        let res = guard(first).await.unwrap();
+        let res = bounded(LIMIT, first).await.unwrap();
         assert_eq!(seen(&res), Some("Bearer tok-1"), "warm {warm}");
     }
 }
@@ -703,7 +700,7 @@ async fn a_worker_that_waits_for_capacity_before_taking_a_job_is_answered_from_a
     });
     for i in 0..3 {
         jobs_tx.send(get(&format!("/{i}"))).await.unwrap();
-        let answer = guard(done.recv()).await.expect("the worker lives");
+        let answer = bounded(LIMIT, done.recv()).await.expect("the worker lives");
         assert_eq!(answer.unwrap(), StatusCode::OK, "job {i}");
     }
     worker.abort();
@@ -738,7 +735,7 @@ async fn a_fetcher_needing_the_only_permit_a_waiting_request_holds_fails_with_a_
                 permits,
             ))
             .service(Echo::default());
-        let result = guard(svc.oneshot(get("/x"))).await;
+        let result = bounded(LIMIT, svc.oneshot(get("/x"))).await;
         match (result, works) {
             (Ok(res), true) => assert_eq!(seen(&res), Some("Bearer tok-1")),
             (Err(err), false) => {

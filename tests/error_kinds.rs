@@ -20,7 +20,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{get, Echo};
+use common::{bounded, creds, get, mock_creds, quick, token_failure, Echo};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -36,15 +36,6 @@ use tower_oauth::{
 const SECRET: &str = "kinds-S3CR3T-9f2c";
 /// A wrong secret, sent to the real mock; no error may show it either.
 const WRONG_SECRET: &str = "wrong-S3CR3T-41d7";
-
-/// Small timeouts and no retry budget, so every failure reaches the caller at once.
-fn quick(builder: Builder) -> Builder {
-    builder
-        .fetch_timeout(Duration::from_millis(200))
-        .retry_budget(Duration::ZERO)
-        .initial_backoff(Duration::from_millis(1))
-        .max_backoff(Duration::from_millis(5))
-}
 
 /// The same credentials behind both fetchers: the built-in client, and `HttpFetcher::new`
 /// over a plain hyper-util client.
@@ -62,28 +53,8 @@ fn layers(
     vec![("built-in client", builtin), ("hyper-util client", custom)]
 }
 
-fn creds(url: &str) -> ClientCredentials {
-    ClientCredentials::new(url, "kinds-client", SECRET)
-}
-
-/// Sends one request through `layer`; it must fail with a token error, without ever
-/// reaching the inner service.
-async fn failure(layer: &OAuthLayer) -> Error {
-    let echo = Echo::default();
-    let svc = layer.layer(echo.clone());
-    let res = tokio::time::timeout(Duration::from_secs(10), svc.oneshot(get("/")))
-        .await
-        .expect("the request finishes");
-    let err = match res {
-        Ok(res) => panic!("expected a token failure, got {}", res.status()),
-        Err(err) => err,
-    };
-    assert_eq!(echo.calls(), 0, "no request goes out without a token");
-    match err.downcast_ref::<Error>() {
-        Some(err) => err.clone(),
-        None => panic!("not a tower_oauth::Error: {err:?}"),
-    }
-}
+/// How long one request may take to fail.
+const LIMIT: Duration = Duration::from_secs(10);
 
 /// The checks every error gets: kind, retryability, a lowercase text of our own, no secret.
 fn check(via: &str, err: &Error, kind: ErrorKind, retryable: bool) {
@@ -115,8 +86,8 @@ async fn mock_failure(failure_knob: TokenFailure) -> Vec<(&'static str, Error)> 
     let mock = MockServer::start().await.unwrap();
     mock.fail_token_requests(usize::MAX, failure_knob);
     let mut out = Vec::new();
-    for (via, layer) in layers(creds(&mock.token_url()), quick) {
-        let err = failure(&layer).await;
+    for (via, layer) in layers(creds(&mock.token_url(), SECRET), quick) {
+        let err = token_failure(&layer, LIMIT).await;
         assert_eq!(layer.handle().fetches(), 1, "{via}: no budget, one fetch");
         out.push((via, err));
     }
@@ -176,7 +147,7 @@ async fn a_wrong_secret_is_an_invalid_client_error_whatever_the_auth_method() {
             .auth_method(method);
         for (via, layer) in layers(wrong, quick) {
             let via = &format!("{via}, {method:?}");
-            let err = failure(&layer).await;
+            let err = token_failure(&layer, LIMIT).await;
             check(via, &err, ErrorKind::InvalidClient, false);
             assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED), "{via}");
             // Warming up fails fast with the same kind.
@@ -199,7 +170,7 @@ async fn a_scope_beyond_the_application_is_an_invalid_scope_error() {
     let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret())
         .scope("read write");
     for (via, layer) in layers(creds, quick) {
-        let err = failure(&layer).await;
+        let err = token_failure(&layer, LIMIT).await;
         check(via, &err, ErrorKind::InvalidScope, false);
         assert_eq!(err.oauth_error(), Some("invalid_scope"), "{via}");
     }
@@ -213,7 +184,7 @@ async fn no_scope_for_a_read_write_application_is_an_invalid_scope_error_with_th
     let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret());
     assert!(creds.configured_scope().is_none());
     for (via, layer) in layers(creds, quick) {
-        let err = failure(&layer).await;
+        let err = token_failure(&layer, LIMIT).await;
         check(via, &err, ErrorKind::InvalidScope, false);
         assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST), "{via}");
         assert_eq!(err.oauth_error(), Some("invalid_scope"), "{via}");
@@ -369,8 +340,8 @@ async fn closed_port() -> u16 {
 #[tokio::test]
 async fn a_refused_connection_is_a_retryable_transport_error() {
     let url = format!("http://127.0.0.1:{}/token", closed_port().await);
-    for (via, layer) in layers(creds(&url), quick) {
-        let err = failure(&layer).await;
+    for (via, layer) in layers(creds(&url, SECRET), quick) {
+        let err = token_failure(&layer, LIMIT).await;
         check(via, &err, ErrorKind::Transport, true);
         assert_eq!(err.status(), None, "{via}");
         assert!(
@@ -417,8 +388,8 @@ async fn retryable_failures_are_retried_within_the_budget_and_others_are_not() {
         usize::MAX,
         TokenFailure::Body(StatusCode::BAD_GATEWAY, "text/html", "<html>down</html>"),
     );
-    for (via, layer) in layers(creds(&url), with_budget) {
-        let err = failure(&layer).await;
+    for (via, layer) in layers(creds(&url, SECRET), with_budget) {
+        let err = token_failure(&layer, LIMIT).await;
         check(via, &err, ErrorKind::HttpStatus, true);
         assert!(
             layer.handle().fetches() >= 2,
@@ -432,8 +403,8 @@ async fn retryable_failures_are_retried_within_the_budget_and_others_are_not() {
         usize::MAX,
         TokenFailure::Body(StatusCode::UNAUTHORIZED, "application/json", body),
     );
-    for (via, layer) in layers(creds(&url), with_budget) {
-        let err = failure(&layer).await;
+    for (via, layer) in layers(creds(&url, SECRET), with_budget) {
+        let err = token_failure(&layer, LIMIT).await;
         check(via, &err, ErrorKind::InvalidClient, false);
         assert_eq!(layer.handle().fetches(), 1, "{via}: not retried");
     }
@@ -442,8 +413,8 @@ async fn retryable_failures_are_retried_within_the_budget_and_others_are_not() {
         usize::MAX,
         TokenFailure::Body(StatusCode::OK, "text/plain", "ok"),
     );
-    for (via, layer) in layers(creds(&url), with_budget) {
-        let err = failure(&layer).await;
+    for (via, layer) in layers(creds(&url, SECRET), with_budget) {
+        let err = token_failure(&layer, LIMIT).await;
         check(via, &err, ErrorKind::MalformedResponse, false);
         assert_eq!(layer.handle().fetches(), 1, "{via}: not retried");
     }
@@ -452,19 +423,13 @@ async fn retryable_failures_are_retried_within_the_budget_and_others_are_not() {
 #[tokio::test]
 async fn a_retryable_failure_followed_by_success_gives_a_token() {
     let mock = MockServer::start().await.unwrap();
-    let url = mock.token_url();
-    let creds = ClientCredentials::new(&url, mock.client_id(), mock.client_secret()).scope("read");
-    for (via, layer) in layers(creds, with_budget) {
+    for (via, layer) in layers(mock_creds(&mock), with_budget) {
         mock.fail_token_requests(1, TokenFailure::CloseConnection);
         mock.push_token_failures(1, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
         let echo = Echo::default();
-        let res = tokio::time::timeout(
-            Duration::from_secs(10),
-            layer.layer(echo.clone()).oneshot(get("/")),
-        )
-        .await
-        .expect("bounded")
-        .unwrap_or_else(|e| panic!("{via}: {e}"));
+        let res = bounded(LIMIT, layer.layer(echo.clone()).oneshot(get("/")))
+            .await
+            .unwrap_or_else(|e| panic!("{via}: {e}"));
         assert!(
             common::seen(&res).is_some_and(|a| a.starts_with("Bearer sdk_")),
             "{via}"
@@ -525,20 +490,16 @@ impl Service<Request<Full<Bytes>>> for Failing {
 #[tokio::test]
 async fn errors_of_the_inner_service_pass_through_unchanged() {
     let mock = MockServer::start().await.unwrap();
-    let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret())
-        .scope("read");
-    for (via, layer) in layers(creds, quick) {
+    for (via, layer) in layers(mock_creds(&mock), quick) {
         for in_ready in [false, true] {
             let inner = Failing {
                 in_ready,
                 calls: Arc::default(),
             };
             let svc = layer.layer(inner.clone());
-            let err: BoxError =
-                tokio::time::timeout(Duration::from_secs(10), svc.oneshot(get("/")))
-                    .await
-                    .expect("bounded")
-                    .expect_err("the inner service fails");
+            let err: BoxError = bounded(LIMIT, svc.oneshot(get("/")))
+                .await
+                .expect_err("the inner service fails");
             assert!(
                 err.downcast_ref::<Error>().is_none(),
                 "{via}: not wrapped: {err:?}"
@@ -609,19 +570,18 @@ async fn a_fetch_that_panics_is_a_cancelled_error_and_a_later_request_fetches_ag
     });
     // No retry budget: the panic reaches the request as the failed fetch it is.
     let layer = quick(OAuthLayer::with_fetcher(fetcher)).build();
-    let err = failure(&layer).await;
+    let err = token_failure(&layer, LIMIT).await;
     check("panicking fetcher", &err, ErrorKind::Cancelled, true);
     assert!(err.to_string().contains("panicked"), "{err}");
 
     // The slot is not left waiting on the dead fetch: after the cooldown (the backoff
     // delay, at most 5 ms here) the next request fetches anew.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let res = tokio::time::timeout(
+    let res = bounded(
         Duration::from_secs(5),
         layer.layer(Echo::default()).oneshot(get("/")),
     )
     .await
-    .expect("bounded")
     .unwrap_or_else(|e| panic!("the next request gets a token: {e:?}"));
     assert_eq!(common::seen(&res), Some("Bearer tok-after-panic"));
     assert_eq!(calls.load(Ordering::SeqCst), 2);

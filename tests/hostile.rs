@@ -16,7 +16,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{get, seen, Echo};
+use common::{bounded, creds, get, mock_creds, quick, seen, token_failure, Echo};
 use http::{header::AUTHORIZATION, HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
@@ -206,41 +206,13 @@ fn json_200(body: &[u8]) -> Vec<u8> {
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn creds(url: &str) -> ClientCredentials {
-    ClientCredentials::new(url, "hostile-client", SECRET)
-}
+/// How long one request may take to fail.
+const LIMIT: Duration = Duration::from_secs(15);
 
-/// No retries, so each hostile answer is fetched once and its error comes back at once.
-fn quick(creds: ClientCredentials) -> Builder {
-    OAuthLayer::builder(creds)
-        .fetch_timeout(Duration::from_secs(5))
-        .retry_budget(Duration::ZERO)
-        .initial_backoff(Duration::from_millis(1))
-        .max_backoff(Duration::from_millis(5))
-}
-
-/// One request through `layer`; it must fail with a token error.
-async fn failure(layer: &OAuthLayer) -> Error {
-    let echo = Echo::default();
-    let res = tokio::time::timeout(
-        Duration::from_secs(15),
-        layer.layer(echo.clone()).oneshot(get("/")),
-    )
-    .await
-    .expect("the request finishes");
-    let err = match res {
-        Ok(res) => panic!(
-            "expected a token failure, got {} with {:?}",
-            res.status(),
-            seen(&res)
-        ),
-        Err(err) => err,
-    };
-    assert_eq!(echo.calls(), 0, "nothing is sent without a usable token");
-    match err.downcast_ref::<Error>() {
-        Some(err) => err.clone(),
-        None => panic!("not a tower_oauth::Error: {err:?}"),
-    }
+/// No retries, so each hostile answer is fetched once and its error comes back at once;
+/// a 5 s fetch timeout leaves room for the answer to arrive whole.
+fn one_fetch(creds: ClientCredentials) -> Builder {
+    quick(OAuthLayer::builder(creds)).fetch_timeout(Duration::from_secs(5))
 }
 
 /// Neither the token text nor the secret in the error, and no line breaks or other
@@ -379,8 +351,8 @@ fn table() -> Vec<Case> {
 async fn every_hostile_token_response_gives_its_typed_error_without_the_token() {
     for case in table() {
         let endpoint = Endpoint::start(Answer::Bytes(case.wire.clone())).await;
-        let layer = quick(creds(&endpoint.url())).build();
-        let err = failure(&layer).await;
+        let layer = one_fetch(creds(&endpoint.url(), SECRET)).build();
+        let err = token_failure(&layer, LIMIT).await;
         assert_eq!(err.kind(), case.kind, "{}: {err:?}", case.name);
         assert_eq!(err.is_retryable(), case.retryable, "{}: {err:?}", case.name);
         assert_clean(case.name, &err, case.token);
@@ -440,10 +412,10 @@ async fn an_endless_body_is_cut_at_the_limit_instead_of_read_forever() {
         })
         .await;
         // A long fetch timeout: only the size limit can end this in time.
-        let layer = quick(creds(&endpoint.url()))
+        let layer = one_fetch(creds(&endpoint.url(), SECRET))
             .fetch_timeout(Duration::from_secs(30))
             .build();
-        let err = failure(&layer).await;
+        let err = token_failure(&layer, LIMIT).await;
         assert_eq!(
             err.kind(),
             ErrorKind::MalformedResponse,
@@ -472,10 +444,10 @@ async fn a_body_dripping_a_byte_at_a_time_hits_the_fetch_timeout() {
             every: Duration::from_millis(100),
         })
         .await;
-        let layer = quick(creds(&endpoint.url()))
+        let layer = one_fetch(creds(&endpoint.url(), SECRET))
             .fetch_timeout(Duration::from_millis(500))
             .build();
-        let err = failure(&layer).await;
+        let err = token_failure(&layer, LIMIT).await;
         assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
         assert!(err.is_retryable());
         assert_clean("drip", &err, "TOK-DRIP");
@@ -495,8 +467,8 @@ async fn hostile_error_descriptions_are_kept_short_and_printable() {
         Framing::Length,
     )))
     .await;
-    let layer = quick(creds(&endpoint.url())).build();
-    let err = failure(&layer).await;
+    let layer = one_fetch(creds(&endpoint.url(), SECRET)).build();
+    let err = token_failure(&layer, LIMIT).await;
     // A forged code is not `invalid_client`: it is some other OAuth error.
     assert_eq!(err.kind(), ErrorKind::OAuth, "{err:?}");
     assert_clean("forged description", &err, "\u{1b}");
@@ -514,11 +486,6 @@ async fn hostile_error_descriptions_are_kept_short_and_printable() {
 // ---------------------------------------------------------------------------------------
 // Lifetimes
 // ---------------------------------------------------------------------------------------
-
-/// The mock's credentials, asking for `read` (its application must name a scope).
-fn mock_creds(mock: &MockServer) -> ClientCredentials {
-    ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret()).scope("read")
-}
 
 #[tokio::test]
 async fn a_zero_or_missing_expires_in_means_the_default_lifetime() {
@@ -604,9 +571,8 @@ async fn a_huge_expires_in_is_clamped_to_the_max_lifetime_without_a_renewal_loop
 
     // The next request gets a new token.
     tokio::time::resume();
-    let res = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(get("/")))
+    let res = bounded(Duration::from_secs(10), svc.clone().oneshot(get("/")))
         .await
-        .expect("bounded")
         .unwrap();
     assert_ne!(seen(&res), Some(first.as_str()));
     assert_eq!(handle.fetches(), 2);
@@ -622,9 +588,7 @@ async fn a_huge_expires_in_works_even_with_an_unbounded_max_lifetime() {
         .retry_budget(Duration::ZERO)
         .build();
     let echo = Echo::default();
-    let res = tokio::time::timeout(Duration::from_secs(10), layer.layer(echo).oneshot(get("/")))
-        .await
-        .expect("bounded");
+    let res = bounded(Duration::from_secs(10), layer.layer(echo).oneshot(get("/"))).await;
     let res = res.unwrap_or_else(|e| panic!("the token should be usable: {e:?}"));
     assert!(seen(&res).is_some_and(|a| a.starts_with("Bearer sdk_")));
     assert_eq!(layer.handle().state()[0].status, TokenStatus::Fresh);
@@ -639,12 +603,11 @@ async fn an_unbounded_retry_budget_retries_instead_of_failing() {
         .initial_backoff(Duration::from_millis(1))
         .max_backoff(Duration::from_millis(5))
         .build();
-    let res = tokio::time::timeout(
+    let res = bounded(
         Duration::from_secs(10),
         layer.layer(Echo::default()).oneshot(get("/")),
     )
-    .await
-    .expect("bounded");
+    .await;
     let res = res.unwrap_or_else(|e| panic!("retried until the endpoint recovered: {e:?}"));
     assert!(seen(&res).is_some());
     assert_eq!(layer.handle().fetches(), 3);
@@ -657,8 +620,8 @@ async fn an_unbounded_retry_budget_retries_instead_of_failing() {
 #[tokio::test]
 async fn plain_http_to_a_host_off_loopback_is_refused_before_connecting() {
     // `.invalid` never resolves; the refusal comes before any lookup or connection.
-    let layer = quick(creds("http://example.invalid/token")).build();
-    let err = failure(&layer).await;
+    let layer = one_fetch(creds("http://example.invalid/token", SECRET)).build();
+    let err = token_failure(&layer, LIMIT).await;
     assert_eq!(err.kind(), ErrorKind::Config, "{err:?}");
     assert!(!err.is_retryable());
     assert_clean("config", &err, SECRET);
@@ -672,18 +635,17 @@ async fn plain_http_to_a_host_off_loopback_is_refused_before_connecting() {
     );
     let refused =
         ClientCredentials::new(&mapped, mock.client_id(), mock.client_secret()).scope("read");
-    let err = failure(&quick(refused.clone()).build()).await;
+    let err = token_failure(&one_fetch(refused.clone()).build(), LIMIT).await;
     assert_eq!(err.kind(), ErrorKind::Config, "{err:?}");
     assert_eq!(mock.stats().token_requests, 0, "refused before connecting");
 
     // Allowed: the request goes out (it succeeds where IPv6 is available).
-    let layer = quick(refused.allow_insecure_http(true)).build();
-    let res = tokio::time::timeout(
+    let layer = one_fetch(refused.allow_insecure_http(true)).build();
+    let res = bounded(
         Duration::from_secs(10),
         layer.layer(Echo::default()).oneshot(get("/")),
     )
-    .await
-    .expect("bounded");
+    .await;
     match res {
         Ok(res) => {
             assert!(seen(&res).is_some());
@@ -706,8 +668,8 @@ async fn plain_http_to_a_host_off_loopback_is_refused_before_connecting() {
         .local_addr()
         .unwrap()
         .port();
-    let closed = creds(&format!("http://127.0.0.1:{port}/token")).allow_insecure_http(true);
-    let err = failure(&quick(closed).build()).await;
+    let closed = creds(&format!("http://127.0.0.1:{port}/token"), SECRET).allow_insecure_http(true);
+    let err = token_failure(&one_fetch(closed).build(), LIMIT).await;
     assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
 }
 
@@ -758,7 +720,7 @@ async fn a_token_url_that_is_not_whole_is_refused_at_construction_and_nothing_is
             }
             Ok(creds) => {
                 // What the crate did with it: a token request, sent somewhere.
-                let _ = failure(&quick(creds).build()).await;
+                let _ = token_failure(&one_fetch(creds).build(), LIMIT).await;
                 accepted.push(url);
             }
         }
@@ -770,8 +732,8 @@ async fn a_token_url_that_is_not_whole_is_refused_at_construction_and_nothing_is
         if connected.is_ok() { "" } else { "not " }
     );
     // The witness works: a valid url to it is connected to.
-    let creds = creds(&format!("http://127.0.0.1:{port}/token"));
-    let fetch = tokio::spawn(async move { failure(&quick(creds).build()).await });
+    let creds = creds(&format!("http://127.0.0.1:{port}/token"), SECRET);
+    let fetch = tokio::spawn(async move { token_failure(&one_fetch(creds).build(), LIMIT).await });
     let connected = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
     assert!(matches!(connected, Ok(Ok(_))), "a valid url connects");
     fetch.abort();
@@ -782,7 +744,7 @@ async fn a_request_with_its_own_authorization_is_passed_through_untouched() {
     let mock = MockServer::start().await.unwrap();
     // Even a broken token endpoint does not matter: it is never asked.
     mock.fail_token_requests(usize::MAX, TokenFailure::Hang);
-    let layer = quick(mock_creds(&mock)).build();
+    let layer = one_fetch(mock_creds(&mock)).build();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     // An inner service that always says "token expired", which would normally be replayed.
@@ -807,9 +769,8 @@ async fn a_request_with_its_own_authorization_is_passed_through_untouched() {
         let mut req = get("/");
         req.headers_mut()
             .insert(AUTHORIZATION, own.parse().unwrap());
-        let res = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(req))
+        let res = bounded(Duration::from_secs(5), svc.clone().oneshot(req))
             .await
-            .expect("bounded")
             .unwrap();
         assert_eq!(
             res.status(),
@@ -839,8 +800,8 @@ async fn redirects_from_the_token_endpoint_are_never_followed() {
         );
         let endpoint = Endpoint::start(Answer::Bytes(wire.into_bytes())).await;
         let creds = ClientCredentials::new(&endpoint.url(), mock.client_id(), mock.client_secret());
-        let layer = quick(creds).build();
-        let err = failure(&layer).await;
+        let layer = one_fetch(creds).build();
+        let err = token_failure(&layer, LIMIT).await;
         assert_eq!(err.kind(), ErrorKind::HttpStatus, "{status}: {err:?}");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(status));
         assert!(!err.is_retryable(), "{status}");

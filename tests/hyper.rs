@@ -1,12 +1,15 @@
 //! The layer around hyper-util's legacy client, over real loopback connections to the
 //! embedded mock SimpleDocs server.
 
-use std::{future::Future, time::Duration};
+mod common;
+
+use std::time::Duration;
 
 use bytes::Bytes;
+use common::{body_of, bounded};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body::Frame;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{combinators::BoxBody, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
@@ -16,12 +19,8 @@ use hyper_util::{
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth::{mock::MockServer, BoxError, ClientCredentials, OAuthLayer};
 
-/// Fails the test instead of hanging it.
-async fn guard<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(30), fut)
-        .await
-        .expect("the test scenario did not finish")
-}
+/// How long a scenario over loopback may take before it fails instead of hanging.
+const LIMIT: Duration = Duration::from_secs(30);
 
 /// The client an application would use: rustls for `https://`, plain TCP for `http://`.
 fn client<B>() -> Client<HttpsConnector<HttpConnector>, B>
@@ -76,21 +75,13 @@ fn document(seed: u8, len: usize) -> Bytes {
         .into()
 }
 
-async fn body_of<B>(res: Response<B>) -> Bytes
-where
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    res.into_body().collect().await.unwrap().to_bytes()
-}
-
 #[tokio::test]
 async fn gets_through_a_hyper_client_share_one_token() {
     let mock = MockServer::start().await.unwrap();
     let layer = layer(&mock, "read write");
     let svc = layer.layer(client::<Full<Bytes>>());
 
-    guard(async {
+    bounded(LIMIT, async {
         for _ in 0..3 {
             let res = svc.clone().oneshot(get(&mock)).await.unwrap();
             assert_eq!(res.status(), StatusCode::OK);
@@ -119,7 +110,9 @@ async fn after_revocation_buffered_and_streaming_posts_are_replayed_byte_for_byt
     let buffered = layer.layer(client::<Full<Bytes>>());
     let streamed = layer.layer(client::<BoxBody<Bytes, BoxError>>());
 
-    let res = guard(buffered.clone().oneshot(get(&mock))).await.unwrap();
+    let res = bounded(LIMIT, buffered.clone().oneshot(get(&mock)))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(mock.stats().tokens_issued, 1);
     mock.revoke_all();
@@ -143,7 +136,7 @@ async fn after_revocation_buffered_and_streaming_posts_are_replayed_byte_for_byt
         let req = post(&mock, streaming(chunks.clone()));
         async move { svc.oneshot(req).await }
     });
-    let (full_results, stream_results) = guard(async {
+    let (full_results, stream_results) = bounded(LIMIT, async {
         tokio::join!(
             futures_util::future::join_all(full_calls),
             futures_util::future::join_all(stream_calls)
@@ -189,12 +182,14 @@ async fn insufficient_scope_passes_through_untouched_without_a_new_token_or_a_re
     let svc = layer.layer(client::<Full<Bytes>>());
     let doc = document(7, 4096);
 
-    let res = guard(svc.clone().oneshot(get(&mock))).await.unwrap();
+    let res = bounded(LIMIT, svc.clone().oneshot(get(&mock)))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let before = mock.stats();
     assert_eq!(before.tokens_issued, 1);
 
-    let res = guard(svc.oneshot(post(&mock, Full::new(doc.clone()))))
+    let res = bounded(LIMIT, svc.oneshot(post(&mock, Full::new(doc.clone()))))
         .await
         .unwrap();
     let status = res.status();
@@ -218,7 +213,7 @@ async fn insufficient_scope_passes_through_untouched_without_a_new_token_or_a_re
         header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    let expected = guard(client::<Full<Bytes>>().oneshot(direct))
+    let expected = bounded(LIMIT, client::<Full<Bytes>>().oneshot(direct))
         .await
         .unwrap();
     assert_eq!(status, expected.status());
@@ -251,7 +246,7 @@ async fn direct_token(mock: &MockServer, scope: &str) -> String {
         .body(Full::new(Bytes::from(form)))
         .unwrap();
     let mut client = client::<Full<Bytes>>();
-    let res: Response<Incoming> = guard(client.ready().await.unwrap().call(req))
+    let res: Response<Incoming> = bounded(LIMIT, client.ready().await.unwrap().call(req))
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);

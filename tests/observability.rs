@@ -15,7 +15,7 @@ use tower::{service_fn, Layer};
 use tower_oauth::{BoxError, OAuthLayer, Token, TokenRequest};
 
 #[test]
-fn what_the_layer_logs() {
+fn fetch_failures_held_off_reissues_and_fetches_are_each_logged_once() {
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)

@@ -4,7 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{advance, get, seen, send, Echo, Fetcher, Step};
+use common::{
+    advance, get, invalid_client, mock_creds, mock_creds_with_secret, seen, send, Echo, Fetcher,
+    Step,
+};
 use http::StatusCode;
 use tower::Layer;
 use tower_oauth::{
@@ -13,11 +16,6 @@ use tower_oauth::{
 };
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// Credentials for the mock's application, asking for `read` (it must name a scope).
-fn creds(mock: &MockServer, secret: &str) -> ClientCredentials {
-    ClientCredentials::new(&mock.token_url(), mock.client_id(), secret).scope("read")
-}
 
 /// A layer against the mock with a short retry budget so the tests run in real time.
 fn fast_retrying(creds: ClientCredentials) -> OAuthLayer {
@@ -37,23 +35,6 @@ fn unavailable(retry_after: Option<&str>) -> Error {
     }
     tower_oauth::fetch::parse_token_response(StatusCode::SERVICE_UNAVAILABLE, &headers, b"")
         .unwrap_err()
-}
-
-fn invalid_client() -> Error {
-    tower_oauth::fetch::parse_token_response(
-        StatusCode::UNAUTHORIZED,
-        &Default::default(),
-        br#"{"error":"invalid_client"}"#,
-    )
-    .unwrap_err()
-}
-
-/// A token valid for 100 s, answered at once.
-fn token_100s() -> Step {
-    Step::Token {
-        lifetime: Some(100 * SEC),
-        delay: Duration::ZERO,
-    }
 }
 
 fn kind(err: &tower_oauth::BoxError) -> ErrorKind {
@@ -92,7 +73,7 @@ async fn ten_thousand_requests_against_an_endpoint_that_always_fails_cause_a_han
         usize::MAX,
         TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE),
     );
-    let layer = fast_retrying(creds(&mock, mock.client_secret()));
+    let layer = fast_retrying(mock_creds(&mock));
 
     let results = storm(&layer, 10_000).await;
     for r in &results {
@@ -112,7 +93,7 @@ async fn ten_thousand_requests_against_an_endpoint_that_always_fails_cause_a_han
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_requests_with_a_wrong_secret_cause_one_fetch() {
     let mock = MockServer::start().await.unwrap();
-    let layer = fast_retrying(creds(&mock, "wrong-secret"));
+    let layer = fast_retrying(mock_creds_with_secret(&mock, "wrong-secret"));
 
     let results = storm(&layer, 10_000).await;
     for r in &results {
@@ -161,7 +142,7 @@ async fn requests_during_the_cooldown_get_the_error_at_once_without_a_fetch() {
 async fn an_endpoint_that_fails_twice_then_recovers_costs_callers_a_wait_not_an_error() {
     let mock = MockServer::start().await.unwrap();
     mock.fail_token_requests(2, TokenFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
-    let layer = fast_retrying(creds(&mock, mock.client_secret()));
+    let layer = fast_retrying(mock_creds(&mock));
 
     let results = storm(&layer, 1_000).await;
     for r in results {
@@ -178,7 +159,7 @@ async fn retry_after_is_honoured() {
         1,
         TokenFailure::StatusWithRetryAfter(StatusCode::TOO_MANY_REQUESTS, 1),
     );
-    let layer = OAuthLayer::builder(creds(&mock, mock.client_secret()))
+    let layer = OAuthLayer::builder(mock_creds(&mock))
         .initial_backoff(Duration::from_millis(10))
         .retry_budget(Duration::from_secs(3))
         .build();
@@ -193,7 +174,12 @@ async fn retry_after_is_honoured() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_renewal_keeps_the_valid_token_and_tries_again_later() {
     let fail = || Step::Fail(unavailable(None), Duration::ZERO);
-    let fetcher = Fetcher::script(vec![token_100s(), fail(), fail(), token_100s()]);
+    let fetcher = Fetcher::script(vec![
+        Step::token(100 * SEC),
+        fail(),
+        fail(),
+        Step::token(100 * SEC),
+    ]);
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
         .renew_ahead(20 * SEC)
         .max_backoff(2 * SEC)
@@ -234,7 +220,7 @@ async fn a_failed_renewal_keeps_the_valid_token_and_tries_again_later() {
 async fn a_hanging_token_endpoint_times_out_and_does_not_wedge_later_requests() {
     let mock = MockServer::start().await.unwrap();
     mock.fail_token_requests(usize::MAX, TokenFailure::Hang);
-    let layer = OAuthLayer::builder(creds(&mock, mock.client_secret()))
+    let layer = OAuthLayer::builder(mock_creds(&mock))
         .fetch_timeout(Duration::from_millis(300))
         .initial_backoff(Duration::from_millis(20))
         .max_backoff(Duration::from_millis(50))
@@ -258,7 +244,7 @@ async fn a_hanging_token_endpoint_times_out_and_does_not_wedge_later_requests() 
 #[tokio::test(start_paused = true)]
 async fn warm_up_fails_fast_on_a_wrong_secret() {
     let mock = MockServer::start_with(MockConfig::new()).await.unwrap();
-    let layer = OAuthLayer::new(creds(&mock, "nope"));
+    let layer = OAuthLayer::new(mock_creds_with_secret(&mock, "nope"));
     let err = layer.handle().warm_up().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidClient);
     assert_eq!(err.oauth_error(), Some("invalid_client"));
@@ -315,9 +301,9 @@ async fn a_renewal_told_to_wait_does_not_hold_requests_once_the_token_expires() 
         (invalid_client(), ErrorKind::InvalidClient),
     ] {
         let fetcher = Fetcher::script(vec![
-            token_100s(),
+            Step::token(100 * SEC),
             Step::Fail(failure, Duration::ZERO),
-            token_100s(),
+            Step::token(100 * SEC),
         ]);
         let layer = OAuthLayer::with_fetcher(fetcher.clone())
             .renew_ahead(20 * SEC)
@@ -358,9 +344,9 @@ async fn a_renewal_told_to_wait_does_not_hold_requests_once_the_token_expires() 
 #[tokio::test(start_paused = true)]
 async fn a_renewal_retry_scheduled_before_a_new_token_arrived_fetches_nothing() {
     let fetcher = Fetcher::script(vec![
-        token_100s(),
+        Step::token(100 * SEC),
         Step::Fail(unavailable(None), Duration::ZERO),
-        token_100s(),
+        Step::token(100 * SEC),
     ]);
     // No budget: the failed renewal is given up on at once and retried 5–10 s later.
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
@@ -472,13 +458,6 @@ async fn background_retries_of_a_failing_renewal_back_off_further_each_time() {
     assert!((5..=6).contains(&retries), "{retries} retries in 60 s");
 }
 
-fn token_for(lifetime: Duration) -> Step {
-    Step::Token {
-        lifetime: Some(lifetime),
-        delay: Duration::ZERO,
-    }
-}
-
 /// A layer over `fetcher` (one attempt per flight, background retries after 0.5–1 s,
 /// then 1–2 s) with its first token, and a service that has started that token's
 /// renewal, due at 500 s, with the fetcher's second step (a failure).
@@ -502,10 +481,10 @@ async fn first_renewal_failed(fetcher: &Fetcher) -> (TokenHandle, OAuth<Echo>) {
 #[tokio::test(start_paused = true)]
 async fn a_renewal_retry_that_falls_in_a_newer_pause_waits_for_its_end() {
     let fetcher = Fetcher::script(vec![
-        token_for(1000 * SEC),
+        Step::token(1000 * SEC),
         Step::Fail(unavailable(Some("10")), Duration::ZERO),
         Step::Fail(unavailable(Some("30")), Duration::ZERO),
-        token_for(1000 * SEC),
+        Step::token(1000 * SEC),
     ]);
     // The renewal, due at 500 s, fails and asks for 10 s: a retry is scheduled for then.
     let (handle, mut svc) = first_renewal_failed(&fetcher).await;
@@ -524,11 +503,11 @@ async fn a_renewal_retry_that_falls_in_a_newer_pause_waits_for_its_end() {
 #[tokio::test(start_paused = true)]
 async fn a_new_tokens_failed_renewal_gets_its_own_retry_while_an_old_one_is_pending() {
     let fetcher = Fetcher::script(vec![
-        token_for(1000 * SEC),
+        Step::token(1000 * SEC),
         Step::Fail(unavailable(Some("60")), Duration::ZERO),
-        token_for(40 * SEC),
+        Step::token(40 * SEC),
         Step::Fail(unavailable(None), Duration::ZERO),
-        token_for(1000 * SEC),
+        Step::token(1000 * SEC),
     ]);
     // The first token's renewal fails and asks for 60 s: its retry is 60 s away.
     let (handle, mut svc) = first_renewal_failed(&fetcher).await;
@@ -549,9 +528,9 @@ async fn a_new_tokens_failed_renewal_gets_its_own_retry_while_an_old_one_is_pend
 #[tokio::test(start_paused = true)]
 async fn a_renewal_that_falls_due_during_a_cooldown_is_made_when_it_ends() {
     let fetcher = Fetcher::script(vec![
-        token_for(1000 * SEC),
+        Step::token(1000 * SEC),
         Step::Fail(invalid_client(), Duration::ZERO),
-        token_for(1000 * SEC),
+        Step::token(1000 * SEC),
     ]);
     let layer = OAuthLayer::with_fetcher(fetcher.clone())
         .renew_ahead(500 * SEC)
@@ -582,7 +561,7 @@ async fn a_renewal_that_falls_due_during_a_cooldown_is_made_when_it_ends() {
 #[tokio::test(start_paused = true)]
 async fn requests_that_wait_on_a_renewal_the_token_ran_out_during_have_the_budget_from_then() {
     let fetcher = Fetcher::script(vec![
-        token_for(100 * SEC),
+        Step::token(100 * SEC),
         Step::Hang,
         Step::Fail(unavailable(None), Duration::ZERO),
     ]);
@@ -660,7 +639,7 @@ async fn a_fetch_retrying_for_a_dropped_layer_stops() {
 #[tokio::test(start_paused = true)]
 async fn a_renewal_retrying_for_a_dropped_layer_stops() {
     let fetcher = Fetcher::script(vec![
-        token_for(7200 * SEC),
+        Step::token(7200 * SEC),
         Step::Fail(unavailable(None), Duration::ZERO),
     ]);
     let layer = OAuthLayer::with_fetcher(fetcher.clone())

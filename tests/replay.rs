@@ -1,4 +1,5 @@
-//! Transparent re-issue: a rejected token is renewed and the request replayed once.
+//! Transparent re-issue: a rejected token is renewed and the request replayed once,
+//! buffered and streaming bodies alike, without losing a wakeup of the replayed stream.
 
 mod common;
 
@@ -16,11 +17,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{get, send, Fetcher};
+use common::{body_of, get, send, Fetcher};
 use futures_util::stream;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use tokio::sync::Notify;
+use tokio_stream::wrappers::ReceiverStream;
 use tower::{Layer, Service};
 use tower_oauth::{BoxError, Builder, OAuthLayer};
 
@@ -164,14 +167,6 @@ where
 
 fn layer(fetcher: &Fetcher) -> OAuthLayer {
     OAuthLayer::with_fetcher(fetcher.clone()).build()
-}
-
-async fn body_of<B>(res: Response<B>) -> Bytes
-where
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    res.into_body().collect().await.unwrap().to_bytes()
 }
 
 /// A streaming body of `n` chunks of `size` bytes, chunk `i` filled with byte `i`.
@@ -463,9 +458,7 @@ async fn a_body_still_sending_after_its_response_came_keeps_no_copy_of_what_it_s
         dropped: dropped.clone(),
     });
     tx.send(Ok(Frame::data(tracked))).await.unwrap();
-    let body = BoxBody::new(StreamBody::new(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    ));
+    let body = BoxBody::new(StreamBody::new(ReceiverStream::new(rx)));
     let res = send(&mut svc, Request::post("/upload").body(body).unwrap())
         .await
         .unwrap();
@@ -486,6 +479,143 @@ async fn a_body_still_sending_after_its_response_came_keeps_no_copy_of_what_it_s
     drop(tx);
     let body = held.lock().unwrap().take().unwrap();
     assert_eq!(body.collect().await.unwrap().to_bytes(), "more");
+}
+
+// A replayed streaming body shares its source with the abandoned first attempt's body.
+// When that body was the last to poll the source, the replay must still be woken for the
+// next frame, whether the first body is then dropped or kept without being polled again:
+// a lost wakeup would hang the replay.
+
+/// What the holder of the first attempt's body does after its last poll.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Drops the body.
+    Drop,
+    /// Keeps the body without polling it until `release` is notified, like an HTTP/2
+    /// stream waiting for window or an HTTP/1 connection with a full write buffer.
+    Park,
+}
+
+/// An inner service whose first attempt reads one frame, answers 401 `invalid_token`
+/// and hands its body to a task that polls it once more after the replay is waiting on
+/// the shared source (as hyper's h2 pipe task does), then drops or keeps it; the replay
+/// answers the number of bytes it read.
+#[derive(Clone)]
+struct PollsTheAbandonedBody {
+    calls: Arc<AtomicUsize>,
+    replay_waiting: Arc<Notify>,
+    then: Then,
+    release: Arc<Notify>,
+    first_dropped: Arc<AtomicBool>,
+}
+
+impl Service<Request<BoxBody<Bytes, BoxError>>> for PollsTheAbandonedBody {
+    type Response = Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<BoxBody<Bytes, BoxError>>) -> Self::Future {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        Box::pin(async move {
+            let mut body = req.into_body();
+            if n == 0 {
+                // First attempt: read frame 1, answer 401 invalid_token, but keep the body
+                // alive in another task that polls it once more after the replay is
+                // waiting on the source, then drops or keeps it.
+                body.frame().await.unwrap().unwrap();
+                tokio::spawn(async move {
+                    this.replay_waiting.notified().await;
+                    std::future::poll_fn(|cx| {
+                        Poll::Ready(
+                            http_body::Body::poll_frame(Pin::new(&mut body), cx).is_pending(),
+                        )
+                    })
+                    .await;
+                    if let Then::Park = this.then {
+                        this.release.notified().await;
+                    }
+                    drop(body);
+                    this.first_dropped.store(true, Ordering::SeqCst);
+                });
+                let mut res = Response::new(Full::new(Bytes::new()));
+                *res.status_mut() = StatusCode::UNAUTHORIZED;
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer error="invalid_token""#.parse().unwrap(),
+                );
+                Ok(res)
+            } else {
+                // Replay: read frame 1 (recorded), then wait on the source for frame 2.
+                let f = body.frame().await.unwrap().unwrap();
+                this.replay_waiting.notify_one();
+                let mut total = f.data_ref().unwrap().len();
+                while let Some(f) = body.frame().await {
+                    total += f.unwrap().data_ref().map_or(0, |d| d.len());
+                }
+                Ok(Response::new(Full::new(Bytes::from(total.to_string()))))
+            }
+        })
+    }
+}
+
+/// Sends a two-frame streaming request whose first attempt is rejected, the second
+/// frame coming 200 ms after the first; returns the replay's answer (the byte count it
+/// read) and whether the first attempt's body had been dropped by then.
+async fn replay_with_first_body_then(then: Then) -> (String, bool) {
+    let fetcher = Fetcher::tokens(Duration::from_secs(3600), Duration::ZERO);
+    let inner = PollsTheAbandonedBody {
+        calls: Arc::default(),
+        replay_waiting: Arc::new(Notify::new()),
+        then,
+        release: Arc::new(Notify::new()),
+        first_dropped: Arc::default(),
+    };
+    let release = inner.release.clone();
+    let first_dropped = inner.first_dropped.clone();
+    let mut svc = layer(&fetcher).layer(inner);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
+    let body = BoxBody::new(StreamBody::new(ReceiverStream::new(rx)));
+    tx.send(Ok(Frame::data(Bytes::from_static(b"one"))))
+        .await
+        .unwrap();
+    let call = tower::ServiceExt::<Request<BoxBody<Bytes, BoxError>>>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(Request::post("/x").body(body).unwrap());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(Ok(Frame::data(Bytes::from_static(b"two"))))
+            .await
+            .unwrap();
+    });
+    let res = tokio::select! {
+        biased;
+        _ = tokio::time::sleep(Duration::from_secs(3)) => panic!("replay hung: lost wakeup"),
+        r = call => r,
+    };
+    let body = body_of(res.unwrap()).await;
+    let dropped = first_dropped.load(Ordering::SeqCst);
+    release.notify_one();
+    (String::from_utf8(body.to_vec()).unwrap(), dropped)
+}
+
+#[tokio::test]
+async fn a_streaming_replay_is_woken_when_the_abandoned_first_body_polled_the_source_last() {
+    let (read, _) = replay_with_first_body_then(Then::Drop).await;
+    assert_eq!(read, "6");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_replay_is_woken_while_the_first_body_that_polled_the_source_last_is_kept_unpolled(
+) {
+    let (read, first_dropped) = replay_with_first_body_then(Then::Park).await;
+    assert_eq!(read, "6", "the replay read both frames");
+    assert!(!first_dropped, "the first body was still kept");
 }
 
 /// An inner service that always answers the same response.

@@ -14,7 +14,7 @@ use std::{
 
 use base64::Engine as _;
 use bytes::Bytes;
-use common::Logs;
+use common::{body_of, bounded, get, quick, token_failure, Logs};
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -74,10 +74,6 @@ impl Forbidden {
 
 fn http_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn get(url: &str) -> Request<Full<Bytes>> {
-    Request::get(url).body(Full::new(Bytes::new())).unwrap()
 }
 
 /// What an inner service saw of one request.
@@ -151,28 +147,8 @@ fn tokens(seen: &[Seen]) -> Vec<String> {
 // Debug and Display of every public type
 // ---------------------------------------------------------------------------------------
 
-/// Gets a request's token error through `layer`.
-async fn token_error(layer: &OAuthLayer) -> Error {
-    let svc = layer.layer(tower::service_fn(|_req: Request<Full<Bytes>>| async {
-        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
-    }));
-    let err = tokio::time::timeout(Duration::from_secs(10), svc.oneshot(get("/")))
-        .await
-        .expect("bounded")
-        .expect_err("a token error");
-    err.downcast_ref::<Error>()
-        .expect("a tower_oauth::Error")
-        .clone()
-}
-
-/// A layer that gives up at once: short fetch timeout, no retry budget.
-fn quick(builder: tower_oauth::Builder) -> OAuthLayer {
-    builder
-        .fetch_timeout(Duration::from_millis(200))
-        .retry_budget(Duration::ZERO)
-        .max_backoff(Duration::from_millis(5))
-        .build()
-}
+/// How long one request may take to fail.
+const LIMIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn no_public_type_shows_the_secret_or_a_token() {
@@ -239,14 +215,11 @@ async fn no_public_type_shows_the_secret_or_a_token() {
     let url = format!("{}/api/v1/workflows", mock.base_url());
     let fut = svc.ready().await.unwrap().call(get(&url));
     show("ResponseFuture", format!("{fut:?}"));
-    let res = tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .expect("bounded")
-        .unwrap();
+    let res = bounded(Duration::from_secs(10), fut).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     show("Response<ResponseBody>", format!("{res:?}"));
     show("ResponseBody", format!("{:?}", res.body()));
-    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body = body_of(res).await;
     assert!(!body.is_empty());
     let handle = layer.handle();
     show("TokenHandle", format!("{handle:?}"));
@@ -269,17 +242,21 @@ async fn no_public_type_shows_the_secret_or_a_token() {
     let mut errors: Vec<Error> = Vec::new();
     errors.push(ClientCredentials::try_new("not a url", "id", SECRET).unwrap_err());
     errors.push(
-        token_error(&quick(OAuthLayer::builder(ClientCredentials::new(
-            "http://example.invalid/t",
-            "id",
-            SECRET,
-        ))))
+        token_failure(
+            &quick(OAuthLayer::builder(ClientCredentials::new(
+                "http://example.invalid/t",
+                "id",
+                SECRET,
+            )))
+            .build(),
+            LIMIT,
+        )
         .await,
     );
     for method in [AuthMethod::ClientSecretPost, AuthMethod::ClientSecretBasic] {
         let wrong = ClientCredentials::new(&mock.token_url(), mock.client_id(), WRONG_SECRET)
             .auth_method(method);
-        errors.push(token_error(&quick(OAuthLayer::builder(wrong))).await);
+        errors.push(token_failure(&quick(OAuthLayer::builder(wrong)).build(), LIMIT).await);
     }
     let failures = [
         TokenFailure::Body(
@@ -314,7 +291,7 @@ async fn no_public_type_shows_the_secret_or_a_token() {
     let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), SECRET);
     for failure in failures {
         mock.fail_token_requests(usize::MAX, failure);
-        errors.push(token_error(&quick(OAuthLayer::builder(creds.clone()))).await);
+        errors.push(token_failure(&quick(OAuthLayer::builder(creds.clone())).build(), LIMIT).await);
     }
     mock.clear_token_failures();
     let port = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -324,7 +301,7 @@ async fn no_public_type_shows_the_secret_or_a_token() {
         .unwrap()
         .port();
     let refused = ClientCredentials::new(&format!("http://127.0.0.1:{port}/t"), "id", SECRET);
-    errors.push(token_error(&quick(OAuthLayer::builder(refused))).await);
+    errors.push(token_failure(&quick(OAuthLayer::builder(refused)).build(), LIMIT).await);
     // Granted less than asked, with strict scope checking.
     let narrow = tower::service_fn(|_req: TokenRequest| async {
         Ok::<_, std::convert::Infallible>(
@@ -335,7 +312,7 @@ async fn no_public_type_shows_the_secret_or_a_token() {
         .scope_policy(ScopePolicy::fixed(Some("read write".into())))
         .strict_scope(true)
         .build();
-    errors.push(token_error(&strict).await);
+    errors.push(token_failure(&strict, LIMIT).await);
     show(
         "TokenHandle with a narrow token",
         format!("{:?}", strict.handle()),
@@ -394,7 +371,7 @@ async fn a_server_that_echoes_the_secret_is_quoted_sanitised_and_nothing_more() 
         ),
     );
     let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), SECRET);
-    let err = token_error(&quick(OAuthLayer::builder(creds))).await;
+    let err = token_failure(&quick(OAuthLayer::builder(creds)).build(), LIMIT).await;
     assert_eq!(err.kind(), ErrorKind::InvalidClient);
     let shown = err.to_string();
     assert!(shown.contains("secret S3CR3Tis wrong"), "{shown}");
@@ -444,9 +421,8 @@ async fn a_full_fetch_request_replay_and_renewal_cycle_logs_no_secret_and_no_tok
         let recorder = Recorder::new();
         let svc = layer.layer(recorder.clone());
         let send = || async {
-            let res = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(get(&url)))
+            let res = bounded(Duration::from_secs(10), svc.clone().oneshot(get(&url)))
                 .await
-                .expect("bounded")
                 .unwrap();
             let status = res.status();
             res.into_body().collect().await.unwrap();
@@ -461,9 +437,8 @@ async fn a_full_fetch_request_replay_and_renewal_cycle_logs_no_secret_and_no_tok
         assert_eq!(send().await, StatusCode::OK);
         // A renewal that fails once, then succeeds, while the token stays in use.
         mock.fail_token_requests(1, TokenFailure::Status(StatusCode::INTERNAL_SERVER_ERROR));
-        tokio::time::timeout(Duration::from_secs(10), layer.handle().force_refresh())
+        bounded(Duration::from_secs(10), layer.handle().force_refresh())
             .await
-            .expect("bounded")
             .unwrap();
         assert_eq!(send().await, StatusCode::OK);
 
@@ -660,8 +635,8 @@ async fn a_partial_or_encoded_echo_of_the_secret_shows_neither_in_the_error_nor_
             500,
             move |form, auth| serde_json::json!({"error": "server_error", "error_description": echo(form, auth)}),
         );
-        let layer = quick(OAuthLayer::with_fetcher(HttpFetcher::new(client, creds)));
-        let err = token_error(&layer).await;
+        let layer = quick(OAuthLayer::with_fetcher(HttpFetcher::new(client, creds))).build();
+        let err = token_failure(&layer, LIMIT).await;
         // The status and the code are kept.
         assert_eq!(err.kind(), ErrorKind::OAuth, "{what}: {err:?}");
         assert_eq!(err.oauth_error(), Some("server_error"), "{what}: {err:?}");

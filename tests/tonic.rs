@@ -8,7 +8,7 @@ mod common;
 #[path = "support/grpc.rs"]
 mod grpc;
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,17 +16,11 @@ use tonic::{transport::Channel, Code};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth::{Builder, OAuth, OAuthLayer, Token, TokenHandle};
 
-use common::Fetcher;
+use common::{bounded, Fetcher};
 use grpc::{Chunk, DocsClient, DocsServer, Seen, UploadSummary};
 
 /// Every test is over within this, or fails.
-const GUARD: Duration = Duration::from_secs(20);
-
-async fn bounded<F: Future>(test: F) -> F::Output {
-    tokio::time::timeout(GUARD, test)
-        .await
-        .expect("the test did not finish in time")
-}
+const LIMIT: Duration = Duration::from_secs(20);
 
 struct Setup {
     server: DocsServer,
@@ -73,7 +67,7 @@ fn chunks(n: usize) -> Vec<Chunk> {
 
 #[tokio::test]
 async fn a_unary_call_carries_a_bearer_token_from_one_fetch() {
-    bounded(async {
+    bounded(LIMIT, async {
         let mut s = setup(Duration::ZERO, |b| b).await;
 
         let doc = s.client.get("a").await.expect("the first call succeeds");
@@ -96,7 +90,7 @@ async fn a_unary_call_carries_a_bearer_token_from_one_fetch() {
 
 #[tokio::test]
 async fn many_concurrent_unary_calls_on_a_cold_cache_share_one_fetch() {
-    bounded(async {
+    bounded(LIMIT, async {
         let s = setup(Duration::from_millis(20), |b| b).await;
 
         let calls = (0..32).map(|i| {
@@ -120,7 +114,7 @@ async fn many_concurrent_unary_calls_on_a_cold_cache_share_one_fetch() {
 
 #[tokio::test]
 async fn a_revoked_token_is_renewed_once_and_the_unary_call_replayed() {
-    bounded(async {
+    bounded(LIMIT, async {
         let mut s = setup(Duration::ZERO, |b| b).await;
         s.client
             .get("before")
@@ -155,7 +149,7 @@ async fn a_revoked_token_is_renewed_once_and_the_unary_call_replayed() {
 
 #[tokio::test]
 async fn a_client_stream_rejected_before_it_was_sent_is_replayed_byte_for_byte() {
-    bounded(async {
+    bounded(LIMIT, async {
         let mut s = setup(Duration::ZERO, |b| b).await;
         s.handle.warm_up().await.expect("the first token");
         s.server.revoke_all();
@@ -199,7 +193,7 @@ async fn a_client_stream_rejected_before_it_was_sent_is_replayed_byte_for_byte()
 
 #[tokio::test]
 async fn a_client_stream_rejected_after_it_was_sent_is_replayed_byte_for_byte() {
-    bounded(async {
+    bounded(LIMIT, async {
         let mut s = setup(Duration::ZERO, |b| b).await;
         s.handle.warm_up().await.expect("the first token");
         s.server.revoke_all();
@@ -220,7 +214,7 @@ async fn a_client_stream_rejected_after_it_was_sent_is_replayed_byte_for_byte() 
 
 #[tokio::test]
 async fn a_client_stream_over_the_replay_limit_gets_unauthenticated_but_the_token_is_renewed() {
-    bounded(async {
+    bounded(LIMIT, async {
         let mut s = setup(Duration::ZERO, |b| b.replay_limit(4 * 1024)).await;
         s.handle.warm_up().await.expect("the first token");
         s.server.revoke_all();

@@ -15,10 +15,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header::AUTHORIZATION, Request, Response, StatusCode};
+use http::{header::AUTHORIZATION, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tower::Service;
-use tower_oauth::{BoxError, Error, Token, TokenRequest};
+use tower::{Layer, Service, ServiceExt};
+use tower_oauth::{
+    mock::MockServer, BoxError, Builder, ClientCredentials, Error, ErrorKind, OAuthLayer, Token,
+    TokenRequest,
+};
 
 /// What a scripted fetch does.
 #[derive(Clone)]
@@ -34,6 +37,16 @@ pub enum Step {
     Io,
     /// Never answer.
     Hang,
+}
+
+impl Step {
+    /// A token valid for `lifetime`, answered at once.
+    pub fn token(lifetime: Duration) -> Self {
+        Step::Token {
+            lifetime: Some(lifetime),
+            delay: Duration::ZERO,
+        }
+    }
 }
 
 /// A token fetcher that counts its calls and follows a script; when the script runs out
@@ -196,6 +209,83 @@ where
         .await?
         .call(req)
         .await
+}
+
+/// The whole body of `res`.
+pub async fn body_of<B>(res: Response<B>) -> Bytes
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    res.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// Runs `fut`, failing the test instead of hanging it if it takes longer than `limit`.
+pub async fn bounded<F: Future>(limit: Duration, fut: F) -> F::Output {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("the test scenario did not finish within {limit:?}"))
+}
+
+/// Credentials of the client `test-client` with `secret`, for the token endpoint at `url`.
+pub fn creds(url: &str, secret: &str) -> ClientCredentials {
+    ClientCredentials::new(url, "test-client", secret)
+}
+
+/// The mock's own credentials, asking for `read` (its application must name a scope).
+pub fn mock_creds(mock: &MockServer) -> ClientCredentials {
+    mock_creds_with_secret(mock, mock.client_secret())
+}
+
+/// The mock's client id with `secret`, right or wrong, asking for `read`.
+pub fn mock_creds_with_secret(mock: &MockServer, secret: &str) -> ClientCredentials {
+    ClientCredentials::new(&mock.token_url(), mock.client_id(), secret).scope("read")
+}
+
+/// Settings that give up at once: a 200 ms fetch timeout, no retry budget, 1–5 ms
+/// backoffs, so every failure reaches the caller from a single fetch.
+pub fn quick(builder: Builder) -> Builder {
+    builder
+        .fetch_timeout(Duration::from_millis(200))
+        .retry_budget(Duration::ZERO)
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(5))
+}
+
+/// Sends one request through `layer` in front of an [`Echo`]; it must fail with a token
+/// error within `limit`, without ever reaching the inner service.
+pub async fn token_failure(layer: &OAuthLayer, limit: Duration) -> Error {
+    let echo = Echo::default();
+    let res = bounded(limit, layer.layer(echo.clone()).oneshot(get("/"))).await;
+    let err = match res {
+        Ok(res) => panic!(
+            "expected a token failure, got {} with {:?}",
+            res.status(),
+            seen(&res)
+        ),
+        Err(err) => err,
+    };
+    assert_eq!(
+        echo.calls(),
+        0,
+        "no request goes out without a usable token"
+    );
+    match err.downcast_ref::<Error>() {
+        Some(err) => err.clone(),
+        None => panic!("not a tower_oauth::Error: {err:?}"),
+    }
+}
+
+/// An `invalid_client` error, as the built-in fetcher makes it from the server's answer.
+pub fn invalid_client() -> Error {
+    let err = tower_oauth::fetch::parse_token_response(
+        StatusCode::UNAUTHORIZED,
+        &HeaderMap::new(),
+        br#"{"error":"invalid_client"}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClient);
+    err
 }
 
 /// Advances paused time and lets the tasks that wake up (renewal timers, fetches) run.
