@@ -6,20 +6,52 @@
 //! allocate the shared form of each runtime-built `Bytes`. A list that is missing
 //! (thread teardown) or busy just means a fresh buffer is made, or a spare is dropped.
 
-use std::{cell::RefCell, thread::LocalKey};
+use std::{
+    cell::{Cell, RefCell},
+    thread::LocalKey,
+};
 
-/// A free list: declare one per buffer type with `thread_local!`.
-pub(crate) type FreeList<T> = RefCell<Vec<T>>;
+/// A free list: declare one per buffer type with `thread_local!`, as
+/// `const { FreeList::new() }`.
+///
+/// The last spare given back is kept apart, in a `Cell`: a thread that has one request in
+/// flight at a time takes and gives back that one without touching the list.
+pub(crate) struct FreeList<T> {
+    last: Cell<Option<T>>,
+    more: RefCell<Vec<T>>,
+}
 
-/// Spares kept per list; more given back at once are dropped.
+impl<T> FreeList<T> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            last: Cell::new(None),
+            more: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// How many spares it holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        let last = self.last.take();
+        let len = usize::from(last.is_some()) + self.more.borrow().len();
+        self.last.set(last);
+        len
+    }
+}
+
+/// Spares kept per list (beyond the last one); more given back at once are dropped.
 const SPARE_COUNT: usize = 256;
 
 /// Takes a spare from this thread's list, if it has one.
 #[inline]
 pub(crate) fn take<T>(list: &'static LocalKey<FreeList<T>>) -> Option<T> {
-    list.try_with(|spare| spare.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten()
+    list.try_with(|list| {
+        list.last
+            .take()
+            .or_else(|| list.more.try_borrow_mut().ok()?.pop())
+    })
+    .ok()
+    .flatten()
 }
 
 /// Gives a spare back to this thread's list, unless the list is full (or gone: during
@@ -27,9 +59,11 @@ pub(crate) fn take<T>(list: &'static LocalKey<FreeList<T>>) -> Option<T> {
 #[inline]
 pub(crate) fn give<T>(list: &'static LocalKey<FreeList<T>>, spare: T) {
     let _ = list.try_with(|list| {
-        if let Ok(mut list) = list.try_borrow_mut() {
-            if list.len() < SPARE_COUNT {
-                list.push(spare);
+        if let Some(older) = list.last.replace(Some(spare)) {
+            if let Ok(mut more) = list.more.try_borrow_mut() {
+                if more.len() < SPARE_COUNT {
+                    more.push(older);
+                }
             }
         }
     });
@@ -40,18 +74,29 @@ mod tests {
     use super::*;
 
     thread_local! {
-        static LIST: FreeList<u32> = const { RefCell::new(Vec::new()) };
+        static LIST: FreeList<u32> = const { FreeList::new() };
     }
 
     #[test]
-    fn a_thread_keeps_at_most_spare_count_spares_and_gives_them_back_last_in_first_out() {
+    fn a_thread_keeps_at_most_spare_count_and_one_spares_and_gives_them_back_last_in_first_out() {
         std::thread::spawn(|| {
             assert_eq!(take(&LIST), None);
-            for i in 0..=SPARE_COUNT as u32 {
+            for i in 0..=SPARE_COUNT as u32 + 1 {
                 give(&LIST, i);
             }
-            assert_eq!(LIST.with_borrow(Vec::len), SPARE_COUNT);
-            assert_eq!(take(&LIST), Some(SPARE_COUNT as u32 - 1));
+            assert_eq!(LIST.with(FreeList::len), SPARE_COUNT + 1);
+            assert_eq!(
+                take(&LIST),
+                Some(SPARE_COUNT as u32 + 1),
+                "the last one given"
+            );
+            assert_eq!(
+                take(&LIST),
+                Some(SPARE_COUNT as u32 - 1),
+                "then the list's top"
+            );
+            give(&LIST, 7);
+            assert_eq!(take(&LIST), Some(7));
         })
         .join()
         .unwrap();

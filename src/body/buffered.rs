@@ -2,7 +2,6 @@
 //! a small one as a copy in a buffer reused per thread.
 
 use std::{
-    cell::RefCell,
     fmt,
     pin::Pin,
     task::{Context, Poll, Waker},
@@ -19,7 +18,7 @@ use crate::pool::{self, FreeList};
 pub(crate) const COPY_BODY_MAX: usize = 512;
 
 thread_local! {
-    static SPARE_BUFFERS: FreeList<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static SPARE_BUFFERS: FreeList<Vec<u8>> = const { FreeList::new() };
 }
 
 /// A small request body kept as a copy of its bytes, in a buffer reused per thread.

@@ -1,8 +1,6 @@
 //! The copy of a request's head kept for a replay: its parts copied as bytes into a
 //! buffer reused per thread, parsed back only for a replay.
 
-use std::cell::RefCell;
-
 use http::{
     header::AUTHORIZATION, Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version,
 };
@@ -18,7 +16,7 @@ const COPY_VALUE_MAX: usize = 128;
 thread_local! {
     // Boxed on purpose: a box moves between this list and a response future.
     #[allow(clippy::vec_box)]
-    static SPARE_HEADS: FreeList<Box<Head>> = const { RefCell::new(Vec::new()) };
+    static SPARE_HEADS: FreeList<Box<Head>> = const { FreeList::new() };
 }
 
 /// The copy itself. The URI and the headers are copied as bytes into one buffer that the
@@ -261,16 +259,15 @@ mod tests {
             let first = HeadCopy::of(&request("/a"));
             let addr = first.0.as_deref().map(|h| h as *const Head as usize);
             drop(first);
-            let spare = SPARE_HEADS.with_borrow(|s| {
-                assert_eq!(s.len(), 1);
-                assert!(s[0].bytes.is_empty() && s[0].shared.is_empty());
-                assert!(s[0].extensions.get::<u32>().is_none());
-                s[0].as_ref() as *const Head as usize
-            });
-            assert_eq!(Some(spare), addr);
+            assert_eq!(SPARE_HEADS.with(FreeList::len), 1);
+            let spare = pool::take(&SPARE_HEADS).expect("given back");
+            assert!(spare.bytes.is_empty() && spare.shared.is_empty());
+            assert!(spare.extensions.get::<u32>().is_none());
+            assert_eq!(Some(spare.as_ref() as *const Head as usize), addr);
+            pool::give(&SPARE_HEADS, spare);
             let second = HeadCopy::of(&request("/b"));
             assert_eq!(second.0.as_deref().map(|h| h as *const Head as usize), addr);
-            assert_eq!(SPARE_HEADS.with_borrow(Vec::len), 0);
+            assert_eq!(SPARE_HEADS.with(FreeList::len), 0);
         })
         .join()
         .unwrap();
@@ -294,7 +291,7 @@ mod tests {
                         .append(COOKIE, "c".repeat(COPY_VALUE_MAX + 1).parse().unwrap());
                 }
                 drop(HeadCopy::of(&req));
-                let spares = SPARE_HEADS.with_borrow(Vec::len);
+                let spares = SPARE_HEADS.with(FreeList::len);
                 assert_eq!(spares, usize::from(kept), "path {path}, {long} long values");
             })
             .join()
