@@ -185,12 +185,33 @@ fn contention(c: &mut Criterion) {
         "mutex_cache",
         MutexCache::new(inner, CachedToken::fresh()),
     );
+    bench_clone_per_request(
+        &mut g,
+        handle,
+        &tally,
+        "mutex_cache_replay",
+        MutexCacheReplay::new(inner, CachedToken::fresh()),
+    );
     bench_clone_per_request(&mut g, handle, &tally, "oauth", layer.layer(inner));
+    bench_clone_per_request(
+        &mut g,
+        handle,
+        &tally,
+        "oauth_replay_off",
+        no_replay.layer(inner),
+    );
     g.finish();
     tally.print_ratios(
         "contention, clone per request, 2 threads",
         "mutex_cache",
-        &["bare", "add_authorization", "mutex_cache", "oauth"],
+        &[
+            "bare",
+            "add_authorization",
+            "mutex_cache",
+            "mutex_cache_replay",
+            "oauth",
+            "oauth_replay_off",
+        ],
     );
 
     assert_eq!(
