@@ -214,11 +214,75 @@ fn contention(c: &mut Criterion) {
         ],
     );
 
+    for style in [Style::ClonePerRequest, Style::KeptClone] {
+        paired(
+            handle,
+            style,
+            &[
+                ("add_authorization", &AddAuthorization::bearer(inner, TOKEN)),
+                ("oauth", &layer.layer(inner)),
+                ("oauth_replay_off", &no_replay.layer(inner)),
+                (
+                    "mutex_cache_replay",
+                    &MutexCacheReplay::new(inner, CachedToken::fresh()),
+                ),
+            ],
+            &MutexCache::new(inner, CachedToken::fresh()),
+        );
+    }
+
     assert_eq!(
         layer.handle().fetches(),
         1,
         "every measured request was a cache hit"
     );
+}
+
+/// A sender of the paired pass: a clone of a service, type-erased.
+trait Sends: Sync {
+    fn round(&self, rt: &tokio::runtime::Handle, iters: u64, style: Style) -> Duration;
+}
+
+impl<S, ResB> Sends for S
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + Sync,
+    S::Error: std::fmt::Debug,
+{
+    fn round(&self, rt: &tokio::runtime::Handle, iters: u64, style: Style) -> Duration {
+        run(self, rt, iters, 2, style)
+    }
+}
+
+/// Two threads sending in `style`, each variant against the `Mutex` cache in alternating
+/// rounds: the machine's drift, which moves these figures by tens of percent between
+/// criterion groups, cancels out of each round's ratio. Prints the median ratio over
+/// `ROUNDS` rounds, with the quartiles.
+fn paired(
+    rt: &tokio::runtime::Handle,
+    style: Style,
+    variants: &[(&str, &dyn Sends)],
+    baseline: &dyn Sends,
+) {
+    const ROUNDS: usize = 31;
+    const ITERS: u64 = 100_000;
+    println!("{style:?}, 2 threads, paired with mutex_cache ({ROUNDS} rounds of {ITERS}):");
+    for (name, variant) in variants {
+        let mut ratios: Vec<u64> = (0..ROUNDS)
+            .map(|_| {
+                let base = baseline.round(rt, ITERS, style);
+                let this = variant.round(rt, ITERS, style);
+                (this.as_secs_f64() / base.as_secs_f64() * 1000.0) as u64
+            })
+            .collect();
+        ratios.sort_unstable();
+        let q = |x| support::quantile(&ratios, x) as f64 / 1000.0;
+        println!(
+            "  {name:<20} {:.3}x  [{:.3}, {:.3}]",
+            q(0.5),
+            q(0.25),
+            q(0.75)
+        );
+    }
 }
 
 criterion_group! {
