@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     error::{Error, ErrorKind},
-    fetch::redact::{self, Redactor},
+    redact::{self, Redactor},
     token::{Scope, Secret},
 };
 

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
-use crate::fetch::redact::sanitize;
+use crate::redact::sanitize;
 
 /// A boxed error, the error type at the service boundary (as in tower).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -284,7 +284,7 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::redact::MAX_TEXT;
+    use crate::redact::MAX_TEXT;
 
     #[test]
     fn display_is_lowercase_and_names_the_code() {

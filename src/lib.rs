@@ -53,6 +53,8 @@
 //! - [`classify`]: what counts as a rejected token. [`body`]: which request bodies are
 //!   replayed, and up to what size.
 //! - [`Error`] and [`ErrorKind`]: why a token could not be had, and whether to retry.
+//! - [`redact`]: how server text and URLs are cleaned of secrets before anything shows
+//!   them.
 //!
 //! # Feature flags
 //!
@@ -86,6 +88,7 @@ mod layer;
 #[cfg(feature = "test-util")]
 pub mod mock;
 mod pool;
+pub mod redact;
 mod replay;
 mod scope;
 mod service;

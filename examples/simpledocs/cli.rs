@@ -38,7 +38,7 @@ Output:
   ok: 2xx answers; errors: requests that got no answer; token_fetches: token requests made.
   Exit 0 when every request got a 2xx, 1 otherwise (reason on stderr), 2 for bad arguments.
   Neither the client secret nor a token is ever printed; what a server says is shown
-  only as tower_oauth::fetch::redact cleans it.";
+  only as tower_oauth::redact cleans it.";
 
 #[derive(Debug, Parser)]
 #[command(name = "simpledocs", about = ABOUT, long_about = LONG_ABOUT, after_help = OUTPUT)]

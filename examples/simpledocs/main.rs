@@ -36,7 +36,7 @@
 //! on stderr), 2 for bad arguments.
 //!
 //! Neither the client secret nor a token is ever printed, and what a server says (a
-//! problem type, an error) is printed only as `tower_oauth::fetch::redact` cleans it:
+//! problem type, an error) is printed only as `tower_oauth::redact` cleans it:
 //! no part of the secret or of a token this client sent, no control character, at most
 //! 200 characters. URLs are shown without user info or query.
 //!

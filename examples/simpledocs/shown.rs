@@ -9,7 +9,7 @@ use std::{
 
 use http::{header::AUTHORIZATION, Request, Uri};
 use tower::Service;
-use tower_oauth::fetch::redact::{self, Redactor, REDACTED};
+use tower_oauth::redact::{self, Redactor, REDACTED};
 
 /// Cleans text for printing; shared by the client stack (which tells it each token it
 /// sends) and the reports.

@@ -160,7 +160,7 @@ where
 
 /// A transport failure, with the client's error as its source, unless that error (or one
 /// it chains to) shows the secret, as a client that repeats its request in its errors
-/// would: the source is then the error's text, cleaned (see [`redact`](super::redact)).
+/// would: the source is then the error's text, cleaned (see [`redact`](crate::redact)).
 fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
     let redactor = creds.redactor();
     let mut shown = format!("{err} {err:?}");

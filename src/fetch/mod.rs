@@ -27,7 +27,6 @@ mod http;
 #[cfg(feature = "https")]
 mod https;
 mod parse;
-pub mod redact;
 
 pub use self::http::HttpFetcher;
 #[cfg(feature = "https")]

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use http::{header, HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
-use super::redact::{Redactor, REDACTED};
+use crate::redact::{Redactor, REDACTED};
 use crate::{
     error::{Error, ErrorBuilder, ErrorKind},
     token::{AccessToken, Scope, Token},
@@ -45,7 +45,7 @@ pub fn parse_token_response(
 }
 
 /// [`parse_token_response`], with the text the server sent (error code and
-/// description) cleaned by `redactor` (see [`redact`](super::redact)), which also looks
+/// description) cleaned by `redactor` (see [`redact`](crate::redact)), which also looks
 /// for the token of the response itself.
 pub(crate) fn parse_redacting(
     status: StatusCode,

@@ -2,7 +2,7 @@
 
 use std::{
     mem,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     task::{Wake, Waker},
 };
 
@@ -74,6 +74,4 @@ impl Wake for Waiting {
 
 /// Locks a mutex, whether or not a thread panicked holding it: the recording's state is
 /// consistent between any two of its steps.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(super) use crate::sync::lock;

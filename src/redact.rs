@@ -18,7 +18,7 @@
 //! A secret under 4 characters is not looked for: it would match ordinary words.
 //!
 //! ```
-//! use tower_oauth::fetch::redact::{Redactor, REDACTED};
+//! use tower_oauth::redact::{Redactor, REDACTED};
 //!
 //! let redactor = Redactor::new().with_secret("Ech0ed-S3cret/with+more!");
 //! // The secret whole is replaced where it stands.
@@ -245,7 +245,7 @@ fn shown_text(text: &str) -> String {
 /// ```
 /// let uri = "https://svc:pw@auth.example:8443/token?key=K".parse().unwrap();
 /// assert_eq!(
-///     tower_oauth::fetch::redact::url(&uri).to_string(),
+///     tower_oauth::redact::url(&uri).to_string(),
 ///     "https://<redacted>@auth.example:8443/token?<redacted>"
 /// );
 /// ```
