@@ -113,7 +113,7 @@ impl<S> Home<S> {
         Replay::prepare(req, limit, &self.core.replayers)
     }
 
-    fn classifier(&self) -> &Classifier {
+    pub(crate) fn classifier(&self) -> &Classifier {
         &self.core.classifier
     }
 
@@ -323,7 +323,7 @@ where
 
 /// Reads the start of a response body (at most the inspection limit) and asks the
 /// classifier about it. The caller still gets every byte: the start, then the rest.
-async fn inspect<ResB>(
+pub(crate) async fn inspect<ResB>(
     res: Response<ResB>,
     classifier: &Classifier,
     limit: usize,

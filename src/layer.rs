@@ -76,6 +76,12 @@ impl OAuthLayer {
         Self { slots, core }
     }
 
+    /// The token slots and settings, for a client integration that shares them.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn parts(&self) -> (&Arc<Slots>, &Arc<Core>) {
+        (&self.slots, &self.core)
+    }
+
     /// A handle to warm up, force renewal and inspect this layer's tokens.
     pub fn handle(&self) -> TokenHandle {
         TokenHandle::new(self.slots.clone())

@@ -62,6 +62,8 @@
 //!   webpki roots): `OAuthLayer::new`, `OAuthLayer::builder`, `fetch::HttpFetcher::https`.
 //! - `test-util`: `mock`, an embedded mock SimpleDocs server for integration tests.
 //! - `tonic`: replayable `tonic::body::Body` request bodies.
+//! - `reqwest`: [`reqwest`](crate::reqwest): a `reqwest::Client` as the wrapped service or
+//!   the token client, and a `reqwest-middleware` middleware.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -90,6 +92,8 @@ pub mod mock;
 mod pool;
 pub mod redact;
 mod replay;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 mod scope;
 mod service;
 mod sync;

@@ -197,13 +197,19 @@ impl Dynamic {
     /// The scope set `f` gives a request.
     #[inline]
     pub(crate) fn scope_of<B>(&self, req: &Request<B>) -> Option<Scope> {
-        non_empty((self.f)(&RequestHead {
+        self.scope_of_head(&RequestHead {
             method: req.method(),
             uri: req.uri(),
             version: req.version(),
             headers: req.headers(),
             extensions: req.extensions(),
-        }))
+        })
+    }
+
+    /// The scope set `f` gives a request head.
+    #[inline]
+    pub(crate) fn scope_of_head(&self, head: &RequestHead<'_>) -> Option<Scope> {
+        non_empty((self.f)(head))
     }
 
     /// Runs `hit` on the slot of `scope` if it exists, marking it used. No allocation; a

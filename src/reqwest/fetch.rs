@@ -1,0 +1,25 @@
+//! reqwest as the token client.
+
+use super::ReqwestService;
+use crate::{fetch::HttpFetcher, scope::ScopePolicy, Builder, ClientCredentials, OAuthLayer};
+
+impl HttpFetcher<ReqwestService> {
+    /// A fetcher over a `reqwest::Client` the application already has: the same form
+    /// POST, parsing, redaction and 64 KiB cap as over any client.
+    ///
+    /// The form is sent as a body reqwest cannot clone, so the client never resends it on
+    /// a 307 or 308 redirect; a response from any redirect it follows (301, 302, 303,
+    /// without the form) fails the fetch as a transport error. Give it a client with
+    /// `redirect::Policy::none()` to not follow those either.
+    pub fn reqwest(client: ::reqwest::Client, creds: ClientCredentials) -> Self {
+        Self::new(ReqwestService::new(client).refusing_redirects(), creds)
+    }
+}
+
+/// A builder for a layer that fetches tokens with `creds` over `client` (see
+/// [`HttpFetcher::reqwest`]). Like `OAuthLayer::builder`, its scope policy starts as the
+/// credentials' fixed scope.
+pub fn builder(client: ::reqwest::Client, creds: ClientCredentials) -> Builder {
+    let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
+    OAuthLayer::with_fetcher(HttpFetcher::reqwest(client, creds)).scope_policy(policy)
+}

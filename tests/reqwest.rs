@@ -1,0 +1,180 @@
+//! reqwest in every place the layer takes an HTTP client: as the wrapped service
+//! (`ReqwestService`), as the token client (`tower_oauth::reqwest::builder`), and as a
+//! `reqwest-middleware` client with `OAuthMiddleware` on the layer's token cache.
+
+#[path = "support/simpledocs.rs"]
+mod simpledocs;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use simpledocs::{
+    assert_accepted_with_one_new_token, credentials, document, guard, post, SIZES, UPLOADED,
+};
+use tower::{Layer, ServiceExt};
+use tower_oauth::{
+    mock::MockServer,
+    reqwest::{OAuthMiddleware, ReqwestService},
+    OAuthLayer,
+};
+
+/// A mock server and a layer whose token client is reqwest; its first token was fetched
+/// and then revoked.
+async fn revoked() -> (MockServer, OAuthLayer) {
+    let mock = MockServer::start().await.unwrap();
+    let layer = tower_oauth::reqwest::builder(reqwest::Client::new(), credentials(&mock)).build();
+    guard(layer.handle().warm_up()).await.unwrap();
+    mock.revoke_all();
+    (mock, layer)
+}
+
+/// The mock's client credentials, asking for the `read` scope that listing needs.
+fn reader(mock: &MockServer) -> tower_oauth::ClientCredentials {
+    credentials(mock).scope("read")
+}
+
+fn middleware_client(layer: &OAuthLayer) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(OAuthMiddleware::from_layer(layer))
+        .build()
+}
+
+fn documents_url(mock: &MockServer) -> String {
+    format!("{}/api/v1/documents", mock.base_url())
+}
+
+fn workflows_url(mock: &MockServer) -> String {
+    format!("{}/api/v1/workflows", mock.base_url())
+}
+
+#[tokio::test]
+async fn a_layer_whose_token_client_is_reqwest_gets_a_token_from_the_server() {
+    let mock = MockServer::start().await.unwrap();
+    let layer = tower_oauth::reqwest::builder(reqwest::Client::new(), reader(&mock)).build();
+    guard(layer.handle().warm_up()).await.unwrap();
+    assert_eq!(mock.stats().tokens_issued, 1);
+    assert_eq!(layer.handle().fetches(), 1);
+    let api = layer.layer(ReqwestService::new(reqwest::Client::new()));
+    let req = Request::get(workflows_url(&mock))
+        .body(String::new())
+        .unwrap();
+    assert_eq!(guard(api.oneshot(req)).await.unwrap().status(), 200);
+    assert_eq!(mock.stats().api_ok, 1);
+}
+
+#[tokio::test]
+async fn a_reqwest_service_under_the_layer_replays_a_rejected_upload_byte_for_byte() {
+    for (seed, len) in SIZES.into_iter().enumerate() {
+        let (mock, layer) = revoked().await;
+        let doc = document(seed as u8, len);
+        let api = layer.layer(ReqwestService::new(reqwest::Client::new()));
+        let res = guard(api.oneshot(post(&mock, Full::new(doc.clone()))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), UPLOADED, "{len}-byte body");
+        assert_accepted_with_one_new_token(&mock, &layer, &[doc]);
+    }
+}
+
+#[tokio::test]
+async fn a_reqwest_service_under_the_layer_replays_a_string_body() {
+    let (mock, layer) = revoked().await;
+    let doc = "a document as text".to_owned();
+    let api = layer.layer(ReqwestService::new(reqwest::Client::new()));
+    let res = guard(api.oneshot(post(&mock, doc.clone()))).await.unwrap();
+    assert_eq!(res.status(), UPLOADED);
+    assert_accepted_with_one_new_token(&mock, &layer, &[Bytes::from(doc)]);
+}
+
+#[tokio::test]
+async fn five_hundred_requests_through_a_reqwest_service_on_a_cold_cache_fetch_one_token() {
+    let mock = MockServer::start().await.unwrap();
+    let layer = tower_oauth::reqwest::builder(reqwest::Client::new(), reader(&mock)).build();
+    let api = layer.layer(ReqwestService::new(reqwest::Client::new()));
+    let calls = (0..500).map(|_| {
+        let req = Request::get(workflows_url(&mock))
+            .body(String::new())
+            .unwrap();
+        api.clone().oneshot(req)
+    });
+    for res in guard(join_all(calls)).await {
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    assert_eq!(mock.stats().token_requests, 1);
+    assert_eq!(mock.stats().api_ok, 500);
+}
+
+#[tokio::test]
+async fn the_middleware_replays_a_rejected_upload_byte_for_byte() {
+    for (seed, len) in SIZES.into_iter().enumerate() {
+        let (mock, layer) = revoked().await;
+        let doc = document(seed as u8, len);
+        let api = middleware_client(&layer);
+        let res = guard(api.post(documents_url(&mock)).body(doc.clone()).send())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), UPLOADED, "{len}-byte body");
+        assert_accepted_with_one_new_token(&mock, &layer, &[doc]);
+    }
+}
+
+#[tokio::test]
+async fn five_hundred_requests_through_the_middleware_on_a_cold_cache_fetch_one_token() {
+    let mock = MockServer::start().await.unwrap();
+    let api = ClientBuilder::new(reqwest::Client::new())
+        .with(OAuthMiddleware::with_client(
+            reqwest::Client::new(),
+            reader(&mock),
+        ))
+        .build();
+    let url = workflows_url(&mock);
+    let calls = (0..500).map(|_| api.get(&url).send());
+    for res in guard(join_all(calls)).await {
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    assert_eq!(mock.stats().token_requests, 1);
+    assert_eq!(mock.stats().api_ok, 500);
+}
+
+#[tokio::test]
+async fn the_middleware_leaves_a_request_with_its_own_authorization_alone() {
+    let mock = MockServer::start().await.unwrap();
+    let layer = tower_oauth::reqwest::builder(reqwest::Client::new(), credentials(&mock)).build();
+    let api = middleware_client(&layer);
+    let res = guard(api.get(workflows_url(&mock)).bearer_auth("mine").send())
+        .await
+        .unwrap();
+    // The server did not know the caller's token, and the middleware did not step in.
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(mock.stats().api_invalid_token, 1);
+    assert_eq!(mock.stats().token_requests, 0);
+    assert_eq!(layer.handle().fetches(), 0);
+}
+
+#[tokio::test]
+async fn the_middleware_returns_the_rejection_of_a_streamed_body_and_still_renews_the_token() {
+    let (mock, layer) = revoked().await;
+    let api = middleware_client(&layer);
+    let doc = document(7, 300);
+    // A wrapped body is a stream to reqwest: it cannot be cloned for a replay.
+    let body = reqwest::Body::wrap(Full::new(doc.clone()));
+    let res = guard(api.post(documents_url(&mock)).body(body).send())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // The caller gets the 401 whole, body included, after the middleware read it.
+    let text = guard(res.text()).await.unwrap();
+    assert!(text.contains("token_expired"), "{text}");
+    guard(layer.handle().warm_up()).await.unwrap();
+    assert_eq!(mock.stats().tokens_issued, 2, "the token was renewed");
+    assert!(mock.received_documents().is_empty());
+    // The next request goes through with the new token, without another fetch.
+    let res = guard(api.post(documents_url(&mock)).body(doc.clone()).send())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), UPLOADED);
+    assert_eq!(mock.received_documents(), vec![doc]);
+    assert_eq!(mock.stats().tokens_issued, 2);
+}
