@@ -62,7 +62,7 @@
 //!   webpki roots): `OAuthLayer::new`, `OAuthLayer::builder`, `fetch::HttpFetcher::https`.
 //! - `test-util`: `mock`, an embedded mock SimpleDocs server for integration tests.
 //! - `tonic`: replayable `tonic::body::Body` request bodies.
-//! - `reqwest`: [`reqwest`](crate::reqwest): a `reqwest::Client` as the wrapped service or
+//! - `reqwest`: [`reqwest`]: a `reqwest::Client` as the wrapped service or
 //!   the token client, and a `reqwest-middleware` middleware.
 //!
 //! [tower]: https://docs.rs/tower
