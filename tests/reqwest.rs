@@ -89,6 +89,19 @@ async fn a_reqwest_service_under_the_layer_replays_a_string_body() {
 }
 
 #[tokio::test]
+async fn a_reqwest_service_under_the_layer_replays_a_reqwest_body() {
+    for (seed, len) in SIZES.into_iter().enumerate() {
+        let (mock, layer) = revoked().await;
+        let doc = document(seed as u8, len);
+        let api = layer.layer(ReqwestService::new(reqwest::Client::new()));
+        let body = reqwest::Body::from(doc.clone());
+        let res = guard(api.oneshot(post(&mock, body))).await.unwrap();
+        assert_eq!(res.status(), UPLOADED, "{len}-byte body");
+        assert_accepted_with_one_new_token(&mock, &layer, &[doc]);
+    }
+}
+
+#[tokio::test]
 async fn five_hundred_requests_through_a_reqwest_service_on_a_cold_cache_fetch_one_token() {
     let mock = MockServer::start().await.unwrap();
     let layer = tower_oauth::reqwest::builder(reqwest::Client::new(), reader(&mock)).build();
@@ -177,4 +190,68 @@ async fn the_middleware_returns_the_rejection_of_a_streamed_body_and_still_renew
     assert_eq!(res.status(), UPLOADED);
     assert_eq!(mock.received_documents(), vec![doc]);
     assert_eq!(mock.stats().tokens_issued, 2);
+}
+
+/// A token endpoint on loopback that redirects every POST with `status` to `/elsewhere`,
+/// where it answers a token; it returns what `/elsewhere` was sent.
+async fn redirecting(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::BodyExt;
+    use hyper::{body::Incoming, server::conn::http1, service::service_fn, Response};
+    use hyper_util::rt::TokioIo;
+
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let kept = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = kept.clone();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let seen = seen.clone();
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let res = if path == "/elsewhere" {
+                        seen.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&body).into_owned());
+                        Response::new(Full::new(Bytes::from_static(
+                            br#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#,
+                        )))
+                    } else {
+                        Response::builder()
+                            .status(status)
+                            .header("location", "/elsewhere")
+                            .body(Full::default())
+                            .unwrap()
+                    };
+                    Ok::<_, hyper::Error>(res)
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_reqwest_token_client_never_takes_a_token_from_a_redirect_nor_resends_the_form() {
+    for status in [301, 302, 303, 307, 308] {
+        let (url, seen) = redirecting(status).await;
+        let creds = tower_oauth::ClientCredentials::new(&url, "id", "s3cret-in-form");
+        let layer = tower_oauth::reqwest::builder(reqwest::Client::new(), creds)
+            .retry_budget(std::time::Duration::ZERO)
+            .build();
+        let err = guard(layer.handle().warm_up()).await.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("s3cret-in-form"), "{status}: {shown}");
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.iter().all(|body| !body.contains("s3cret")),
+            "{status}: the form went to the redirect target: {seen:?}"
+        );
+    }
 }

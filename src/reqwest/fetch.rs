@@ -18,8 +18,11 @@ impl HttpFetcher<ReqwestService> {
 
 /// A builder for a layer that fetches tokens with `creds` over `client` (see
 /// [`HttpFetcher::reqwest`]). Like `OAuthLayer::builder`, its scope policy starts as the
-/// credentials' fixed scope.
+/// credentials' fixed scope. Request bodies of type `reqwest::Body` are replayed, recorded
+/// as they are sent ([`Builder::replay_body`]).
 pub fn builder(client: ::reqwest::Client, creds: ClientCredentials) -> Builder {
     let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
-    OAuthLayer::with_fetcher(HttpFetcher::reqwest(client, creds)).scope_policy(policy)
+    OAuthLayer::with_fetcher(HttpFetcher::reqwest(client, creds))
+        .scope_policy(policy)
+        .replay_body::<::reqwest::Body>(::reqwest::Body::wrap)
 }

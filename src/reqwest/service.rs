@@ -23,7 +23,8 @@ use crate::error::BoxError;
 /// `reqwest::Body`, ...). A `reqwest::Body` is passed on as it is; any other body is
 /// wrapped with `reqwest::Body::wrap`, which reqwest cannot clone, so it never resends it
 /// on a 307 or 308 redirect. Responses are `http::Response<reqwest::Body>`; errors are the
-/// `reqwest::Error`, boxed.
+/// `reqwest::Error`, boxed. The layer replays `reqwest::Body` requests when its builder
+/// registers them, as [`builder`](super::builder) does.
 ///
 /// ```
 /// use tower::{Layer, ServiceExt};
