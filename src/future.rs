@@ -113,7 +113,7 @@ impl<S> Home<S> {
         Replay::prepare(req, limit, &self.core.replayers)
     }
 
-    pub(crate) fn classifier(&self) -> &Classifier {
+    fn classifier(&self) -> &Classifier {
         &self.core.classifier
     }
 
