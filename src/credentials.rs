@@ -95,16 +95,12 @@ pub struct ClientCredentials {
 /// connector then uses the scheme's default port, and drops a fragment without a word;
 /// user info it keeps but no client sends, while clients log it.
 fn token_url_checked(text: &str) -> Result<Uri, Error> {
-    let refused = |why: &str| {
-        Error::builder(ErrorKind::Config)
-            .detail(&format!("token url {why}"))
-            .build()
-    };
+    let refused =
+        |why: &str| Error::new(ErrorKind::Config).with_detail(&format!("token url {why}"));
     let uri: Uri = text.parse().map_err(|e| {
-        Error::builder(ErrorKind::Config)
-            .detail("token url is not a valid url")
-            .source(e)
-            .build()
+        Error::new(ErrorKind::Config)
+            .with_detail("token url is not a valid url")
+            .with_source(e)
     })?;
     let authority = match (uri.scheme_str(), uri.authority()) {
         (Some("http" | "https"), Some(authority)) => authority.as_str(),
@@ -281,11 +277,9 @@ impl ClientCredentials {
         if loopback {
             Ok(())
         } else {
-            Err(Error::builder(ErrorKind::Config)
-                .detail(
-                    "refusing to send client credentials over plain http to a non-loopback host",
-                )
-                .build())
+            Err(Error::new(ErrorKind::Config).with_detail(
+                "refusing to send client credentials over plain http to a non-loopback host",
+            ))
         }
     }
 
@@ -304,7 +298,7 @@ impl ClientCredentials {
         } else {
             format!("the token request parameter `{name}` is the grant's own and cannot be added")
         };
-        Err(Error::builder(ErrorKind::Config).detail(&detail).build())
+        Err(Error::new(ErrorKind::Config).with_detail(&detail))
     }
 
     /// The form body of a token request for `scope`.

@@ -58,9 +58,8 @@ impl Slot {
             }
             Err(_) => {
                 control.fetch = Fetch::Idle;
-                let _ = tx.send(Some(Err(Error::builder(ErrorKind::Config)
-                    .detail("a tokio runtime is required to fetch tokens")
-                    .build())));
+                let _ = tx.send(Some(Err(Error::new(ErrorKind::Config)
+                    .with_detail("a tokio runtime is required to fetch tokens"))));
             }
         }
         rx
@@ -147,14 +146,13 @@ impl Slot {
             Ok(Ok(Ok(token))) => token,
             Ok(Ok(Err(err))) => return Err(Error::from_fetcher(err)),
             Ok(Err(_panic)) => {
-                return Err(Error::builder(ErrorKind::Cancelled)
-                    .detail("the token fetcher panicked")
-                    .build())
+                return Err(
+                    Error::new(ErrorKind::Cancelled).with_detail("the token fetcher panicked")
+                )
             }
             Err(_) => {
-                return Err(Error::builder(ErrorKind::Timeout)
-                    .detail(&format!("no answer within {:?}", config.fetch_timeout))
-                    .build())
+                return Err(Error::new(ErrorKind::Timeout)
+                    .with_detail(&format!("no answer within {:?}", config.fetch_timeout)))
             }
         };
         // A token that replaces a rejected one is the re-issue for that rejection,

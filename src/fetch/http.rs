@@ -125,7 +125,7 @@ where
                 )
                 .header(header::ACCEPT, HeaderValue::from_static("application/json"))
                 .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-                .map_err(|e| Error::with_source(ErrorKind::Config, e))?;
+                .map_err(|e| Error::new(ErrorKind::Config).with_source(e))?;
             if let Some(basic) = creds.basic_authorization() {
                 req.headers_mut().insert(header::AUTHORIZATION, basic);
             }
@@ -170,9 +170,9 @@ fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
         source = inner.source();
     }
     if !redactor.holds_secret(&shown) {
-        return Error::with_source(ErrorKind::Transport, err);
+        return Error::new(ErrorKind::Transport).with_source(err);
     }
-    Error::with_source(ErrorKind::Transport, redactor.clean(&err.to_string()))
+    Error::new(ErrorKind::Transport).with_source(redactor.clean(&err.to_string()))
 }
 
 #[cfg(test)]
