@@ -3,6 +3,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
+use tokio::time::Instant;
 
 use crate::redact::sanitize;
 
@@ -93,6 +94,8 @@ struct Inner {
     oauth_error: Option<String>,
     detail: Option<String>,
     retry_after: Option<Duration>,
+    /// Set by the layer when it gives up: until then it answers this error, not fetching.
+    cooldown_until: Option<Instant>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -128,6 +131,7 @@ impl Error {
                 oauth_error: None,
                 detail: None,
                 retry_after: None,
+                cooldown_until: None,
                 source: None,
             }),
         }
@@ -176,6 +180,12 @@ impl Error {
             Some(after) => self.with_retry_after(after),
             None => self,
         }
+    }
+
+    /// Marks the error as the one the layer answers, without fetching, until `until`.
+    pub(crate) fn with_cooldown_until(mut self, until: Instant) -> Self {
+        self.inner_mut().cooldown_until = Some(until);
+        self
     }
 
     /// A fresh error has the only reference; a clone being extended is copied first.
@@ -246,6 +256,18 @@ impl Error {
     /// How long the token endpoint asked clients to wait (`Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
+    }
+
+    /// How much longer, from now, the layer goes on answering this error without a new
+    /// fetch: the cooldown after it gave up (see
+    /// [`retry_budget`](crate::Builder::retry_budget)). `None` for an error the
+    /// layer did not give up with (a fetcher's own error, before the layer saw it).
+    ///
+    /// A retry policy outside the layer should pause at least this long: a request sent
+    /// sooner gets this error again.
+    pub fn cooldown(&self) -> Option<Duration> {
+        let until = self.inner.cooldown_until?;
+        Some(until.saturating_duration_since(Instant::now()))
     }
 
     /// The errors below this one, outermost first, as a log line shows them (`""` when

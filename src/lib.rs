@@ -52,7 +52,8 @@
 //! - [`ScopePolicy`]: which scope each request's token must have.
 //! - [`classify`]: what counts as a rejected token. [`body`]: which request bodies are
 //!   replayed, and up to what size.
-//! - [`Error`] and [`ErrorKind`]: why a token could not be had, and whether to retry.
+//! - [`Error`] and [`ErrorKind`]: why a token could not be had, and whether to retry;
+//!   [`retry`]: a `tower::retry` policy that retries what can be.
 //! - [`redact`]: how server text and URLs are cleaned of secrets before anything shows
 //!   them.
 //!
@@ -90,6 +91,7 @@ pub mod mock;
 mod pool;
 pub mod redact;
 mod replay;
+pub mod retry;
 mod scope;
 mod service;
 mod sync;

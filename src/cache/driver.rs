@@ -280,11 +280,14 @@ fn install(slot: &Slot, flight: &FlightGuard, installed: Arc<Installed>, tx: &Se
 /// without a new fetch.
 fn give_up(slot: &Slot, flight: &FlightGuard, delay: Duration, err: Error, tx: &Sender) {
     let cooldown = pause_after(&slot.core.config, &err, delay);
+    let until = later(Instant::now(), cooldown);
+    // Says when to come back, to a retry policy outside the layer.
+    let err = err.with_cooldown_until(until);
     {
         let mut control = lock(&slot.control);
         if flight.owns(&control) {
             control.fetch = Fetch::CoolingDown {
-                until: later(Instant::now(), cooldown),
+                until,
                 error: err.clone(),
             };
         }
@@ -328,11 +331,17 @@ fn renewal_failed(
             "renewal failed and retrying cannot help; current token kept until it expires"
         );
     }
+    let until = later(Instant::now(), pause);
+    let cooling = !retryable || err.retry_after().is_some();
+    let err = if cooling {
+        err.with_cooldown_until(until)
+    } else {
+        err
+    };
     // A flight given up on as stranded leaves the slot to the flight that replaced it.
     let mut control = lock(&slot.control);
     if flight.owns(&control) {
-        let until = later(Instant::now(), pause);
-        control.fetch = if !retryable || err.retry_after().is_some() {
+        control.fetch = if cooling {
             Fetch::CoolingDown {
                 until,
                 error: err.clone(),
