@@ -33,7 +33,11 @@ impl OAuthLayer {
     #[cfg(feature = "https")]
     pub fn builder(creds: crate::ClientCredentials) -> Builder {
         let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
-        Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy)
+        let host = crate::redact::host(creds.token_url()).map(Arc::from);
+        let mut builder =
+            Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy);
+        builder.host = host;
+        builder
     }
 
     /// A builder for a layer whose tokens come from `fetcher`: any
@@ -56,6 +60,8 @@ impl OAuthLayer {
             replay_limit: DEFAULT_REPLAY_LIMIT,
             replayers: Replayers::default(),
             scope_idle: DEFAULT_SCOPE_IDLE,
+            name: None,
+            host: None,
         }
     }
 }
@@ -94,6 +100,9 @@ pub struct Builder {
     replay_limit: usize,
     replayers: Replayers,
     scope_idle: Duration,
+    name: Option<Arc<str>>,
+    /// The token endpoint's host, known when the layer has the built-in fetcher.
+    host: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Builder {
@@ -105,6 +114,7 @@ impl fmt::Debug for Builder {
             .field("replay_limit", &self.replay_limit)
             .field("replayers", &self.replayers)
             .field("scope_idle", &self.scope_idle)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -349,6 +359,18 @@ impl Builder {
         self
     }
 
+    /// A name for the layer, to tell it apart from others in one application. Default:
+    /// none.
+    ///
+    /// Its errors start with the name (`simpledocs: token request timed out ...`), and its
+    /// `oauth.fetch` spans carry it as the `layer` field. Errors name the token endpoint's
+    /// host (never its user info or query) whether the layer is named or not, when it is
+    /// known: the built-in fetcher knows it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(Arc::from(crate::redact::sanitize(&name.into())));
+        self
+    }
+
     /// Builds the layer.
     pub fn build(mut self) -> OAuthLayer {
         self.config.replay_limit = self.replay.then_some(self.replay_limit);
@@ -358,6 +380,8 @@ impl Builder {
             classifier: self.classifier,
             replayers: self.replayers,
             explicit_scope: self.policy_set,
+            name: self.name,
+            host: self.host,
         });
         let slots = self.policy.into_slots(core.clone(), self.scope_idle);
         OAuthLayer::new_parts(Arc::new(slots), core)

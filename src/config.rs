@@ -1,13 +1,13 @@
 //! Settings shared by every part of a layer, and their defaults.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tower::util::BoxCloneSyncService;
 
 use crate::{
     body::Replayers,
     classify::Classifier,
-    error::BoxError,
+    error::{BoxError, Error},
     token::{Token, TokenRequest},
 };
 
@@ -79,4 +79,16 @@ pub(crate) struct Core {
     pub(crate) replayers: Replayers,
     /// Whether the scopes of token requests are explicit (a scope policy was set).
     pub(crate) explicit_scope: bool,
+    /// The layer's name ([`Builder::name`](crate::Builder::name)), shown in its errors
+    /// and spans.
+    pub(crate) name: Option<Arc<str>>,
+    /// The token endpoint's host, when the builder knows it.
+    pub(crate) host: Option<Arc<str>>,
+}
+
+impl Core {
+    /// `err` says which layer and token host it is from.
+    pub(crate) fn label(&self, err: Error) -> Error {
+        err.with_origin(self.name.as_ref(), self.host.as_ref())
+    }
 }

@@ -82,6 +82,10 @@ impl fmt::Display for ErrorKind {
 /// It reaches callers of the service as a [`BoxError`]; use
 /// `err.downcast_ref::<tower_oauth::Error>()` to get it back. It never contains the
 /// client secret or a token.
+///
+/// Its text starts with the layer's [name](crate::Builder::name), if it has one, and
+/// names the token endpoint's host when it is known:
+/// `simpledocs: token request failed (auth.example.com)`.
 #[derive(Clone)]
 pub struct Error {
     inner: Arc<Inner>,
@@ -94,6 +98,10 @@ struct Inner {
     oauth_error: Option<String>,
     detail: Option<String>,
     retry_after: Option<Duration>,
+    /// The name of the layer that returned it, if it has one.
+    layer: Option<Arc<str>>,
+    /// The token endpoint's host (and port), never its user info, path or query.
+    host: Option<Arc<str>>,
     /// Set by the layer when it gives up: until then it answers this error, not fetching.
     cooldown_until: Option<Instant>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
@@ -132,6 +140,8 @@ impl Error {
                 detail: None,
                 retry_after: None,
                 cooldown_until: None,
+                layer: None,
+                host: None,
                 source: None,
             }),
         }
@@ -180,6 +190,22 @@ impl Error {
             Some(after) => self.with_retry_after(after),
             None => self,
         }
+    }
+
+    /// Says which layer and token host the error is from; a host it has is kept.
+    pub(crate) fn with_origin(mut self, layer: Option<&Arc<str>>, host: Option<&Arc<str>>) -> Self {
+        let host = host.filter(|_| self.inner.host.is_none());
+        if layer.is_none() && host.is_none() {
+            return self;
+        }
+        let inner = self.inner_mut();
+        if let Some(layer) = layer {
+            inner.layer = Some(layer.clone());
+        }
+        if let Some(host) = host {
+            inner.host = Some(host.clone());
+        }
+        self
     }
 
     /// Marks the error as the one the layer answers, without fetching, until `until`.
@@ -291,12 +317,26 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.inner.kind.describe())?;
-        match (&self.inner.oauth_error, self.inner.status) {
-            (Some(code), Some(status)) => write!(f, " ({code}, http {})", status.as_u16())?,
-            (Some(code), None) => write!(f, " ({code})")?,
-            (None, Some(status)) => write!(f, " (http {})", status.as_u16())?,
-            (None, None) => {}
+        let inner = &self.inner;
+        if let Some(layer) = &inner.layer {
+            write!(f, "{layer}: ")?;
+        }
+        f.write_str(inner.kind.describe())?;
+        // What is known of where it failed, in parentheses: host, code, status.
+        let status = inner.status.map(|s| format!("http {}", s.as_u16()));
+        let mut parts = [
+            inner.host.as_deref(),
+            inner.oauth_error.as_deref(),
+            status.as_deref(),
+        ]
+        .into_iter()
+        .flatten();
+        if let Some(first) = parts.next() {
+            write!(f, " ({first}")?;
+            for part in parts {
+                write!(f, ", {part}")?;
+            }
+            f.write_str(")")?;
         }
         if let Some(detail) = &self.inner.detail {
             write!(f, ": {detail}")?;
@@ -321,6 +361,12 @@ impl fmt::Debug for Error {
         }
         if let Some(after) = self.inner.retry_after {
             d.field("retry_after", &after);
+        }
+        if let Some(layer) = &self.inner.layer {
+            d.field("layer", layer);
+        }
+        if let Some(host) = &self.inner.host {
+            d.field("host", host);
         }
         if let Some(source) = &self.inner.source {
             d.field("source", &**source);

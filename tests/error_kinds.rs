@@ -352,6 +352,39 @@ async fn a_refused_connection_is_a_retryable_transport_error() {
 }
 
 #[tokio::test]
+async fn errors_name_the_token_host_and_a_named_layer_so_two_layers_are_told_apart() {
+    let mut shown = Vec::new();
+    let named: [(&str, fn(Builder) -> Builder); 2] = [
+        ("simpledocs", |b| quick(b).name("simpledocs")),
+        ("billing", |b| quick(b).name("billing")),
+    ];
+    for (name, settings) in named {
+        let port = closed_port().await;
+        let url = format!("http://127.0.0.1:{port}/token?key=in-the-query");
+        // Unnamed, either fetcher: the host alone.
+        for (via, layer) in layers(creds(&url, SECRET), quick) {
+            let err = token_failure(&layer, LIMIT).await;
+            assert_eq!(
+                err.to_string(),
+                format!("token request failed (127.0.0.1:{port})"),
+                "{via}"
+            );
+        }
+        // Named: the name first.
+        for (via, layer) in layers(creds(&url, SECRET), settings) {
+            let err = token_failure(&layer, LIMIT).await.to_string();
+            assert_eq!(
+                err,
+                format!("{name}: token request failed (127.0.0.1:{port})"),
+                "{via}"
+            );
+            shown.push(err);
+        }
+    }
+    assert_ne!(shown[0], shown[2], "{shown:?}");
+}
+
+#[tokio::test]
 async fn a_dropped_connection_is_a_retryable_transport_error() {
     for (via, err) in mock_failure(TokenFailure::CloseConnection).await {
         check(via, &err, ErrorKind::Transport, true);

@@ -48,7 +48,8 @@ impl Slot {
             parent: None,
             "oauth.fetch",
             scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
-            reason = reason.as_str()
+            reason = reason.as_str(),
+            layer = self.core.name.as_deref()
         );
         span.follows_from(tracing::Span::current());
         match Handle::try_current() {
@@ -58,8 +59,9 @@ impl Slot {
             }
             Err(_) => {
                 control.fetch = Fetch::Idle;
-                let _ = tx.send(Some(Err(Error::new(ErrorKind::Config)
-                    .with_detail("a tokio runtime is required to fetch tokens"))));
+                let err = Error::new(ErrorKind::Config)
+                    .with_detail("a tokio runtime is required to fetch tokens");
+                let _ = tx.send(Some(Err(self.core.label(err))));
             }
         }
         rx
@@ -137,6 +139,16 @@ impl Slot {
     /// from and cooled down after, not a cancelled flight that the next request restarts
     /// at once.
     async fn fetch_once(&self, reason: FetchReason, started: Instant) -> Result<Installed, Error> {
+        self.fetch_once_unlabelled(reason, started)
+            .await
+            .map_err(|err| self.core.label(err))
+    }
+
+    async fn fetch_once_unlabelled(
+        &self,
+        reason: FetchReason,
+        started: Instant,
+    ) -> Result<Installed, Error> {
         let config = &self.core.config;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let request = TokenRequest::new(self.scope.clone(), reason)

@@ -333,6 +333,8 @@ mod tests {
             classifier: Classifier::new(StandardClassifier::default()),
             replayers: Default::default(),
             explicit_scope: false,
+            name: None,
+            host: None,
         };
         Slot::new(Arc::new(core), scope.map(Scope::new))
     }

@@ -106,7 +106,8 @@ where
     fn call(&mut self, request: TokenRequest) -> Self::Future {
         let client = self.client.clone();
         let creds = self.creds.clone();
-        Box::pin(async move {
+        let host: Option<Arc<str>> = crate::redact::host(creds.token_url()).map(Arc::from);
+        let fetch = async move {
             creds.check_transport()?;
             creds.check_params()?;
             let default = creds
@@ -154,7 +155,8 @@ where
             // A server may echo what it was sent in its error description, whole, in part
             // or encoded; keep it out of the error (and so out of logs).
             parse_redacting(parts.status, &parts.headers, &bytes, &creds.redactor())
-        })
+        };
+        Box::pin(async move { fetch.await.map_err(|e| e.with_origin(None, host.as_ref())) })
     }
 }
 
