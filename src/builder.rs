@@ -16,7 +16,7 @@ use crate::{
     token::{Token, TokenRequest},
 };
 
-/// The default of [`Builder::scope_idle_timeout`].
+/// The default of [`OAuthLayerBuilder::scope_idle_timeout`].
 const DEFAULT_SCOPE_IDLE: Duration = Duration::from_secs(10 * 60);
 
 impl OAuthLayer {
@@ -29,9 +29,9 @@ impl OAuthLayer {
 
     /// A builder for a layer that fetches tokens with `creds` over the built-in HTTPS
     /// client. Its scope policy starts as the credentials' fixed scope; a policy set with
-    /// [`Builder::scope_policy`] replaces it.
+    /// [`OAuthLayerBuilder::scope_policy`] replaces it.
     #[cfg(feature = "https")]
-    pub fn builder(creds: crate::ClientCredentials) -> Builder {
+    pub fn builder(creds: crate::ClientCredentials) -> OAuthLayerBuilder {
         let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
         let host = crate::redact::host(creds.token_url()).map(Arc::from);
         let mut builder =
@@ -44,13 +44,13 @@ impl OAuthLayer {
     /// `Service<TokenRequest, Response = Token>`, e.g. an
     /// [`HttpFetcher`](crate::fetch::HttpFetcher) over your own HTTP client, or a
     /// `service_fn`. Its scope policy starts as "no scope".
-    pub fn with_fetcher<F>(fetcher: F) -> Builder
+    pub fn with_fetcher<F>(fetcher: F) -> OAuthLayerBuilder
     where
         F: Service<TokenRequest, Response = Token> + Clone + Send + Sync + 'static,
         F::Error: Into<BoxError>,
         F::Future: Send + 'static,
     {
-        Builder {
+        OAuthLayerBuilder {
             fetcher: BoxCloneSyncService::new(tower::ServiceExt::map_err(fetcher, Into::into)),
             policy: ScopePolicy::fixed(None),
             policy_set: false,
@@ -88,7 +88,7 @@ impl OAuthLayer {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Builder {
+pub struct OAuthLayerBuilder {
     fetcher: BoxFetcher,
     policy: ScopePolicy,
     /// Whether `scope_policy` was called: the policy's scopes are then explicit.
@@ -105,9 +105,12 @@ pub struct Builder {
     host: Option<Arc<str>>,
 }
 
-impl fmt::Debug for Builder {
+/// The former name of [`OAuthLayerBuilder`], kept until 1.0.
+pub type Builder = OAuthLayerBuilder;
+
+impl fmt::Debug for OAuthLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("OAuthLayerBuilder")
             .field("policy", &self.policy)
             .field("config", &self.config)
             .field("replay", &self.replay)
@@ -119,7 +122,7 @@ impl fmt::Debug for Builder {
     }
 }
 
-impl Builder {
+impl OAuthLayerBuilder {
     /// Which scope each request's token must have. Default: the credentials' scope for
     /// `OAuthLayer::builder` (with the `https` feature), none for
     /// [`OAuthLayer::with_fetcher`]. A request the policy set here gives no scope (`None`,

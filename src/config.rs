@@ -11,7 +11,7 @@ use crate::{
     token::{Token, TokenRequest},
 };
 
-/// The default of [`Builder::replay_limit`](crate::Builder::replay_limit).
+/// The default of [`OAuthLayerBuilder::replay_limit`](crate::OAuthLayerBuilder::replay_limit).
 pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 
 /// The type-erased token fetcher; fetching is the cold path, so a box costs nothing that
@@ -79,7 +79,7 @@ pub(crate) struct Core {
     pub(crate) replayers: Replayers,
     /// Whether the scopes of token requests are explicit (a scope policy was set).
     pub(crate) explicit_scope: bool,
-    /// The layer's name ([`Builder::name`](crate::Builder::name)), shown in its errors
+    /// The layer's name ([`OAuthLayerBuilder::name`](crate::OAuthLayerBuilder::name)), shown in its errors
     /// and spans.
     pub(crate) name: Option<Arc<str>>,
     /// The token endpoint's host, when the builder knows it.

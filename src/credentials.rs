@@ -51,6 +51,16 @@ impl From<&str> for ClientSecret {
     }
 }
 
+/// A secret an application already keeps in a `secrecy::SecretString`; its copy here is
+/// wiped on drop too.
+#[cfg(feature = "secrecy")]
+impl From<secrecy::SecretString> for ClientSecret {
+    fn from(s: secrecy::SecretString) -> Self {
+        use secrecy::ExposeSecret;
+        Self::new(s.expose_secret())
+    }
+}
+
 /// How the client authenticates to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -387,6 +397,14 @@ impl fmt::Debug for ClientCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "secrecy")]
+    #[test]
+    fn a_secrecy_secret_string_becomes_a_redacted_client_secret() {
+        let secret = ClientSecret::from(secrecy::SecretString::from("s3cr3t-from-secrecy"));
+        assert_eq!(secret.secret(), "s3cr3t-from-secrecy");
+        assert!(!format!("{secret:?} {secret}").contains("s3cr3t"));
+    }
 
     #[test]
     fn debug_shows_no_password_or_query_of_the_token_url() {

@@ -83,7 +83,7 @@ impl fmt::Display for ErrorKind {
 /// `err.downcast_ref::<tower_oauth::Error>()` to get it back. It never contains the
 /// client secret or a token.
 ///
-/// Its text starts with the layer's [name](crate::Builder::name), if it has one, and
+/// Its text starts with the layer's [name](crate::OAuthLayerBuilder::name), if it has one, and
 /// names the token endpoint's host when it is known:
 /// `simpledocs: token request failed (auth.example.com)`.
 #[derive(Clone)]
@@ -286,7 +286,7 @@ impl Error {
 
     /// How much longer, from now, the layer goes on answering this error without a new
     /// fetch: the cooldown after it gave up (see
-    /// [`retry_budget`](crate::Builder::retry_budget)). `None` for an error the
+    /// [`retry_budget`](crate::OAuthLayerBuilder::retry_budget)). `None` for an error the
     /// layer did not give up with (a fetcher's own error, before the layer saw it).
     ///
     /// A retry policy outside the layer should pause at least this long: a request sent

@@ -43,7 +43,7 @@
 //!
 //! # Where things are
 //!
-//! - [`OAuthLayer`], its [`Builder`] (every setting, with its default) and the
+//! - [`OAuthLayer`], its [`OAuthLayerBuilder`] (every setting, with its default) and the
 //!   [`TokenHandle`] (warm up, force a renewal, look at the tokens).
 //! - [`OAuth`], the service: what it adds to requests, how it replays them, and what it
 //!   needs of the inner service.
@@ -63,6 +63,7 @@
 //!   webpki roots): `OAuthLayer::new`, `OAuthLayer::builder`, `fetch::HttpFetcher::https`.
 //! - `test-util`: `mock`, an embedded mock SimpleDocs server for integration tests.
 //! - `tonic`: replayable `tonic::body::Body` request bodies.
+//! - `secrecy`: `ClientSecret: From<secrecy::SecretString>`.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -98,7 +99,7 @@ mod sync;
 mod token;
 
 pub use crate::{
-    builder::Builder,
+    builder::{Builder, OAuthLayerBuilder},
     cache::{TokenState, TokenStatus},
     credentials::{AuthMethod, ClientCredentials, ClientSecret, SIMPLEDOCS_TOKEN_URL},
     error::{BoxError, Error, ErrorKind},

@@ -1,7 +1,7 @@
 //! A `tower::retry` policy for token failures: [`RetryTokenErrors`].
 //!
 //! The layer retries failed token fetches itself, within its
-//! [retry budget](crate::Builder::retry_budget). Past that, it answers the error for a
+//! [retry budget](crate::OAuthLayerBuilder::retry_budget). Past that, it answers the error for a
 //! cooldown. Put `tower::retry::RetryLayer::new(RetryTokenErrors::new())` outside the
 //! layer to send a request again once the cooldown is over:
 //!
