@@ -83,7 +83,7 @@ impl Fetcher {
 
     fn layer(
         &self,
-        builder: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+        builder: impl FnOnce(tower_oauth::OAuthLayerBuilder) -> tower_oauth::OAuthLayerBuilder,
     ) -> OAuthLayer {
         let this = self.clone();
         let fetcher = service_fn(move |_: TokenRequest| {

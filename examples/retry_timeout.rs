@@ -20,11 +20,12 @@
 //! attempt would resend it, stale or not, and a failed token fetch would never reach the
 //! retry policy.
 //!
-//! The policy retries only what the crate marks retryable:
-//! `err.downcast_ref::<tower_oauth::Error>().is_some_and(|e| e.is_retryable())`, i.e. a
-//! token endpoint that is down, overloaded or unreachable; never bad credentials. An
-//! expired per-attempt timeout is not retried here, since the server may have acted on
-//! the request; add `tower::timeout::error::Elapsed` for requests that are safe to repeat.
+//! The policy, the crate's `tower_oauth::retry::RetryTokenErrors`, retries only what the
+//! crate marks retryable (`tower_oauth::Error::is_retryable`), i.e. a token endpoint
+//! that is down, overloaded or unreachable; never bad credentials. It pauses until the
+//! layer's cooldown after the failure is over. An expired per-attempt timeout is not
+//! retried, since the server may have acted on the request; write a policy of your own
+//! that also retries `tower::timeout::error::Elapsed` for requests safe to repeat.
 //!
 //! The demonstration, against the embedded mock SimpleDocs server:
 //!
@@ -40,59 +41,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use tower::{retry::Policy, timeout::error::Elapsed, Service, ServiceBuilder, ServiceExt};
+use tower::{timeout::error::Elapsed, Service, ServiceBuilder, ServiceExt};
 use tower_oauth::{
     mock::{MockServer, TokenFailure},
+    retry::RetryTokenErrors,
     BoxError, ClientCredentials, OAuthLayer,
 };
-
-/// Retries errors the crate marks retryable, at most `attempts_left` times per request,
-/// with a doubling pause.
-#[derive(Clone)]
-struct RetryTokenErrors {
-    attempts_left: u32,
-    pause: Duration,
-}
-
-impl RetryTokenErrors {
-    fn new(max_retries: u32) -> Self {
-        Self {
-            attempts_left: max_retries,
-            pause: Duration::from_millis(200),
-        }
-    }
-}
-
-impl<Res> Policy<Request<Full<Bytes>>, Res, BoxError> for RetryTokenErrors {
-    type Future = tokio::time::Sleep;
-
-    fn retry(
-        &mut self,
-        _req: &mut Request<Full<Bytes>>,
-        result: &mut Result<Res, BoxError>,
-    ) -> Option<Self::Future> {
-        let err = result.as_ref().err()?;
-        let retryable = err
-            .downcast_ref::<tower_oauth::Error>()
-            .is_some_and(|e| e.is_retryable());
-        if !retryable || self.attempts_left == 0 {
-            return None;
-        }
-        self.attempts_left -= 1;
-        println!("  attempt failed ({err}); retrying in {:?}", self.pause);
-        let pause = self.pause;
-        self.pause *= 2;
-        Some(tokio::time::sleep(pause))
-    }
-
-    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
-        // `Full` bodies are cheap to clone: the bytes are shared, not copied.
-        Some(req.clone())
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -112,7 +68,7 @@ async fn main() -> Result<(), BoxError> {
 
     let mut api = ServiceBuilder::new()
         .timeout(Duration::from_secs(10)) // overall
-        .retry(RetryTokenErrors::new(4))
+        .retry(RetryTokenErrors::new().retries(4))
         .timeout(Duration::from_secs(1)) // per attempt
         .layer(layer)
         .service(tower_oauth::fetch::https_client());

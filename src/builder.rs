@@ -16,7 +16,7 @@ use crate::{
     token::{Token, TokenRequest},
 };
 
-/// The default of [`Builder::scope_idle_timeout`].
+/// The default of [`OAuthLayerBuilder::scope_idle_timeout`].
 const DEFAULT_SCOPE_IDLE: Duration = Duration::from_secs(10 * 60);
 
 impl OAuthLayer {
@@ -29,24 +29,28 @@ impl OAuthLayer {
 
     /// A builder for a layer that fetches tokens with `creds` over the built-in HTTPS
     /// client. Its scope policy starts as the credentials' fixed scope; a policy set with
-    /// [`Builder::scope_policy`] replaces it.
+    /// [`OAuthLayerBuilder::scope_policy`] replaces it.
     #[cfg(feature = "https")]
-    pub fn builder(creds: crate::ClientCredentials) -> Builder {
+    pub fn builder(creds: crate::ClientCredentials) -> OAuthLayerBuilder {
         let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
-        Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy)
+        let host = crate::redact::host(creds.token_url()).map(Arc::from);
+        let mut builder =
+            Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy);
+        builder.host = host;
+        builder
     }
 
     /// A builder for a layer whose tokens come from `fetcher`: any
     /// `Service<TokenRequest, Response = Token>`, e.g. an
     /// [`HttpFetcher`](crate::fetch::HttpFetcher) over your own HTTP client, or a
     /// `service_fn`. Its scope policy starts as "no scope".
-    pub fn with_fetcher<F>(fetcher: F) -> Builder
+    pub fn with_fetcher<F>(fetcher: F) -> OAuthLayerBuilder
     where
         F: Service<TokenRequest, Response = Token> + Clone + Send + Sync + 'static,
         F::Error: Into<BoxError>,
         F::Future: Send + 'static,
     {
-        Builder {
+        OAuthLayerBuilder {
             fetcher: BoxCloneSyncService::new(tower::ServiceExt::map_err(fetcher, Into::into)),
             policy: ScopePolicy::fixed(None),
             policy_set: false,
@@ -56,6 +60,8 @@ impl OAuthLayer {
             replay_limit: DEFAULT_REPLAY_LIMIT,
             replayers: Replayers::default(),
             scope_idle: DEFAULT_SCOPE_IDLE,
+            name: None,
+            host: None,
         }
     }
 }
@@ -82,7 +88,7 @@ impl OAuthLayer {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Builder {
+pub struct OAuthLayerBuilder {
     fetcher: BoxFetcher,
     policy: ScopePolicy,
     /// Whether `scope_policy` was called: the policy's scopes are then explicit.
@@ -94,22 +100,30 @@ pub struct Builder {
     replay_limit: usize,
     replayers: Replayers,
     scope_idle: Duration,
+    name: Option<Arc<str>>,
+    /// The token endpoint's host, known when the layer has the built-in fetcher.
+    host: Option<Arc<str>>,
 }
 
-impl fmt::Debug for Builder {
+/// The former name of [`OAuthLayerBuilder`], kept until 1.0.
+#[deprecated(since = "0.1.0", note = "renamed `OAuthLayerBuilder`")]
+pub type Builder = OAuthLayerBuilder;
+
+impl fmt::Debug for OAuthLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("OAuthLayerBuilder")
             .field("policy", &self.policy)
             .field("config", &self.config)
             .field("replay", &self.replay)
             .field("replay_limit", &self.replay_limit)
             .field("replayers", &self.replayers)
             .field("scope_idle", &self.scope_idle)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
 
-impl Builder {
+impl OAuthLayerBuilder {
     /// Which scope each request's token must have. Default: the credentials' scope for
     /// `OAuthLayer::builder` (with the `https` feature), none for
     /// [`OAuthLayer::with_fetcher`]. A request the policy set here gives no scope (`None`,
@@ -349,6 +363,18 @@ impl Builder {
         self
     }
 
+    /// A name for the layer, to tell it apart from others in one application. Default:
+    /// none.
+    ///
+    /// Its errors start with the name (`simpledocs: token request timed out ...`), and its
+    /// `oauth.fetch` spans carry it as the `layer` field. Errors name the token endpoint's
+    /// host (never its user info or query) whether the layer is named or not, when it is
+    /// known: the built-in fetcher knows it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(Arc::from(crate::redact::sanitize(&name.into())));
+        self
+    }
+
     /// Builds the layer.
     pub fn build(mut self) -> OAuthLayer {
         self.config.replay_limit = self.replay.then_some(self.replay_limit);
@@ -358,6 +384,8 @@ impl Builder {
             classifier: self.classifier,
             replayers: self.replayers,
             explicit_scope: self.policy_set,
+            name: self.name,
+            host: self.host,
         });
         let slots = self.policy.into_slots(core.clone(), self.scope_idle);
         OAuthLayer::new_parts(Arc::new(slots), core)

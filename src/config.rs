@@ -1,17 +1,17 @@
 //! Settings shared by every part of a layer, and their defaults.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tower::util::BoxCloneSyncService;
 
 use crate::{
     body::Replayers,
     classify::Classifier,
-    error::BoxError,
+    error::{BoxError, Error},
     token::{Token, TokenRequest},
 };
 
-/// The default of [`Builder::replay_limit`](crate::Builder::replay_limit).
+/// The default of [`OAuthLayerBuilder::replay_limit`](crate::OAuthLayerBuilder::replay_limit).
 pub(crate) const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 
 /// The type-erased token fetcher; fetching is the cold path, so a box costs nothing that
@@ -79,4 +79,16 @@ pub(crate) struct Core {
     pub(crate) replayers: Replayers,
     /// Whether the scopes of token requests are explicit (a scope policy was set).
     pub(crate) explicit_scope: bool,
+    /// The layer's name ([`OAuthLayerBuilder::name`](crate::OAuthLayerBuilder::name)), shown in its errors
+    /// and spans.
+    pub(crate) name: Option<Arc<str>>,
+    /// The token endpoint's host, when the builder knows it.
+    pub(crate) host: Option<Arc<str>>,
+}
+
+impl Core {
+    /// `err` says which layer and token host it is from.
+    pub(crate) fn label(&self, err: Error) -> Error {
+        err.with_origin(self.name.as_ref(), self.host.as_ref())
+    }
 }

@@ -51,6 +51,16 @@ impl From<&str> for ClientSecret {
     }
 }
 
+/// A secret an application already keeps in a `secrecy::SecretString`; its copy here is
+/// wiped on drop too.
+#[cfg(feature = "secrecy")]
+impl From<secrecy::SecretString> for ClientSecret {
+    fn from(s: secrecy::SecretString) -> Self {
+        use secrecy::ExposeSecret;
+        Self::new(s.expose_secret())
+    }
+}
+
 /// How the client authenticates to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -95,16 +105,12 @@ pub struct ClientCredentials {
 /// connector then uses the scheme's default port, and drops a fragment without a word;
 /// user info it keeps but no client sends, while clients log it.
 fn token_url_checked(text: &str) -> Result<Uri, Error> {
-    let refused = |why: &str| {
-        Error::builder(ErrorKind::Config)
-            .detail(&format!("token url {why}"))
-            .build()
-    };
+    let refused =
+        |why: &str| Error::new(ErrorKind::Config).with_detail(&format!("token url {why}"));
     let uri: Uri = text.parse().map_err(|e| {
-        Error::builder(ErrorKind::Config)
-            .detail("token url is not a valid url")
-            .source(e)
-            .build()
+        Error::new(ErrorKind::Config)
+            .with_detail("token url is not a valid url")
+            .with_source(e)
     })?;
     let authority = match (uri.scheme_str(), uri.authority()) {
         (Some("http" | "https"), Some(authority)) => authority.as_str(),
@@ -281,11 +287,9 @@ impl ClientCredentials {
         if loopback {
             Ok(())
         } else {
-            Err(Error::builder(ErrorKind::Config)
-                .detail(
-                    "refusing to send client credentials over plain http to a non-loopback host",
-                )
-                .build())
+            Err(Error::new(ErrorKind::Config).with_detail(
+                "refusing to send client credentials over plain http to a non-loopback host",
+            ))
         }
     }
 
@@ -304,7 +308,7 @@ impl ClientCredentials {
         } else {
             format!("the token request parameter `{name}` is the grant's own and cannot be added")
         };
-        Err(Error::builder(ErrorKind::Config).detail(&detail).build())
+        Err(Error::new(ErrorKind::Config).with_detail(&detail))
     }
 
     /// The form body of a token request for `scope`.
@@ -393,6 +397,14 @@ impl fmt::Debug for ClientCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "secrecy")]
+    #[test]
+    fn a_secrecy_secret_string_becomes_a_redacted_client_secret() {
+        let secret = ClientSecret::from(secrecy::SecretString::from("s3cr3t-from-secrecy"));
+        assert_eq!(secret.secret(), "s3cr3t-from-secrecy");
+        assert!(!format!("{secret:?} {secret}").contains("s3cr3t"));
+    }
 
     #[test]
     fn debug_shows_no_password_or_query_of_the_token_url() {

@@ -3,6 +3,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
+use tokio::time::Instant;
 
 use crate::redact::sanitize;
 
@@ -81,38 +82,145 @@ impl fmt::Display for ErrorKind {
 /// It reaches callers of the service as a [`BoxError`]; use
 /// `err.downcast_ref::<tower_oauth::Error>()` to get it back. It never contains the
 /// client secret or a token.
+///
+/// Its text starts with the layer's [name](crate::OAuthLayerBuilder::name), if it has one, and
+/// names the token endpoint's host when it is known:
+/// `simpledocs: token request failed (auth.example.com)`.
 #[derive(Clone)]
 pub struct Error {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
-    retryable: bool,
     status: Option<StatusCode>,
     oauth_error: Option<String>,
     detail: Option<String>,
     retry_after: Option<Duration>,
-    source: Option<BoxError>,
+    /// The name of the layer that returned it, if it has one.
+    layer: Option<Arc<str>>,
+    /// The token endpoint's host (and port), never its user info, path or query.
+    host: Option<Arc<str>>,
+    /// Set by the layer when it gives up: until then it answers this error, not fetching.
+    cooldown_until: Option<Instant>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind) -> Self {
-        ErrorBuilder::new(kind).build()
+    /// An error of `kind`, with no status, code, source or `Retry-After`; the `with_`
+    /// methods add them.
+    ///
+    /// A fetcher of your own returns such an error (boxed, as its `BoxError`), and the
+    /// layer handles it as it does the built-in fetcher's: a non-retryable kind fails at
+    /// once, a retryable one is retried within the retry budget, and
+    /// [`retry_after`](Error::retry_after) is honoured.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::StatusCode;
+    /// use tower_oauth::{Error, ErrorKind};
+    ///
+    /// let err = Error::new(ErrorKind::InvalidClient)
+    ///     .with_oauth_error("invalid_client")
+    ///     .with_status(StatusCode::UNAUTHORIZED);
+    /// assert!(!err.is_retryable());
+    ///
+    /// let busy = Error::new(ErrorKind::HttpStatus)
+    ///     .with_status(StatusCode::SERVICE_UNAVAILABLE)
+    ///     .with_retry_after(Duration::from_secs(30));
+    /// assert!(busy.is_retryable());
+    /// ```
+    pub fn new(kind: ErrorKind) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                kind,
+                status: None,
+                oauth_error: None,
+                detail: None,
+                retry_after: None,
+                cooldown_until: None,
+                layer: None,
+                host: None,
+                source: None,
+            }),
+        }
     }
 
-    pub(crate) fn builder(kind: ErrorKind) -> ErrorBuilder {
-        ErrorBuilder::new(kind)
+    /// Sets the error this one comes from, returned by `source()`. Its text is shown in
+    /// logs (cleaned of control characters), so it must not hold a secret.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner_mut().source = Some(Arc::from(source.into()));
+        self
     }
 
-    pub(crate) fn with_source(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
-        ErrorBuilder::new(kind).source(source).build()
+    /// Sets the OAuth error code (`invalid_client`, `temporarily_unavailable`, ...).
+    ///
+    /// With [`ErrorKind::OAuth`], `server_error` and `temporarily_unavailable` make the
+    /// error retryable.
+    pub fn with_oauth_error(mut self, code: &str) -> Self {
+        self.inner_mut().oauth_error = Some(sanitize(code));
+        self
+    }
+
+    /// Sets the HTTP status the token endpoint answered with.
+    ///
+    /// With [`ErrorKind::HttpStatus`] or [`ErrorKind::OAuth`], a 5xx, 408 or 429 status
+    /// makes the error retryable.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.inner_mut().status = Some(status);
+        self
+    }
+
+    /// Sets how long the token endpoint asked clients to wait: the layer waits at least
+    /// this long (up to its `max_retry_after`) before fetching again.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.inner_mut().retry_after = Some(after);
+        self
+    }
+
+    /// Sets a description shown after the kind; cleaned of control characters and cut.
+    pub(crate) fn with_detail(mut self, detail: &str) -> Self {
+        self.inner_mut().detail = Some(sanitize(detail));
+        self
+    }
+
+    pub(crate) fn with_retry_after_opt(self, after: Option<Duration>) -> Self {
+        match after {
+            Some(after) => self.with_retry_after(after),
+            None => self,
+        }
+    }
+
+    /// Says which layer and token host the error is from; a host it has is kept.
+    pub(crate) fn with_origin(mut self, layer: Option<&Arc<str>>, host: Option<&Arc<str>>) -> Self {
+        let host = host.filter(|_| self.inner.host.is_none());
+        if layer.is_none() && host.is_none() {
+            return self;
+        }
+        let inner = self.inner_mut();
+        if let Some(layer) = layer {
+            inner.layer = Some(layer.clone());
+        }
+        if let Some(host) = host {
+            inner.host = Some(host.clone());
+        }
+        self
+    }
+
+    /// Marks the error as the one the layer answers, without fetching, until `until`.
+    pub(crate) fn with_cooldown_until(mut self, until: Instant) -> Self {
+        self.inner_mut().cooldown_until = Some(until);
+        self
+    }
+
+    /// A fresh error has the only reference; a clone being extended is copied first.
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
     }
 
     pub(crate) fn malformed(what: &'static str) -> Self {
-        ErrorBuilder::new(ErrorKind::MalformedResponse)
-            .detail(what)
-            .build()
+        Error::new(ErrorKind::MalformedResponse).with_detail(what)
     }
 
     /// Turns any fetcher error into an `Error`, keeping ours as they are.
@@ -125,7 +233,7 @@ impl Error {
                 {
                     Error::new(ErrorKind::Timeout)
                 } else {
-                    Error::with_source(ErrorKind::Transport, err)
+                    Error::new(ErrorKind::Transport).with_source(err)
                 }
             }
         }
@@ -137,8 +245,27 @@ impl Error {
     }
 
     /// Whether trying again later can help; a `tower::retry` policy can use this.
+    ///
+    /// True for the kinds [`ErrorKind::is_retryable`] names, and for
+    /// [`ErrorKind::HttpStatus`] and [`ErrorKind::OAuth`] with a 5xx, 408 or 429 status,
+    /// or the OAuth code `server_error` or `temporarily_unavailable`.
     pub fn is_retryable(&self) -> bool {
-        self.inner.retryable
+        let inner = &self.inner;
+        let retryable_status = |s: StatusCode| {
+            s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT
+        };
+        match inner.kind {
+            ErrorKind::HttpStatus | ErrorKind::OAuth => {
+                inner.status.is_some_and(retryable_status)
+                    || matches!(
+                        inner.oauth_error.as_deref(),
+                        Some("server_error" | "temporarily_unavailable")
+                    )
+            }
+            kind => kind.is_retryable(),
+        }
     }
 
     /// The HTTP status the token endpoint answered with, if it answered.
@@ -155,6 +282,18 @@ impl Error {
     /// How long the token endpoint asked clients to wait (`Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
+    }
+
+    /// How much longer, from now, the layer goes on answering this error without a new
+    /// fetch: the cooldown after it gave up (see
+    /// [`retry_budget`](crate::OAuthLayerBuilder::retry_budget)). `None` for an error the
+    /// layer did not give up with (a fetcher's own error, before the layer saw it).
+    ///
+    /// A retry policy outside the layer should pause at least this long: a request sent
+    /// sooner gets this error again.
+    pub fn cooldown(&self) -> Option<Duration> {
+        let until = self.inner.cooldown_until?;
+        Some(until.saturating_duration_since(Instant::now()))
     }
 
     /// The errors below this one, outermost first, as a log line shows them (`""` when
@@ -176,70 +315,28 @@ impl Error {
     }
 }
 
-pub(crate) struct ErrorBuilder {
-    inner: Inner,
-}
-
-impl ErrorBuilder {
-    fn new(kind: ErrorKind) -> Self {
-        Self {
-            inner: Inner {
-                kind,
-                retryable: kind.is_retryable(),
-                status: None,
-                oauth_error: None,
-                detail: None,
-                retry_after: None,
-                source: None,
-            },
-        }
-    }
-
-    pub(crate) fn retryable(mut self, retryable: bool) -> Self {
-        self.inner.retryable = retryable;
-        self
-    }
-
-    pub(crate) fn status(mut self, status: StatusCode) -> Self {
-        self.inner.status = Some(status);
-        self
-    }
-
-    pub(crate) fn oauth_error(mut self, code: &str) -> Self {
-        self.inner.oauth_error = Some(sanitize(code));
-        self
-    }
-
-    pub(crate) fn detail(mut self, detail: &str) -> Self {
-        self.inner.detail = Some(sanitize(detail));
-        self
-    }
-
-    pub(crate) fn retry_after(mut self, after: Option<Duration>) -> Self {
-        self.inner.retry_after = after;
-        self
-    }
-
-    pub(crate) fn source(mut self, source: impl Into<BoxError>) -> Self {
-        self.inner.source = Some(source.into());
-        self
-    }
-
-    pub(crate) fn build(self) -> Error {
-        Error {
-            inner: Arc::new(self.inner),
-        }
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.inner.kind.describe())?;
-        match (&self.inner.oauth_error, self.inner.status) {
-            (Some(code), Some(status)) => write!(f, " ({code}, http {})", status.as_u16())?,
-            (Some(code), None) => write!(f, " ({code})")?,
-            (None, Some(status)) => write!(f, " (http {})", status.as_u16())?,
-            (None, None) => {}
+        let inner = &self.inner;
+        if let Some(layer) = &inner.layer {
+            write!(f, "{layer}: ")?;
+        }
+        f.write_str(inner.kind.describe())?;
+        // What is known of where it failed, in parentheses: host, code, status.
+        let status = inner.status.map(|s| format!("http {}", s.as_u16()));
+        let mut parts = [
+            inner.host.as_deref(),
+            inner.oauth_error.as_deref(),
+            status.as_deref(),
+        ]
+        .into_iter()
+        .flatten();
+        if let Some(first) = parts.next() {
+            write!(f, " ({first}")?;
+            for part in parts {
+                write!(f, ", {part}")?;
+            }
+            f.write_str(")")?;
         }
         if let Some(detail) = &self.inner.detail {
             write!(f, ": {detail}")?;
@@ -252,7 +349,7 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.inner.kind)
-            .field("retryable", &self.inner.retryable);
+            .field("retryable", &self.is_retryable());
         if let Some(status) = self.inner.status {
             d.field("status", &status);
         }
@@ -265,8 +362,14 @@ impl fmt::Debug for Error {
         if let Some(after) = self.inner.retry_after {
             d.field("retry_after", &after);
         }
+        if let Some(layer) = &self.inner.layer {
+            d.field("layer", layer);
+        }
+        if let Some(host) = &self.inner.host {
+            d.field("host", host);
+        }
         if let Some(source) = &self.inner.source {
-            d.field("source", source);
+            d.field("source", &**source);
         }
         d.finish()
     }
@@ -288,10 +391,9 @@ mod tests {
 
     #[test]
     fn display_is_lowercase_and_names_the_code() {
-        let err = Error::builder(ErrorKind::InvalidClient)
-            .status(StatusCode::UNAUTHORIZED)
-            .oauth_error("invalid_client")
-            .build();
+        let err = Error::new(ErrorKind::InvalidClient)
+            .with_status(StatusCode::UNAUTHORIZED)
+            .with_oauth_error("invalid_client");
         assert_eq!(
             err.to_string(),
             "token endpoint rejected the client credentials (invalid_client, http 401)"
@@ -302,30 +404,25 @@ mod tests {
     #[test]
     fn server_text_is_stripped_of_control_characters_and_cut() {
         let long = format!("a\r\nb\u{202e}{}", "x".repeat(500));
-        let err = Error::builder(ErrorKind::OAuth).detail(&long).build();
+        let err = Error::new(ErrorKind::OAuth).with_detail(&long);
         let shown = err.to_string();
         assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{202e}'));
         assert!(shown.len() < 300);
         assert!(shown.ends_with('…'));
         // Cut only when something was cut: control characters removed do not count.
         let exact = format!("{}\r\n", "y".repeat(MAX_TEXT));
-        let shown = Error::builder(ErrorKind::OAuth)
-            .detail(&exact)
-            .build()
-            .to_string();
+        let shown = Error::new(ErrorKind::OAuth).with_detail(&exact).to_string();
         assert!(shown.ends_with(&"y".repeat(MAX_TEXT)), "{shown}");
     }
 
     #[test]
     fn debug_shows_every_field_that_is_set() {
-        let err = Error::builder(ErrorKind::OAuth)
-            .status(StatusCode::SERVICE_UNAVAILABLE)
-            .oauth_error("temporarily_unavailable")
-            .detail("try again\r\nlater")
-            .retryable(true)
-            .retry_after(Some(Duration::from_secs(7)))
-            .source(std::io::Error::other("boom"))
-            .build();
+        let err = Error::new(ErrorKind::OAuth)
+            .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            .with_oauth_error("temporarily_unavailable")
+            .with_detail("try again\r\nlater")
+            .with_retry_after(Duration::from_secs(7))
+            .with_source(std::io::Error::other("boom"));
         let shown = format!("{err:?}");
         for part in [
             "kind: OAuth",
@@ -358,7 +455,7 @@ mod tests {
             }
         }
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let err = Error::with_source(ErrorKind::Transport, Outer(refused));
+        let err = Error::new(ErrorKind::Transport).with_source(Outer(refused));
         assert_eq!(err.causes(), "connect failed: refused");
         assert_eq!(Error::new(ErrorKind::Timeout).causes(), "");
     }

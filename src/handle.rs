@@ -39,10 +39,10 @@ impl TokenHandle {
     /// # Errors
     ///
     /// The first fetch error that is not retried: a non-retryable one (`invalid_client`)
-    /// at once, a retryable one when the [retry budget](crate::Builder::retry_budget) is spent
+    /// at once, a retryable one when the [retry budget](crate::OAuthLayerBuilder::retry_budget) is spent
     /// or `Retry-After` asks for a longer pause. A token still valid is kept in use;
     /// after a retryable failure its renewal is tried again in the background. With
-    /// [`strict_scope`](crate::Builder::strict_scope), an
+    /// [`strict_scope`](crate::OAuthLayerBuilder::strict_scope), an
     /// [`InsufficientScope`](crate::ErrorKind::InsufficientScope) error when the new token
     /// lacks the requested scope, as requests would get.
     pub async fn force_refresh(&self) -> Result<(), Error> {

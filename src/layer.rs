@@ -11,7 +11,7 @@ use crate::{config::Core, handle::TokenHandle, scope::Slots, service::OAuth};
 /// Every service made by one layer (and its clones) shares one token cache. Build one
 /// with `OAuthLayer::new`, `OAuthLayer::builder` (feature `https`) or
 /// [`OAuthLayer::with_fetcher`];
-/// the [`Builder`](crate::Builder) documents the settings.
+/// the [`OAuthLayerBuilder`](crate::OAuthLayerBuilder) documents the settings.
 ///
 /// # Tokens and renewal
 ///

@@ -43,7 +43,7 @@
 //!
 //! # Where things are
 //!
-//! - [`OAuthLayer`], its [`Builder`] (every setting, with its default) and the
+//! - [`OAuthLayer`], its [`OAuthLayerBuilder`] (every setting, with its default) and the
 //!   [`TokenHandle`] (warm up, force a renewal, look at the tokens).
 //! - [`OAuth`], the service: what it adds to requests, how it replays them, and what it
 //!   needs of the inner service.
@@ -52,7 +52,8 @@
 //! - [`ScopePolicy`]: which scope each request's token must have.
 //! - [`classify`]: what counts as a rejected token. [`body`]: which request bodies are
 //!   replayed, and up to what size.
-//! - [`Error`] and [`ErrorKind`]: why a token could not be had, and whether to retry.
+//! - [`Error`] and [`ErrorKind`]: why a token could not be had, and whether to retry;
+//!   [`retry`]: a `tower::retry` policy that retries what can be.
 //! - [`redact`]: how server text and URLs are cleaned of secrets before anything shows
 //!   them.
 //!
@@ -62,8 +63,9 @@
 //!   webpki roots): `OAuthLayer::new`, `OAuthLayer::builder`, `fetch::HttpFetcher::https`.
 //! - `test-util`: `mock`, an embedded mock SimpleDocs server for integration tests.
 //! - `tonic`: replayable `tonic::body::Body` request bodies.
-//! - `reqwest`: [`reqwest`]: a `reqwest::Client` as the wrapped service or
+//! - `reqwest`: the `reqwest` module: a `reqwest::Client` as the wrapped service or
 //!   the token client, and a `reqwest-middleware` middleware.
+//! - `secrecy`: `ClientSecret: From<secrecy::SecretString>`.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -94,13 +96,16 @@ pub mod redact;
 mod replay;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+pub mod retry;
 mod scope;
 mod service;
 mod sync;
 mod token;
 
+#[allow(deprecated)]
+pub use crate::builder::Builder;
 pub use crate::{
-    builder::Builder,
+    builder::OAuthLayerBuilder,
     cache::{TokenState, TokenStatus},
     credentials::{AuthMethod, ClientCredentials, ClientSecret, SIMPLEDOCS_TOKEN_URL},
     error::{BoxError, Error, ErrorKind},

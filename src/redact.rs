@@ -253,6 +253,16 @@ pub fn url(uri: &Uri) -> ShownUrl<'_> {
     ShownUrl(uri)
 }
 
+/// The host and port of `uri`, as errors name a token endpoint: never its user info,
+/// path or query.
+pub(crate) fn host(uri: &Uri) -> Option<String> {
+    let authority = uri.authority()?;
+    Some(match authority.port() {
+        Some(port) => format!("{}:{port}", sanitize(authority.host())),
+        None => sanitize(authority.host()),
+    })
+}
+
 /// A URL as this crate shows it; see [`url`].
 pub struct ShownUrl<'a>(&'a Uri);
 

@@ -80,7 +80,7 @@ impl ScopePolicy {
     ///
     /// The layer keeps a token for each scope set `f` returns, found by a hash lookup.
     /// There is no fixed limit on the number of sets. A set unused for the
-    /// [idle timeout](crate::Builder::scope_idle_timeout) is forgotten, with its
+    /// [idle timeout](crate::OAuthLayerBuilder::scope_idle_timeout) is forgotten, with its
     /// token; its next request fetches a new one. Sets are only known once a request has
     /// needed them, so [`TokenHandle::warm_up`](crate::TokenHandle::warm_up) fetches
     /// nothing before the first request.

@@ -203,7 +203,7 @@ impl TokenRequest {
     }
 
     /// Whether [`scope`](Self::scope), `None` included, was chosen by a scope policy set
-    /// on the layer ([`Builder::scope_policy`](crate::Builder::scope_policy), which
+    /// on the layer ([`OAuthLayerBuilder::scope_policy`](crate::OAuthLayerBuilder::scope_policy), which
     /// `OAuthLayer::builder` sets too), and is to be asked for as it is: `None` is then no
     /// scope at all. `false` under the default policy of
     /// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher) and for requests

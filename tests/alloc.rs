@@ -4,7 +4,7 @@
 //! The exceptions are measured exactly, each against the one clone it costs: the replay
 //! copy of the request's extensions (when it has any), of a header value over 128 bytes
 //! and of a body over 512 bytes, each of the last two when built from a `Vec` at runtime.
-//! `Builder::replay(false)` turns all three off. A request without any header also has its
+//! `OAuthLayerBuilder::replay(false)` turns all three off. A request without any header also has its
 //! header map allocated by the `Authorization` insert, as by any first header.
 //!
 //! A counting global allocator counts the allocations of the current thread only, so
@@ -99,7 +99,7 @@ impl<B> Service<Request<B>> for Answer {
 /// must outlive the test because the token's renewal timers live on it.
 fn warmed_layer(
     rt: &tokio::runtime::Runtime,
-    configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+    configure: impl FnOnce(tower_oauth::OAuthLayerBuilder) -> tower_oauth::OAuthLayerBuilder,
 ) -> OAuthLayer {
     let fetcher = service_fn(|_: TokenRequest| async {
         Ok::<_, BoxError>(Token::new(
@@ -177,7 +177,7 @@ where
 /// requests, over the bare service, after a warm-up that lets per-thread state settle
 /// (the free list of replay head copies, lazy statics).
 fn extra_allocations_per_request<B>(
-    configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+    configure: impl FnOnce(tower_oauth::OAuthLayerBuilder) -> tower_oauth::OAuthLayerBuilder,
     status: StatusCode,
     make: impl Fn() -> Request<B>,
 ) -> f64
@@ -189,7 +189,7 @@ where
 
 /// [`extra_allocations_per_request`], with the requests sent as `sending` says.
 fn extra_allocations_sending<B>(
-    configure: impl FnOnce(tower_oauth::Builder) -> tower_oauth::Builder,
+    configure: impl FnOnce(tower_oauth::OAuthLayerBuilder) -> tower_oauth::OAuthLayerBuilder,
     status: StatusCode,
     make: impl Fn() -> Request<B>,
     sending: Sending,
@@ -341,7 +341,7 @@ fn relative_uri() -> Request<Empty<Bytes>> {
 
 #[test]
 fn with_replay_off_runtime_built_requests_allocate_no_more_than_without_the_layer() {
-    let off = |b: tower_oauth::Builder| b.replay(false);
+    let off = |b: tower_oauth::OAuthLayerBuilder| b.replay(false);
     assert_eq!(
         extra_allocations_per_request(off, StatusCode::OK, runtime_headers),
         0.0
@@ -358,7 +358,7 @@ fn with_replay_off_runtime_built_requests_allocate_no_more_than_without_the_laye
 
 #[test]
 fn with_replay_on_runtime_built_requests_allocate_nothing_but_a_large_vec_body_once() {
-    let on = |b: tower_oauth::Builder| b;
+    let on = |b: tower_oauth::OAuthLayerBuilder| b;
     assert_eq!(
         extra_allocations_per_request(on, StatusCode::OK, runtime_headers),
         0.0
@@ -451,7 +451,7 @@ fn long_static_value() -> Request<Empty<Bytes>> {
 
 #[test]
 fn with_replay_on_a_runtime_header_value_over_128_bytes_allocates_one_clone_of_it() {
-    let on = |b: tower_oauth::Builder| b;
+    let on = |b: tower_oauth::OAuthLayerBuilder| b;
     let value = || HeaderValue::try_from("t".repeat(129)).unwrap();
     let clone = allocations_of(|| {
         let v = value();
@@ -498,7 +498,7 @@ fn a_request_without_headers_costs_only_the_header_map_that_authorization_is_ins
         headers
     }) as f64;
     assert!(first_insert > 0.0, "a first insert allocates the map");
-    for configure in [|b| b, |b: tower_oauth::Builder| b.replay(false)] {
+    for configure in [|b| b, |b: tower_oauth::OAuthLayerBuilder| b.replay(false)] {
         assert_eq!(
             extra_allocations_per_request(configure, StatusCode::OK, headerless_request),
             first_insert

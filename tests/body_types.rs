@@ -3,7 +3,7 @@
 //! `Full::new(b).boxed()` gives). Each goes through the layer over an inner service of that
 //! body type, against the mock SimpleDocs server; after a rejected token, the request gets
 //! an answer and at most one new token is fetched, and the types that can be replayed
-//! (a boxed `Full`, or a type registered with `Builder::replay_body`) are.
+//! (a boxed `Full`, or a type registered with `OAuthLayerBuilder::replay_body`) are.
 
 #[path = "support/simpledocs.rs"]
 mod simpledocs;

@@ -28,8 +28,8 @@ use tower::{Layer, Service, ServiceExt};
 use tower_oauth::{
     fetch::HttpFetcher,
     mock::{MockConfig, MockServer, TokenFailure},
-    AuthMethod, BoxError, Builder, ClientCredentials, Error, ErrorKind, OAuthLayer, ScopePolicy,
-    Token, TokenRequest,
+    AuthMethod, BoxError, ClientCredentials, Error, ErrorKind, OAuthLayer, OAuthLayerBuilder,
+    ScopePolicy, Token, TokenRequest,
 };
 
 /// The secret of every test's client; no error may show it.
@@ -41,7 +41,7 @@ const WRONG_SECRET: &str = "wrong-S3CR3T-41d7";
 /// over a plain hyper-util client.
 fn layers(
     creds: ClientCredentials,
-    settings: fn(Builder) -> Builder,
+    settings: fn(OAuthLayerBuilder) -> OAuthLayerBuilder,
 ) -> Vec<(&'static str, OAuthLayer)> {
     let builtin = settings(OAuthLayer::builder(creds.clone())).build();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -52,6 +52,9 @@ fn layers(
         .build();
     vec![("built-in client", builtin), ("hyper-util client", custom)]
 }
+
+/// Settings applied to a test's layers.
+type Settings = fn(OAuthLayerBuilder) -> OAuthLayerBuilder;
 
 /// How long one request may take to fail.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -352,6 +355,39 @@ async fn a_refused_connection_is_a_retryable_transport_error() {
 }
 
 #[tokio::test]
+async fn errors_name_the_token_host_and_a_named_layer_so_two_layers_are_told_apart() {
+    let mut shown = Vec::new();
+    let named: [(&str, Settings); 2] = [
+        ("simpledocs", |b| quick(b).name("simpledocs")),
+        ("billing", |b| quick(b).name("billing")),
+    ];
+    for (name, settings) in named {
+        let port = closed_port().await;
+        let url = format!("http://127.0.0.1:{port}/token?key=in-the-query");
+        // Unnamed, either fetcher: the host alone.
+        for (via, layer) in layers(creds(&url, SECRET), quick) {
+            let err = token_failure(&layer, LIMIT).await;
+            assert_eq!(
+                err.to_string(),
+                format!("token request failed (127.0.0.1:{port})"),
+                "{via}"
+            );
+        }
+        // Named: the name first.
+        for (via, layer) in layers(creds(&url, SECRET), settings) {
+            let err = token_failure(&layer, LIMIT).await.to_string();
+            assert_eq!(
+                err,
+                format!("{name}: token request failed (127.0.0.1:{port})"),
+                "{via}"
+            );
+            shown.push(err);
+        }
+    }
+    assert_ne!(shown[0], shown[2], "{shown:?}");
+}
+
+#[tokio::test]
 async fn a_dropped_connection_is_a_retryable_transport_error() {
     for (via, err) in mock_failure(TokenFailure::CloseConnection).await {
         check(via, &err, ErrorKind::Transport, true);
@@ -371,7 +407,7 @@ async fn an_endpoint_that_never_answers_is_a_retryable_timeout() {
 // Retryability drives retries
 // ---------------------------------------------------------------------------------------
 
-fn with_budget(builder: Builder) -> Builder {
+fn with_budget(builder: OAuthLayerBuilder) -> OAuthLayerBuilder {
     builder
         .fetch_timeout(Duration::from_secs(2))
         .retry_budget(Duration::from_millis(400))

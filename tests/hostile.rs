@@ -29,7 +29,7 @@ use tower::{Layer, ServiceExt};
 use tower_oauth::{
     fetch::parse_token_response,
     mock::{MockServer, TokenFailure},
-    Builder, ClientCredentials, Error, ErrorKind, OAuthLayer, TokenStatus,
+    ClientCredentials, Error, ErrorKind, OAuthLayer, OAuthLayerBuilder, TokenStatus,
 };
 
 const SECRET: &str = "hostile-S3CR3T-77ab";
@@ -211,7 +211,7 @@ const LIMIT: Duration = Duration::from_secs(15);
 
 /// No retries, so each hostile answer is fetched once and its error comes back at once;
 /// a 5 s fetch timeout leaves room for the answer to arrive whole.
-fn one_fetch(creds: ClientCredentials) -> Builder {
+fn one_fetch(creds: ClientCredentials) -> OAuthLayerBuilder {
     quick(OAuthLayer::builder(creds)).fetch_timeout(Duration::from_secs(5))
 }
 

@@ -56,6 +56,15 @@ fn fetch_failures_held_off_reissues_and_fetches_are_each_logged_once() {
     assert_eq!(fetched.len(), 1, "{fetched:?}");
     assert!(fetched[0].contains("oauth.fetch"), "{}", fetched[0]);
     assert!(!fetched[0].contains("user_request"), "{}", fetched[0]);
+
+    logs.clear();
+    paused(two_named_layers_failing());
+    // Each layer's fetch span carries its name.
+    for name in ["simpledocs", "billing"] {
+        let failed = lines("WARN", &format!("layer=\"{name}\""));
+        assert_eq!(failed.len(), 1, "{name}: {}", logs.text());
+        assert!(failed[0].contains("oauth.fetch"), "{}", failed[0]);
+    }
 }
 
 fn paused(case: impl Future<Output = ()>) {
@@ -115,4 +124,28 @@ async fn a_request_in_a_span_of_its_own() {
     tracing::Instrument::instrument(send(&mut svc, get("/x")), request)
         .await
         .unwrap();
+}
+
+/// Two named layers whose fetches fail alike: their errors say which layer failed.
+async fn two_named_layers_failing() {
+    let refused = || {
+        service_fn(|_: TokenRequest| async {
+            Err::<Token, BoxError>(Box::new(io::Error::other("refused")))
+        })
+    };
+    let mut errors = Vec::new();
+    for name in ["simpledocs", "billing"] {
+        let layer = OAuthLayer::with_fetcher(refused())
+            .name(name)
+            .retry_budget(Duration::ZERO)
+            .build();
+        errors.push(layer.handle().warm_up().await.unwrap_err().to_string());
+    }
+    assert_eq!(
+        errors,
+        [
+            "simpledocs: token request failed",
+            "billing: token request failed"
+        ]
+    );
 }

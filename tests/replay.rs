@@ -25,7 +25,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use tokio::sync::Notify;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::{Layer, Service};
-use tower_oauth::{BoxError, Builder, OAuthLayer};
+use tower_oauth::{BoxError, OAuthLayer, OAuthLayerBuilder};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -383,7 +383,7 @@ async fn a_streaming_body_over_the_limit_returns_the_original_rejection_and_stil
 #[tokio::test(start_paused = true)]
 async fn a_body_whose_size_hint_exceeds_the_limit_is_not_replayed() {
     // Turning replay off and on again keeps the limit.
-    let limits: [fn(Builder) -> Builder; 2] = [
+    let limits: [fn(OAuthLayerBuilder) -> OAuthLayerBuilder; 2] = [
         |b| b.replay_limit(1024),
         |b| b.replay_limit(1024).replay(false).replay(true),
     ];
@@ -814,7 +814,7 @@ fn tower_oauth_error(kind: tower_oauth::ErrorKind) -> tower_oauth::Error {
 #[tokio::test(start_paused = true)]
 async fn with_replay_off_a_rejection_reaches_the_caller_and_the_token_is_renewed() {
     // Setting the limit does not turn replay back on, before or after.
-    let offs: [fn(Builder) -> Builder; 3] = [
+    let offs: [fn(OAuthLayerBuilder) -> OAuthLayerBuilder; 3] = [
         |b| b.replay(false),
         |b| b.replay(false).replay_limit(1024),
         |b| b.replay_limit(1024).replay(false),

@@ -17,7 +17,7 @@ use common::{advance, get, seen, send, Echo};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{service_fn, Layer, Service};
-use tower_oauth::{Builder, OAuthLayer, Scope, ScopePolicy, Token, TokenRequest};
+use tower_oauth::{OAuthLayer, OAuthLayerBuilder, Scope, ScopePolicy, Token, TokenRequest};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -32,7 +32,7 @@ fn for_tenant(i: usize) -> Request<Full<Bytes>> {
 /// A layer whose scope set is the request's tenant, with a fetcher that answers at once
 /// with `tok-<scope>-<n>` (n: the fetch's number, from 1), valid for an hour; and the
 /// fetcher's count of fetches.
-fn per_tenant() -> (Builder, Arc<AtomicUsize>) {
+fn per_tenant() -> (OAuthLayerBuilder, Arc<AtomicUsize>) {
     let fetches = Arc::new(AtomicUsize::new(0));
     let counter = fetches.clone();
     let fetcher = service_fn(move |req: TokenRequest| {

@@ -175,7 +175,7 @@ async fn no_public_type_shows_the_secret_or_a_token() {
             format!("{:?}", HttpFetcher::new(http_client(), creds.clone())),
         );
         show(
-            "Builder",
+            "OAuthLayerBuilder",
             format!("{:?}", OAuthLayer::builder(creds.clone())),
         );
         show("OAuthLayer", format!("{:?}", OAuthLayer::new(creds)));

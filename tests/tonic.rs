@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{transport::Channel, Code};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth::{Builder, OAuth, OAuthLayer, Token, TokenHandle};
+use tower_oauth::{OAuth, OAuthLayer, OAuthLayerBuilder, Token, TokenHandle};
 
 use common::{bounded, Fetcher};
 use grpc::{Chunk, DocsClient, DocsServer, Seen, UploadSummary};
@@ -31,7 +31,10 @@ struct Setup {
 
 /// A server, a counting fetcher whose tokens the server accepts, and a client over a
 /// `Channel` behind the layer (adjusted by `settings`).
-async fn setup(fetch_delay: Duration, settings: impl FnOnce(Builder) -> Builder) -> Setup {
+async fn setup(
+    fetch_delay: Duration,
+    settings: impl FnOnce(OAuthLayerBuilder) -> OAuthLayerBuilder,
+) -> Setup {
     let server = DocsServer::default();
     let addr = server.spawn().await;
     let fetcher = Fetcher::tokens(Duration::from_secs(3600), fetch_delay);

@@ -22,9 +22,9 @@
 //!   short.
 //! - **Registered** types: any other body type the builder was told how to make of a
 //!   [`Recorded`] body (`axum::body::Body::new`, `reqwest::Body::wrap`), recorded like
-//!   the boxed ones ([`Builder::replay_body`](crate::Builder::replay_body)), or that
+//!   the boxed ones ([`OAuthLayerBuilder::replay_body`](crate::OAuthLayerBuilder::replay_body)), or that
 //!   implements [`ReplayableBody`] (an `Either` of replayable bodies, a `BoxBody` whose
-//!   error `E: From<ReplayError>`; [`Builder::replayable_body`](crate::Builder::replayable_body)).
+//!   error `E: From<ReplayError>`; [`OAuthLayerBuilder::replayable_body`](crate::OAuthLayerBuilder::replayable_body)).
 //! - Anything else, hyper's `Incoming` among them, is sent as it is and not replayed
 //!   (logged at `debug`).
 //!

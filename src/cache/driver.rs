@@ -48,7 +48,8 @@ impl Slot {
             parent: None,
             "oauth.fetch",
             scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
-            reason = reason.as_str()
+            reason = reason.as_str(),
+            layer = self.core.name.as_deref()
         );
         span.follows_from(tracing::Span::current());
         match Handle::try_current() {
@@ -58,9 +59,9 @@ impl Slot {
             }
             Err(_) => {
                 control.fetch = Fetch::Idle;
-                let _ = tx.send(Some(Err(Error::builder(ErrorKind::Config)
-                    .detail("a tokio runtime is required to fetch tokens")
-                    .build())));
+                let err = Error::new(ErrorKind::Config)
+                    .with_detail("a tokio runtime is required to fetch tokens");
+                let _ = tx.send(Some(Err(self.core.label(err))));
             }
         }
         rx
@@ -138,6 +139,16 @@ impl Slot {
     /// from and cooled down after, not a cancelled flight that the next request restarts
     /// at once.
     async fn fetch_once(&self, reason: FetchReason, started: Instant) -> Result<Installed, Error> {
+        self.fetch_once_unlabelled(reason, started)
+            .await
+            .map_err(|err| self.core.label(err))
+    }
+
+    async fn fetch_once_unlabelled(
+        &self,
+        reason: FetchReason,
+        started: Instant,
+    ) -> Result<Installed, Error> {
         let config = &self.core.config;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let request = TokenRequest::new(self.scope.clone(), reason)
@@ -147,14 +158,13 @@ impl Slot {
             Ok(Ok(Ok(token))) => token,
             Ok(Ok(Err(err))) => return Err(Error::from_fetcher(err)),
             Ok(Err(_panic)) => {
-                return Err(Error::builder(ErrorKind::Cancelled)
-                    .detail("the token fetcher panicked")
-                    .build())
+                return Err(
+                    Error::new(ErrorKind::Cancelled).with_detail("the token fetcher panicked")
+                )
             }
             Err(_) => {
-                return Err(Error::builder(ErrorKind::Timeout)
-                    .detail(&format!("no answer within {:?}", config.fetch_timeout))
-                    .build())
+                return Err(Error::new(ErrorKind::Timeout)
+                    .with_detail(&format!("no answer within {:?}", config.fetch_timeout)))
             }
         };
         // A token that replaces a rejected one is the re-issue for that rejection,
@@ -282,11 +292,14 @@ fn install(slot: &Slot, flight: &FlightGuard, installed: Arc<Installed>, tx: &Se
 /// without a new fetch.
 fn give_up(slot: &Slot, flight: &FlightGuard, delay: Duration, err: Error, tx: &Sender) {
     let cooldown = pause_after(&slot.core.config, &err, delay);
+    let until = later(Instant::now(), cooldown);
+    // Says when to come back, to a retry policy outside the layer.
+    let err = err.with_cooldown_until(until);
     {
         let mut control = lock(&slot.control);
         if flight.owns(&control) {
             control.fetch = Fetch::CoolingDown {
-                until: later(Instant::now(), cooldown),
+                until,
                 error: err.clone(),
             };
         }
@@ -330,11 +343,17 @@ fn renewal_failed(
             "renewal failed and retrying cannot help; current token kept until it expires"
         );
     }
+    let until = later(Instant::now(), pause);
+    let cooling = !retryable || err.retry_after().is_some();
+    let err = if cooling {
+        err.with_cooldown_until(until)
+    } else {
+        err
+    };
     // A flight given up on as stranded leaves the slot to the flight that replaced it.
     let mut control = lock(&slot.control);
     if flight.owns(&control) {
-        let until = later(Instant::now(), pause);
-        control.fetch = if !retryable || err.retry_after().is_some() {
+        control.fetch = if cooling {
             Fetch::CoolingDown {
                 until,
                 error: err.clone(),

@@ -148,12 +148,10 @@ impl Fetch {
         );
         flight
             .tx
-            .send_replace(Some(Err(Error::builder(ErrorKind::Timeout)
-                .detail(
-                    "the token fetch, running on another runtime, did not end \
+            .send_replace(Some(Err(Error::new(ErrorKind::Timeout).with_detail(
+                "the token fetch, running on another runtime, did not end \
                  (is that runtime still driven?)",
-                )
-                .build())));
+            ))));
         *self = Fetch::Idle;
     }
 }

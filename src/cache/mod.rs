@@ -184,13 +184,13 @@ impl Slot {
     /// The credential of `installed`, unless strict scope checking refuses it.
     fn credential(&self, installed: &Installed) -> Result<Credential, Error> {
         if !installed.scope_ok && self.core.config.strict_scope {
-            return Err(Error::builder(ErrorKind::InsufficientScope)
-                .detail(&format!(
+            return Err(
+                Error::new(ErrorKind::InsufficientScope).with_detail(&format!(
                     "requested \"{}\", granted \"{}\"",
                     self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
                     installed.granted.as_ref().map(Scope::as_str).unwrap_or("")
-                ))
-                .build());
+                )),
+            );
         }
         Ok(installed.credential())
     }
@@ -333,6 +333,8 @@ mod tests {
             classifier: Classifier::new(StandardClassifier::default()),
             replayers: Default::default(),
             explicit_scope: false,
+            name: None,
+            host: None,
         };
         Slot::new(Arc::new(core), scope.map(Scope::new))
     }

@@ -226,13 +226,11 @@ impl Installed {
         if expires_at <= now {
             // Never handed out: an expired token is not sent. Retried like a fetch that
             // timed out, as a quicker answer would do.
-            return Err(Error::builder(ErrorKind::Timeout)
-                .detail(&format!(
-                    "the token expired before it arrived: it lasts {lifetime:?} from the \
+            return Err(Error::new(ErrorKind::Timeout).with_detail(&format!(
+                "the token expired before it arrived: it lasts {lifetime:?} from the \
                      request (less the expiry margin), the answer took {:?}",
-                    now - requested_at
-                ))
-                .build());
+                now - requested_at
+            )));
         }
         // Renewal is due no later than expiry: a `renew_ahead` shorter than the margin
         // must not keep the token in use past it.

@@ -106,7 +106,8 @@ where
     fn call(&mut self, request: TokenRequest) -> Self::Future {
         let client = self.client.clone();
         let creds = self.creds.clone();
-        Box::pin(async move {
+        let host: Option<Arc<str>> = crate::redact::host(creds.token_url()).map(Arc::from);
+        let fetch = async move {
             creds.check_transport()?;
             creds.check_params()?;
             let default = creds
@@ -125,7 +126,7 @@ where
                 )
                 .header(header::ACCEPT, HeaderValue::from_static("application/json"))
                 .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-                .map_err(|e| Error::with_source(ErrorKind::Config, e))?;
+                .map_err(|e| Error::new(ErrorKind::Config).with_source(e))?;
             if let Some(basic) = creds.basic_authorization() {
                 req.headers_mut().insert(header::AUTHORIZATION, basic);
             }
@@ -154,7 +155,8 @@ where
             // A server may echo what it was sent in its error description, whole, in part
             // or encoded; keep it out of the error (and so out of logs).
             parse_redacting(parts.status, &parts.headers, &bytes, &creds.redactor())
-        })
+        };
+        Box::pin(async move { fetch.await.map_err(|e| e.with_origin(None, host.as_ref())) })
     }
 }
 
@@ -170,9 +172,9 @@ fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
         source = inner.source();
     }
     if !redactor.holds_secret(&shown) {
-        return Error::with_source(ErrorKind::Transport, err);
+        return Error::new(ErrorKind::Transport).with_source(err);
     }
-    Error::with_source(ErrorKind::Transport, redactor.clean(&err.to_string()))
+    Error::new(ErrorKind::Transport).with_source(redactor.clean(&err.to_string()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::redact::{Redactor, REDACTED};
 use crate::{
-    error::{Error, ErrorBuilder, ErrorKind},
+    error::{Error, ErrorKind},
     token::{AccessToken, Scope, Token},
 };
 
@@ -82,18 +82,17 @@ pub(crate) fn parse_redacting(
                 None => {
                     let mut b = status_error(status, retry_after);
                     if status.is_redirection() {
-                        b = b.detail("redirects are not followed");
+                        b = b.with_detail("redirects are not followed");
                     }
-                    b.build()
+                    b
                 }
             },
         );
     }
     let Some(mut map) = json else {
         return Err(match not_json {
-            Some(e) => Error::builder(ErrorKind::MalformedResponse)
-                .detail(&format!("token response is not valid json: {e}"))
-                .build(),
+            Some(e) => Error::new(ErrorKind::MalformedResponse)
+                .with_detail(&format!("token response is not valid json: {e}")),
             None => Error::malformed("token response is not a json object"),
         });
     };
@@ -224,19 +223,17 @@ fn oauth_failure(
         "unauthorized_client" => ErrorKind::UnauthorizedClient,
         _ => ErrorKind::OAuth,
     };
-    let retryable = matches!(code, "server_error" | "temporarily_unavailable")
-        || (kind == ErrorKind::OAuth && status_retryable(status));
-    let mut b = Error::builder(kind)
-        .oauth_error(code)
-        .retryable(retryable)
-        .retry_after(retry_after);
+    // Retryable as `Error::is_retryable` reads the code and status.
+    let mut b = Error::new(kind)
+        .with_oauth_error(code)
+        .with_retry_after_opt(retry_after);
     if !status.is_success() {
-        b = b.status(status);
+        b = b.with_status(status);
     }
     if let Some(detail) = detail {
-        b = b.detail(&detail);
+        b = b.with_detail(&detail);
     }
-    b.build()
+    b
 }
 
 /// The error codes of RFC 6749 §4.1.2.1 and §5.2 and RFC 6750 §3.1.
@@ -259,29 +256,19 @@ const STANDARD_CODES: [&str; 11] = [
 pub(crate) fn too_large(status: StatusCode, headers: &HeaderMap) -> Error {
     let detail = "token response body exceeds 64 KiB";
     if status.is_success() {
-        return Error::builder(ErrorKind::MalformedResponse)
-            .status(status)
-            .detail(detail)
-            .build();
+        return Error::new(ErrorKind::MalformedResponse)
+            .with_status(status)
+            .with_detail(detail);
     }
-    status_error(status, retry_after(headers))
-        .detail(detail)
-        .build()
+    status_error(status, retry_after(headers)).with_detail(detail)
 }
 
 /// An error status with no usable error document: retryable as the status says, with
 /// the pause `Retry-After` asked for.
-fn status_error(status: StatusCode, retry_after: Option<Duration>) -> ErrorBuilder {
-    Error::builder(ErrorKind::HttpStatus)
-        .status(status)
-        .retryable(status_retryable(status))
-        .retry_after(retry_after)
-}
-
-fn status_retryable(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
+fn status_error(status: StatusCode, retry_after: Option<Duration>) -> Error {
+    Error::new(ErrorKind::HttpStatus)
+        .with_status(status)
+        .with_retry_after_opt(retry_after)
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date.

@@ -1,7 +1,9 @@
 //! reqwest as the token client.
 
 use super::ReqwestService;
-use crate::{fetch::HttpFetcher, scope::ScopePolicy, Builder, ClientCredentials, OAuthLayer};
+use crate::{
+    fetch::HttpFetcher, scope::ScopePolicy, ClientCredentials, OAuthLayer, OAuthLayerBuilder,
+};
 
 impl HttpFetcher<ReqwestService> {
     /// A fetcher over a `reqwest::Client` the application already has: the same form
@@ -19,8 +21,8 @@ impl HttpFetcher<ReqwestService> {
 /// A builder for a layer that fetches tokens with `creds` over `client` (see
 /// [`HttpFetcher::reqwest`]). Like `OAuthLayer::builder`, its scope policy starts as the
 /// credentials' fixed scope. Request bodies of type `reqwest::Body` are replayed, recorded
-/// as they are sent ([`Builder::replay_body`]).
-pub fn builder(client: ::reqwest::Client, creds: ClientCredentials) -> Builder {
+/// as they are sent ([`OAuthLayerBuilder::replay_body`]).
+pub fn builder(client: ::reqwest::Client, creds: ClientCredentials) -> OAuthLayerBuilder {
     let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
     OAuthLayer::with_fetcher(HttpFetcher::reqwest(client, creds))
         .scope_policy(policy)

@@ -19,8 +19,8 @@ use http::{header::AUTHORIZATION, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth::{
-    mock::MockServer, BoxError, Builder, ClientCredentials, Error, ErrorKind, OAuthLayer, Token,
-    TokenRequest,
+    mock::MockServer, BoxError, ClientCredentials, Error, ErrorKind, OAuthLayer, OAuthLayerBuilder,
+    Token, TokenRequest,
 };
 
 /// What a scripted fetch does.
@@ -244,7 +244,7 @@ pub fn mock_creds_with_secret(mock: &MockServer, secret: &str) -> ClientCredenti
 
 /// Settings that give up at once: a 200 ms fetch timeout, no retry budget, 1–5 ms
 /// backoffs, so every failure reaches the caller from a single fetch.
-pub fn quick(builder: Builder) -> Builder {
+pub fn quick(builder: OAuthLayerBuilder) -> OAuthLayerBuilder {
     builder
         .fetch_timeout(Duration::from_millis(200))
         .retry_budget(Duration::ZERO)
