@@ -1,6 +1,6 @@
 //! reqwest as the token client.
 
-use super::ReqwestService;
+use super::service::ReqwestService;
 use crate::{
     fetch::HttpFetcher, scope::ScopePolicy, ClientCredentials, OAuthLayer, OAuthLayerBuilder,
 };

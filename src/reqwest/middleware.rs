@@ -59,7 +59,7 @@ impl OAuthMiddleware {
     /// A middleware that fetches tokens with `creds` over `client`, with default settings
     /// (see [`builder`](super::builder) for the token client's rules).
     pub fn with_client(client: ::reqwest::Client, creds: ClientCredentials) -> Self {
-        Self::from_layer(&super::builder(client, creds).build())
+        Self::from_layer(&super::fetch::builder(client, creds).build())
     }
 
     /// A middleware that shares `layer`'s tokens and settings, with every service that
