@@ -66,6 +66,8 @@
 //! - `reqwest`: the `reqwest` module: a `reqwest::Client` as the wrapped service or
 //!   the token client, and a `reqwest-middleware` middleware.
 //! - `secrecy`: `ClientSecret: From<secrecy::SecretString>`.
+//! - `oauth2`: the `oauth2` module: tokens from the `oauth2` crate's client-credentials
+//!   exchange.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -91,6 +93,8 @@ mod handle;
 mod layer;
 #[cfg(feature = "test-util")]
 pub mod mock;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 mod pool;
 pub mod redact;
 mod replay;
