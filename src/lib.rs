@@ -54,6 +54,8 @@
 //!   replayed, and up to what size.
 //! - [`Error`] and [`ErrorKind`]: why a token could not be had, and whether to retry;
 //!   [`retry`]: a `tower::retry` policy that retries what can be.
+//! - [`recipes`]: the layer under reqwest, reqwest-middleware, a proxy, a retry stack,
+//!   and with the `oauth2` crate.
 //! - [`redact`]: how server text and URLs are cleaned of secrets before anything shows
 //!   them.
 //!
@@ -96,6 +98,7 @@ pub mod mock;
 #[cfg(feature = "oauth2")]
 pub mod oauth2;
 mod pool;
+pub mod recipes;
 pub mod redact;
 mod replay;
 #[cfg(feature = "reqwest")]

@@ -1,7 +1,7 @@
-//! A token fetcher on the [`oauth2`](::oauth2) crate (feature `oauth2`): its
+//! A token fetcher on the `oauth2` crate (feature `oauth2`): its
 //! client-credentials exchange, over any HTTP client service.
 //!
-//! [`fetcher`] takes an oauth2 [`BasicClient`](::oauth2::basic::BasicClient) with its
+//! [`fetcher`] takes an oauth2 [`BasicClient`] with its
 //! token URL set ([`TokenClient`]) and the HTTP client service to send requests with: a
 //! [`ReqwestService`](crate::reqwest::ReqwestService), a hyper-util client, any
 //! `Service<http::Request<Full<Bytes>>>`. oauth2's own reqwest support is not needed, so
