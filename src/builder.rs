@@ -32,7 +32,7 @@ impl OAuthLayer {
     /// [`OAuthLayerBuilder::scope_policy`] replaces it.
     #[cfg(feature = "https")]
     pub fn builder(creds: crate::ClientCredentials) -> OAuthLayerBuilder {
-        let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
+        let policy = ScopePolicy::fixed(creds.scope_ref().cloned());
         let host = crate::redact::host(creds.token_url()).map(Arc::from);
         let mut builder =
             Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy);

@@ -264,12 +264,25 @@ impl ClientCredentials {
         &self.client_secret
     }
 
-    /// The configured scope.
-    pub fn configured_scope(&self) -> Option<&Scope> {
+    /// The scope set with [`scope`](Self::scope), if any. Getters are named after their
+    /// setter with `_ref`, as `http::request::Builder::method_ref` is.
+    pub fn scope_ref(&self) -> Option<&Scope> {
         self.scope.as_ref()
     }
 
+    /// The client authentication method set with [`auth_method`](Self::auth_method).
+    pub fn auth_method_ref(&self) -> &AuthMethod {
+        &self.auth_method
+    }
+
+    /// The configured scope.
+    #[deprecated(since = "0.1.0", note = "renamed `scope_ref`, after its setter")]
+    pub fn configured_scope(&self) -> Option<&Scope> {
+        self.scope_ref()
+    }
+
     /// The client authentication method.
+    #[deprecated(since = "0.1.0", note = "renamed `auth_method_ref`, after its setter")]
     pub fn method(&self) -> AuthMethod {
         self.auth_method
     }
@@ -623,10 +636,10 @@ mod tests {
         );
         assert_eq!(creds.client_id(), "my-client");
         assert_eq!(creds.client_secret().secret(), "s3cret");
-        assert_eq!(creds.configured_scope(), Some(&Scope::new("read write")));
-        assert_eq!(creds.method(), AuthMethod::ClientSecretBasic);
+        assert_eq!(creds.scope_ref(), Some(&Scope::new("read write")));
+        assert_eq!(creds.auth_method_ref(), &AuthMethod::ClientSecretBasic);
         assert_eq!(
-            ClientCredentials::new("https://auth.test/token", "i", "s").method(),
+            *ClientCredentials::new("https://auth.test/token", "i", "s").auth_method_ref(),
             AuthMethod::ClientSecretPost
         );
     }
@@ -634,8 +647,8 @@ mod tests {
     #[test]
     fn an_empty_scope_is_left_out_of_the_request() {
         let creds = ClientCredentials::new("https://auth.test/token", "id", "s3cret").scope("  ");
-        assert_eq!(creds.configured_scope(), None);
-        let body = creds.form_body(creds.configured_scope());
+        assert_eq!(creds.scope_ref(), None);
+        let body = creds.form_body(creds.scope_ref());
         assert!(!body.contains("scope"), "{}", body.as_str());
     }
 
@@ -643,7 +656,7 @@ mod tests {
     fn simpledocs_preset_uses_the_documented_url() {
         let creds = ClientCredentials::simpledocs("id", "secret").scope("read write");
         assert_eq!(creds.token_url().to_string(), SIMPLEDOCS_TOKEN_URL);
-        assert_eq!(creds.configured_scope().unwrap().as_str(), "read write");
+        assert_eq!(creds.scope_ref().unwrap().as_str(), "read write");
         assert!(!format!("{creds:?}").contains("\"secret\""));
         assert!(ClientCredentials::try_new("not a url", "i", "s").is_err());
         assert!(ClientCredentials::try_new("/relative", "i", "s").is_err());

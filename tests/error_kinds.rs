@@ -46,7 +46,7 @@ fn layers(
     let builtin = settings(OAuthLayer::builder(creds.clone())).build();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     // `with_fetcher` starts without a scope; give it the credentials' one, as `builder` does.
-    let scope = ScopePolicy::fixed(creds.configured_scope().cloned());
+    let scope = ScopePolicy::fixed(creds.scope_ref().cloned());
     let custom = settings(OAuthLayer::with_fetcher(HttpFetcher::new(client, creds)))
         .scope_policy(scope)
         .build();
@@ -185,7 +185,7 @@ async fn no_scope_for_a_read_write_application_is_an_invalid_scope_error_with_th
     // The mock's application has the `read write` scope: it must ask for one explicitly.
     let mock = MockServer::start().await.unwrap();
     let creds = ClientCredentials::new(&mock.token_url(), mock.client_id(), mock.client_secret());
-    assert!(creds.configured_scope().is_none());
+    assert!(creds.scope_ref().is_none());
     for (via, layer) in layers(creds, quick) {
         let err = token_failure(&layer, LIMIT).await;
         check(via, &err, ErrorKind::InvalidScope, false);

@@ -110,9 +110,7 @@ where
         let fetch = async move {
             creds.check_transport()?;
             creds.check_params()?;
-            let default = creds
-                .configured_scope()
-                .filter(|_| !request.scope_is_explicit());
+            let default = creds.scope_ref().filter(|_| !request.scope_is_explicit());
             // An empty scope is none (RFC 6749 §3: a parameter without a value counts as
             // omitted), as the layer treats it.
             let asked = request.scope.as_ref().filter(|s| !s.is_empty());

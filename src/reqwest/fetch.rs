@@ -23,7 +23,7 @@ impl HttpFetcher<ReqwestService> {
 /// credentials' fixed scope. Request bodies of type `reqwest::Body` are replayed, recorded
 /// as they are sent ([`OAuthLayerBuilder::replay_body`]).
 pub fn builder(client: ::reqwest::Client, creds: ClientCredentials) -> OAuthLayerBuilder {
-    let policy = ScopePolicy::fixed(creds.configured_scope().cloned());
+    let policy = ScopePolicy::fixed(creds.scope_ref().cloned());
     OAuthLayer::with_fetcher(HttpFetcher::reqwest(client, creds))
         .scope_policy(policy)
         .replay_body::<::reqwest::Body>(::reqwest::Body::wrap)
