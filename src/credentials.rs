@@ -97,6 +97,9 @@ pub struct ClientCredentials {
     allow_http: bool,
     /// Further form parameters, in the order given.
     params: Vec<(String, String)>,
+    /// Root certificates the built-in client trusts besides those its features select.
+    #[cfg(feature = "https")]
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// `text` as a token URL, if the secret can only go where it says.
@@ -192,6 +195,8 @@ impl ClientCredentials {
             auth_method: AuthMethod::default(),
             allow_http: false,
             params: Vec::new(),
+            #[cfg(feature = "https")]
+            roots: Vec::new(),
         })
     }
 
@@ -242,6 +247,50 @@ impl ClientCredentials {
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
+    }
+
+    /// Adds root certificates the built-in HTTPS client trusts for the token endpoint,
+    /// besides the operating system's: a private CA, or a TLS-inspecting proxy's. Default:
+    /// none. `der_or_pem` is one DER certificate, or PEM text with one or more.
+    ///
+    /// Only [`HttpFetcher::https`](crate::fetch::HttpFetcher::https) (and so
+    /// [`OAuthLayer::new`](crate::OAuthLayer::new)) uses them; a client passed to
+    /// [`HttpFetcher::new`](crate::fetch::HttpFetcher::new) keeps its own.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`] error if `der_or_pem` holds no certificate, or one that
+    /// cannot be a trust anchor.
+    #[cfg(feature = "https")]
+    pub fn add_root_certificate(mut self, der_or_pem: impl AsRef<[u8]>) -> Result<Self, Error> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let refused = |why: &str| {
+            Error::new(ErrorKind::Config).with_detail(&format!("root certificate {why}"))
+        };
+        let bytes = der_or_pem.as_ref();
+        let certs = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+            CertificateDer::pem_slice_iter(bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| refused("is not valid PEM").with_source(e))?
+        } else {
+            vec![CertificateDer::from(bytes.to_vec())]
+        };
+        if certs.is_empty() {
+            return Err(refused("PEM holds no certificate"));
+        }
+        for cert in &certs {
+            rustls::RootCertStore::empty()
+                .add(cert.clone())
+                .map_err(|e| refused("cannot be a trust anchor").with_source(e))?;
+        }
+        self.roots.extend(certs);
+        Ok(self)
+    }
+
+    /// The root certificates added with [`add_root_certificate`](Self::add_root_certificate).
+    #[cfg(feature = "https")]
+    pub(crate) fn root_certificates(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.roots
     }
 
     /// The parameters added with [`param`](Self::param), in order.
@@ -379,7 +428,8 @@ impl ClientCredentials {
 
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
+        let mut shown = f.debug_struct("ClientCredentials");
+        shown
             .field("token_url", &redact::url(&self.token_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
@@ -389,8 +439,10 @@ impl fmt::Debug for ClientCredentials {
             .field(
                 "params",
                 &self.params.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .finish()
+            );
+        #[cfg(feature = "https")]
+        shown.field("root_certificates", &self.roots.len());
+        shown.finish()
     }
 }
 
