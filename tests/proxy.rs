@@ -82,13 +82,14 @@ async fn https_proxy_tunnels_token_requests_and_no_proxy_bypasses_it() {
     let token = fetch(creds.clone()).await;
     assert_eq!(token.access_token.secret(), "tls-token");
     let target = format!("localhost:{}", endpoint.port);
-    assert_eq!(*tunnels.lock().unwrap(), [target.clone()]);
+    assert_eq!(tunnels.lock().unwrap().len(), 1);
+    assert_eq!(tunnels.lock().unwrap()[0], target);
 
     std::env::set_var("NO_PROXY", "localhost");
     fetch(creds).await;
     assert_eq!(
         *tunnels.lock().unwrap(),
-        [target],
+        [target.as_str()],
         "NO_PROXY host was tunnelled"
     );
     assert_eq!(endpoint.served(), 2);
