@@ -1,6 +1,7 @@
 //! OAuth tokens on hyper-util's legacy client.
 //!
-//! Wraps a `hyper_util::client::legacy::Client` (rustls, `https_or_http`) with
+//! Wraps a `hyper_util::client::legacy::Client` (rustls, `https_or_http`; the one
+//! `tower_oauth::fetch::https_client` builds) with
 //! `ServiceBuilder::new().layer(OAuthLayer::new(creds))`, then sends a few GETs to
 //! `/api/v1/workflows` and a POST to `/api/v1/documents` (which needs the `write` scope,
 //! hence `"read write"`). All of them share one token, fetched on the first request. Then
@@ -20,7 +21,6 @@
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_oauth::{mock::MockServer, BoxError, ClientCredentials, OAuthLayer};
 
@@ -35,12 +35,8 @@ async fn main() -> Result<(), BoxError> {
     let layer = OAuthLayer::new(creds);
     let handle = layer.handle();
 
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    // The crate's own client: rustls with the process default or its feature's provider.
+    let client = tower_oauth::fetch::https_client();
     let mut api = ServiceBuilder::new().layer(layer).service(client);
 
     for i in 1..=3 {

@@ -61,8 +61,13 @@
 //!
 //! # Feature flags
 //!
-//! - `https` (default): the built-in token client (hyper, hyper-util, rustls with the
-//!   webpki roots): `OAuthLayer::new`, `OAuthLayer::builder`, `fetch::HttpFetcher::https`.
+//! - `https` (default): the built-in token client (hyper, hyper-util, rustls), which
+//!   honours `HTTPS_PROXY` and `NO_PROXY`: `OAuthLayer::new`, `OAuthLayer::builder`,
+//!   `fetch::HttpFetcher::https`. It uses the process default crypto provider if one is
+//!   installed, else the one selected below.
+//! - `aws-lc-rs` (default) or `ring`: the rustls crypto provider; aws-lc-rs wins if both.
+//! - `native-roots` (default): trust the operating system's root certificates.
+//! - `webpki-roots`: trust the Mozilla root certificates compiled in.
 //! - `test-util`: `mock`, an embedded mock SimpleDocs server for integration tests.
 //! - `tonic`: replayable `tonic::body::Body` request bodies.
 //! - `reqwest`: the `reqwest` module: a `reqwest::Client` as the wrapped service or

@@ -79,9 +79,18 @@ impl<C> HttpFetcher<C> {
 
 #[cfg(feature = "https")]
 impl HttpFetcher<super::HttpsClient> {
-    /// A fetcher over the built-in HTTPS client.
+    /// A fetcher over the built-in HTTPS client (see [`HttpsClient`](super::HttpsClient)),
+    /// trusting the credentials' extra root certificates too.
+    ///
+    /// # Panics
+    ///
+    /// As [`https_client`](super::https_client) does: when there is no crypto provider.
     pub fn https(creds: ClientCredentials) -> Self {
-        Self::new(super::https_client(), creds)
+        let proxies = hyper_util::client::proxy::matcher::Matcher::from_env();
+        Self::new(
+            super::https::client_with(creds.root_certificates(), proxies),
+            creds,
+        )
     }
 }
 

@@ -1,25 +1,97 @@
 //! The built-in HTTPS client for token requests.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::{legacy::Client, proxy::matcher::Matcher},
     rt::TokioExecutor,
 };
+use rustls::{crypto::CryptoProvider, pki_types::CertificateDer, ClientConfig, RootCertStore};
 
-/// The built-in token client: hyper-util's pooled client over rustls with the Mozilla
-/// root certificates (webpki-roots). It speaks plain HTTP too, which the fetcher only
-/// allows on loopback unless told otherwise.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+use super::proxy::ProxyConnector;
 
-/// Builds the built-in token client.
+/// The built-in token client: hyper-util's pooled client over rustls, through the proxy
+/// the environment names (see [`ProxyConnector`]). It speaks plain HTTP too, which the
+/// fetcher only allows on loopback unless told otherwise.
+///
+/// Its crypto provider is the process default when one is installed
+/// ([`CryptoProvider::install_default`]), else the one the `aws-lc-rs` (preferred) or
+/// `ring` feature selects. It trusts the operating system's root certificates (feature
+/// `native-roots`, default), the Mozilla ones (feature `webpki-roots`), and those added
+/// with [`ClientCredentials::add_root_certificate`](crate::ClientCredentials::add_root_certificate).
+pub type HttpsClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
+
+/// Builds the built-in token client, with no extra root certificate.
+///
+/// # Panics
+///
+/// Panics if there is no crypto provider (no process default is installed and neither
+/// `aws-lc-rs` nor `ring` is enabled), or if the process default supports no TLS version
+/// rustls deems safe.
 pub fn https_client() -> HttpsClient {
+    client_with(&[], Matcher::from_env())
+}
+
+/// The built-in token client, also trusting `extra_roots`, proxied as `proxies` says.
+pub(crate) fn client_with(
+    extra_roots: &[CertificateDer<'static>],
+    proxies: Matcher,
+) -> HttpsClient {
+    let provider = CryptoProvider::get_default()
+        .cloned()
+        .or_else(feature_provider)
+        .expect(
+            "no rustls crypto provider: enable the `aws-lc-rs` or `ring` feature of \
+             tower-oauth, or install a process default with CryptoProvider::install_default",
+        );
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the crypto provider supports a safe TLS version")
+        .with_root_certificates(root_store(extra_roots))
+        .with_no_client_auth();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .expect("the ring provider supports the default protocol versions")
+        .with_tls_config(config)
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(ProxyConnector::new(proxies));
     Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// The provider a feature of this crate selects: aws-lc-rs over ring, as hyper-rustls
+/// and reqwest choose.
+#[cfg(feature = "aws-lc-rs")]
+fn feature_provider() -> Option<Arc<CryptoProvider>> {
+    Some(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+fn feature_provider() -> Option<Arc<CryptoProvider>> {
+    Some(Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+fn feature_provider() -> Option<Arc<CryptoProvider>> {
+    None
+}
+
+/// The roots the features select, and `extra`.
+fn root_store(extra: &[CertificateDer<'static>]) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    #[cfg(feature = "native-roots")]
+    {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(%error, "an operating system root certificate could not be loaded");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "operating system root certificates loaded");
+    }
+    #[cfg(feature = "webpki-roots")]
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // Each was checked when it was added to the credentials.
+    roots.add_parsable_certificates(extra.iter().cloned());
+    roots
 }

@@ -27,8 +27,12 @@ mod http;
 #[cfg(feature = "https")]
 mod https;
 mod parse;
+#[cfg(feature = "https")]
+mod proxy;
 
 pub use self::http::HttpFetcher;
 #[cfg(feature = "https")]
 pub use self::https::{https_client, HttpsClient};
 pub use self::parse::{parse_token_response, MAX_TOKEN_RESPONSE_BYTES};
+#[cfg(feature = "https")]
+pub use self::proxy::ProxyConnector;

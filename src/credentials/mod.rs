@@ -13,6 +13,10 @@ use crate::{
     token::{Scope, Secret},
 };
 
+mod url;
+
+use self::url::token_url_checked;
+
 /// The SimpleDocs token endpoint.
 pub const SIMPLEDOCS_TOKEN_URL: &str = "https://app.simpledocs.com/api/oauth/token";
 
@@ -97,55 +101,9 @@ pub struct ClientCredentials {
     allow_http: bool,
     /// Further form parameters, in the order given.
     params: Vec<(String, String)>,
-}
-
-/// `text` as a token URL, if the secret can only go where it says.
-///
-/// `http::Uri` accepts a port that does not parse (`:99999`, `:abc`), for which the
-/// connector then uses the scheme's default port, and drops a fragment without a word;
-/// user info it keeps but no client sends, while clients log it.
-fn token_url_checked(text: &str) -> Result<Uri, Error> {
-    let refused =
-        |why: &str| Error::new(ErrorKind::Config).with_detail(&format!("token url {why}"));
-    let uri: Uri = text.parse().map_err(|e| {
-        Error::new(ErrorKind::Config)
-            .with_detail("token url is not a valid url")
-            .with_source(e)
-    })?;
-    let authority = match (uri.scheme_str(), uri.authority()) {
-        (Some("http" | "https"), Some(authority)) => authority.as_str(),
-        _ => return Err(refused("must be an absolute http or https url")),
-    };
-    if authority.contains('@') {
-        return Err(refused(
-            "must not hold a user name or password: pass the client id and secret as \
-             ClientCredentials' arguments, and choose AuthMethod::ClientSecretBasic to send \
-             them in an Authorization: Basic header",
-        ));
-    }
-    // A host that is there but empty (`https://:443/token`) is no host (RFC 9110 §4.2.1).
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(refused("has no host"));
-    }
-    // What follows the host (past an IPv6 literal's brackets) is `:port` or nothing.
-    let after_host = match authority.rfind(']') {
-        Some(end) => &authority[end + 1..],
-        None => authority.find(':').map_or("", |at| &authority[at..]),
-    };
-    if let Some(port) = after_host.strip_prefix(':') {
-        let number = port
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| port.parse::<u16>().ok())
-            .flatten();
-        if !matches!(number, Some(1..)) {
-            return Err(refused("has a port that is not a number from 1 to 65535"));
-        }
-    }
-    if text.contains('#') {
-        return Err(refused("must not have a fragment"));
-    }
-    Ok(uri)
+    /// Root certificates the built-in client trusts besides those its features select.
+    #[cfg(feature = "https")]
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// The form parameters the grant itself sets: [`ClientCredentials::param`] refuses them.
@@ -192,6 +150,8 @@ impl ClientCredentials {
             auth_method: AuthMethod::default(),
             allow_http: false,
             params: Vec::new(),
+            #[cfg(feature = "https")]
+            roots: Vec::new(),
         })
     }
 
@@ -242,6 +202,50 @@ impl ClientCredentials {
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
+    }
+
+    /// Adds root certificates the built-in HTTPS client trusts for the token endpoint,
+    /// besides the operating system's: a private CA, or a TLS-inspecting proxy's. Default:
+    /// none. `der_or_pem` is one DER certificate, or PEM text with one or more.
+    ///
+    /// Only [`HttpFetcher::https`](crate::fetch::HttpFetcher::https) (and so
+    /// [`OAuthLayer::new`](crate::OAuthLayer::new)) uses them; a client passed to
+    /// [`HttpFetcher::new`](crate::fetch::HttpFetcher::new) keeps its own.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Config`] error if `der_or_pem` holds no certificate, or one that
+    /// cannot be a trust anchor.
+    #[cfg(feature = "https")]
+    pub fn add_root_certificate(mut self, der_or_pem: impl AsRef<[u8]>) -> Result<Self, Error> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let refused = |why: &str| {
+            Error::new(ErrorKind::Config).with_detail(&format!("root certificate {why}"))
+        };
+        let bytes = der_or_pem.as_ref();
+        let certs = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+            CertificateDer::pem_slice_iter(bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| refused("is not valid PEM").with_source(e))?
+        } else {
+            vec![CertificateDer::from(bytes.to_vec())]
+        };
+        if certs.is_empty() {
+            return Err(refused("PEM holds no certificate"));
+        }
+        for cert in &certs {
+            rustls::RootCertStore::empty()
+                .add(cert.clone())
+                .map_err(|e| refused("cannot be a trust anchor").with_source(e))?;
+        }
+        self.roots.extend(certs);
+        Ok(self)
+    }
+
+    /// The root certificates added with [`add_root_certificate`](Self::add_root_certificate).
+    #[cfg(feature = "https")]
+    pub(crate) fn root_certificates(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.roots
     }
 
     /// The parameters added with [`param`](Self::param), in order.
@@ -392,7 +396,8 @@ impl ClientCredentials {
 
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
+        let mut shown = f.debug_struct("ClientCredentials");
+        shown
             .field("token_url", &redact::url(&self.token_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
@@ -402,8 +407,10 @@ impl fmt::Debug for ClientCredentials {
             .field(
                 "params",
                 &self.params.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .finish()
+            );
+        #[cfg(feature = "https")]
+        shown.field("root_certificates", &self.roots.len());
+        shown.finish()
     }
 }
 
