@@ -5,10 +5,13 @@
 #[path = "support/simpledocs.rs"]
 mod simpledocs;
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::{future::join_all, stream};
 use http::{Request, StatusCode};
-use http_body_util::Full;
+use http_body::Frame;
+use http_body_util::{Full, StreamBody};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use simpledocs::{
     assert_accepted_with_one_new_token, credentials, document, guard, post, SIZES, UPLOADED,
@@ -17,7 +20,7 @@ use tower::{Layer, ServiceExt};
 use tower_oauth::{
     mock::MockServer,
     reqwest::{OAuthMiddleware, ReqwestService},
-    OAuthLayer,
+    OAuthLayer, OAuthLayerBuilder,
 };
 
 /// A mock server and a layer whose token client is reqwest; its first token was fetched
@@ -166,30 +169,80 @@ async fn the_middleware_leaves_a_request_with_its_own_authorization_alone() {
     assert_eq!(layer.handle().fetches(), 0);
 }
 
+/// `doc` as a stream of `chunk`-byte frames that reqwest cannot clone and that says
+/// nothing of its size.
+fn streamed(doc: &Bytes, chunk: usize) -> reqwest::Body {
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = doc
+        .chunks(chunk)
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    reqwest::Body::wrap(StreamBody::new(stream::iter(frames)))
+}
+
 #[tokio::test]
-async fn the_middleware_returns_the_rejection_of_a_streamed_body_and_still_renews_the_token() {
-    let (mock, layer) = revoked().await;
-    let api = middleware_client(&layer);
+async fn the_middleware_replays_a_rejected_streamed_body_byte_for_byte() {
     let doc = document(7, 300);
-    // A wrapped body is a stream to reqwest: it cannot be cloned for a replay.
-    let body = reqwest::Body::wrap(Full::new(doc.clone()));
-    let res = guard(api.post(documents_url(&mock)).body(body).send())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    // The caller gets the 401 whole, body included, after the middleware read it.
-    let text = guard(res.text()).await.unwrap();
-    assert!(text.contains("token_expired"), "{text}");
-    guard(layer.handle().warm_up()).await.unwrap();
-    assert_eq!(mock.stats().tokens_issued, 2, "the token was renewed");
-    assert!(mock.received_documents().is_empty());
-    // The next request goes through with the new token, without another fetch.
-    let res = guard(api.post(documents_url(&mock)).body(doc.clone()).send())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), UPLOADED);
-    assert_eq!(mock.received_documents(), vec![doc]);
-    assert_eq!(mock.stats().tokens_issued, 2);
+    let stream = document(8, 4 * 1024);
+    let bodies = [
+        // A wrapped body is a stream to reqwest, whatever it wraps: it cannot be cloned.
+        (doc.clone(), reqwest::Body::wrap(Full::new(doc.clone()))),
+        (stream.clone(), streamed(&stream, 500)),
+    ];
+    for (doc, body) in bodies {
+        let (mock, layer) = revoked().await;
+        let api = middleware_client(&layer);
+        let res = guard(api.post(documents_url(&mock)).body(body).send())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), UPLOADED, "{}-byte body", doc.len());
+        assert_accepted_with_one_new_token(&mock, &layer, std::slice::from_ref(&doc));
+        assert_eq!(
+            mock.stats().api_token_expired,
+            1,
+            "sent once, replayed once"
+        );
+        // The next request goes through with the new token, without another fetch.
+        let res = guard(api.post(documents_url(&mock)).body(doc.clone()).send())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), UPLOADED);
+        assert_eq!(mock.received_documents(), vec![doc.clone(), doc]);
+        assert_eq!(mock.stats().tokens_issued, 2);
+    }
+}
+
+#[tokio::test]
+async fn the_middleware_returns_the_rejection_of_a_stream_over_the_limit_or_with_replay_off() {
+    let doc = document(9, 16 * 1024);
+    let settings: [fn(OAuthLayerBuilder) -> OAuthLayerBuilder; 2] =
+        [|b| b.replay_limit(1024), |b| b.replay(false)];
+    for setting in settings {
+        // Over the limit: sent in full before the 401 comes, and said so by no size hint;
+        // or a size hint that says so up front.
+        let bodies = [
+            streamed(&doc, 1024),
+            reqwest::Body::wrap(Full::new(doc.clone())),
+        ];
+        for body in bodies {
+            let mock = MockServer::start().await.unwrap();
+            let builder = tower_oauth::reqwest::builder(reqwest::Client::new(), credentials(&mock));
+            let layer = setting(builder).build();
+            guard(layer.handle().warm_up()).await.unwrap();
+            mock.revoke_all();
+            let api = middleware_client(&layer);
+            let res = guard(api.post(documents_url(&mock)).body(body).send())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            // The caller gets the 401 whole, body included, after the middleware read it.
+            let text = guard(res.text()).await.unwrap();
+            assert!(text.contains("token_expired"), "{text}");
+            assert_eq!(mock.stats().api_token_expired, 1, "not replayed");
+            assert!(mock.received_documents().is_empty());
+            guard(layer.handle().warm_up()).await.unwrap();
+            assert_eq!(mock.stats().tokens_issued, 2, "the token was renewed");
+        }
+    }
 }
 
 /// A token endpoint on loopback that redirects every POST with `status` to `/elsewhere`,

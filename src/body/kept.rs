@@ -277,6 +277,12 @@ impl Replayers {
         Self { types: Some(types) }
     }
 
+    /// Whether `T` is registered.
+    pub(crate) fn knows<T: 'static>(&self) -> bool {
+        let mut types = self.types.iter().flat_map(|types| types.iter());
+        types.any(|r| r.id == TypeId::of::<T>())
+    }
+
     fn find<B: 'static>(&self) -> Option<Registered<B>> {
         let types = self.types.as_deref()?;
         let found = types.iter().find(|r| r.id == TypeId::of::<B>())?;

@@ -5,7 +5,9 @@ use std::{fmt, sync::Arc};
 use http::{header::AUTHORIZATION, Extensions, Uri};
 use reqwest_middleware::{Error as MiddlewareError, Middleware, Next, Result};
 
+use super::replay::Replay;
 use crate::{
+    body::Replayers,
     cache::Slot,
     classify::Classification,
     future::inspect,
@@ -24,11 +26,14 @@ use crate::{
 ///
 /// # Replay
 ///
-/// A request rejected for its token is replayed once with a new one, if reqwest can clone
-/// it (`reqwest::Request::try_clone`: a buffered body, or none). A streamed body cannot
-/// be cloned: the token is still renewed, and the 401 is returned as it came. Replay off
-/// on the layer turns it off here too; the replay size limit does not apply, as reqwest
-/// keeps a buffered body whole anyway.
+/// A request rejected for its token is replayed once with a new one. A request reqwest
+/// can clone (`reqwest::Request::try_clone`: a buffered body, or none) is replayed as
+/// cloned; the replay limit does not apply, as reqwest keeps a buffered body whole anyway.
+/// A streamed body is recorded as it is sent, up to the layer's
+/// [replay limit](crate::OAuthLayerBuilder::replay_limit), as the layer records its own
+/// (see [`body`](crate::body)). A stream that had sent more than the limit when the
+/// rejection came is not replayed: the token is still renewed, and the 401 is returned
+/// as it came. Replay off on the layer turns it off here too.
 ///
 /// # Errors
 ///
@@ -38,12 +43,15 @@ use crate::{
 #[derive(Clone)]
 pub struct OAuthMiddleware {
     layer: OAuthLayer,
+    /// The layer's body types, and `reqwest::Body` whatever layer it is.
+    replayers: Replayers,
 }
 
 impl fmt::Debug for OAuthMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthMiddleware")
             .field("layer", &self.layer)
+            .field("replayers", &self.replayers)
             .finish()
     }
 }
@@ -65,8 +73,14 @@ impl OAuthMiddleware {
     /// A middleware that shares `layer`'s tokens and settings, with every service that
     /// layer made.
     pub fn from_layer(layer: &OAuthLayer) -> Self {
+        let mut replayers = layer.parts().1.replayers.clone();
+        if !replayers.knows::<::reqwest::Body>() {
+            // As `builder` registers it: streamed bodies are recorded for a replay.
+            replayers = replayers.with::<::reqwest::Body>(::reqwest::Body::wrap);
+        }
         Self {
             layer: layer.clone(),
+            replayers,
         }
     }
 
@@ -144,13 +158,13 @@ impl Middleware for OAuthMiddleware {
             .1
             .config
             .replay_limit
-            .and_then(|_| req.try_clone());
+            .and_then(|limit| Replay::prepare(&mut req, limit, &self.replayers));
         let res = next.clone().run(req, extensions).await?;
         let (res, rejected) = self.rejected(res).await;
         if !rejected || !slot.reject(cred.generation) {
             return Ok(res);
         }
-        let Some(mut req) = replay else {
+        let Some(mut req) = replay.and_then(Replay::into_request) else {
             tracing::debug!("rejected request cannot be replayed; returning the response");
             let _ = slot.renew_in_background(FetchReason::Rejected);
             return Ok(res);

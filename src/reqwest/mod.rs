@@ -30,6 +30,7 @@
 
 mod fetch;
 mod middleware;
+mod replay;
 mod service;
 
 pub use self::{
