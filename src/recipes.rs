@@ -61,7 +61,7 @@
 //! `Incoming` is not replayed: a rejected token reaches the caller as the API answered.
 //! Boxed, it is recorded up to the replay limit and replayed (see [`body`](crate::body)).
 //! The same holds for an axum handler's `axum::body::Body`, once it is registered with
-//! [`replay_body`](crate::OAuthLayerBuilder::replay_body)`(axum::body::Body::new)`.
+//! [`replay_body`](crate::OAuthLayerBuilder::replay_body)`(axum::body::Body::new)` (next recipe).
 //!
 //! ```no_run
 //! # #[cfg(feature = "https")]
@@ -85,6 +85,57 @@
 //!     api.clone().oneshot(req)
 //! });
 //! # let _ = proxy;
+//! # }
+//! # #[cfg(not(feature = "https"))]
+//! # fn main() {}
+//! ```
+//!
+//! # An axum proxy
+//!
+//! An axum handler forwards its `Request<axum::body::Body>` through the layer. Registered
+//! with [`replay_body`](crate::OAuthLayerBuilder::replay_body)`(axum::body::Body::new)`,
+//! the body is recorded up to the replay limit as it streams upstream, and a request
+//! rejected for its token is replayed with a new one.
+//!
+//! ```no_run
+//! # #[cfg(feature = "https")]
+//! # fn main() {
+//! use axum::{
+//!     body::Body,
+//!     extract::{Request, State},
+//!     http::{StatusCode, Uri},
+//!     response::Response,
+//!     routing::any,
+//!     Router,
+//! };
+//! use hyper_util::{
+//!     client::legacy::{connect::HttpConnector, Client},
+//!     rt::TokioExecutor,
+//! };
+//! use tower::{Layer, ServiceExt};
+//! use tower_oauth::{ClientCredentials, OAuth, OAuthLayer};
+//!
+//! type Upstream = OAuth<Client<HttpConnector, Body>>;
+//!
+//! async fn forward(State(api): State<Upstream>, mut req: Request) -> Result<Response, StatusCode> {
+//!     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+//!     let uri = format!("http://api.internal{path}");
+//!     *req.uri_mut() = uri.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
+//!     let res = api.oneshot(req).await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+//!     Ok(res.map(Body::new))
+//! }
+//!
+//! let creds = ClientCredentials::simpledocs("id", "secret").scope("read write");
+//! let layer = OAuthLayer::builder(creds)
+//!     .replay_body(Body::new) // axum's body is recorded and replayed
+//!     .build();
+//! // Plain HTTP here; give it hyper-rustls's connector for HTTPS.
+//! let upstream = Client::builder(TokioExecutor::new()).build_http::<Body>();
+//! let app: Router = Router::new()
+//!     .route("/{*path}", any(forward))
+//!     .with_state(layer.layer(upstream));
+//! // Serve `app` with `axum::serve` (axum's `tokio` feature) or hyper.
+//! # let _ = app;
 //! # }
 //! # #[cfg(not(feature = "https"))]
 //! # fn main() {}
