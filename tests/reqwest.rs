@@ -214,15 +214,19 @@ async fn the_middleware_replays_a_rejected_streamed_body_byte_for_byte() {
 #[tokio::test]
 async fn the_middleware_returns_the_rejection_of_a_stream_over_the_limit_or_with_replay_off() {
     let doc = document(9, 16 * 1024);
-    let settings: [fn(OAuthLayerBuilder) -> OAuthLayerBuilder; 2] =
-        [|b| b.replay_limit(1024), |b| b.replay(false)];
-    for setting in settings {
-        // Over the limit: sent in full before the 401 comes, and said so by no size hint;
-        // or a size hint that says so up front.
-        let bodies = [
-            streamed(&doc, 1024),
-            reqwest::Body::wrap(Full::new(doc.clone())),
-        ];
+    // With replay off, no body is replayed. Under a limit, a body whose size hint is over
+    // it is never kept; a stream without one is judged by what it had sent when the 401
+    // came, which depends on timing, so it is not used here.
+    type Setting = fn(OAuthLayerBuilder) -> OAuthLayerBuilder;
+    let settings: [(Setting, bool); 2] = [
+        (|b| b.replay_limit(1024), false),
+        (|b| b.replay(false), true),
+    ];
+    for (setting, with_stream) in settings {
+        let mut bodies = vec![reqwest::Body::wrap(Full::new(doc.clone()))];
+        if with_stream {
+            bodies.push(streamed(&doc, 1024));
+        }
         for body in bodies {
             let mock = MockServer::start().await.unwrap();
             let builder = tower_oauth::reqwest::builder(reqwest::Client::new(), credentials(&mock));
