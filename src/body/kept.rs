@@ -278,6 +278,7 @@ impl Replayers {
     }
 
     /// Whether `T` is registered.
+    #[cfg(feature = "reqwest")]
     pub(crate) fn knows<T: 'static>(&self) -> bool {
         let mut types = self.types.iter().flat_map(|types| types.iter());
         types.any(|r| r.id == TypeId::of::<T>())
