@@ -65,8 +65,14 @@ def text(fragment):
 
 def items(doc_dir):
     """(kind, path, page) of every item in all.html."""
-    with open(os.path.join(doc_dir, "all.html"), encoding="utf-8") as f:
-        page = f.read()
+    try:
+        with open(os.path.join(doc_dir, "all.html"), encoding="utf-8") as f:
+            page = f.read()
+    except FileNotFoundError:
+        raise SystemExit(
+            f"public_api.py: no {os.path.join(doc_dir, 'all.html')}: run"
+            " `cargo doc --no-deps --all-features` first"
+        ) from None
     found = []
     for href in re.findall(r'<li><a href="([^"#]+\.html)"', page):
         parts = href.split("/")
