@@ -40,7 +40,10 @@ impl From<ReplayError> for tonic::Status {
 }
 
 /// The error of a recording body: the original body's error, or a replay failure.
+///
+/// More causes may come (non-exhaustive): a `match` on it needs a `_` arm.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RecordError<E> {
     /// The original body failed.
     Body(E),

@@ -49,8 +49,10 @@ pub enum TokenStatus {
     Rejected,
 }
 
-impl From<Option<Phase>> for TokenStatus {
-    fn from(phase: Option<Phase>) -> Self {
+impl TokenStatus {
+    /// The status of a slot whose token is in `phase` (`None`: no token). Not a `From`
+    /// impl: `Phase` is private, and a public impl would show it in the docs.
+    fn of(phase: Option<Phase>) -> Self {
         match phase {
             None => TokenStatus::None,
             Some(Phase::Fresh) => TokenStatus::Fresh,
@@ -74,7 +76,7 @@ pub(super) fn view(
         scope: scope.cloned(),
         granted_scope: token.and_then(|(t, _)| t.granted.clone()),
         scope_satisfied: token.is_none_or(|(t, _)| t.scope_ok),
-        status: token.map(|(_, phase)| phase).into(),
+        status: TokenStatus::of(token.map(|(_, phase)| phase)),
         expires_in: token
             .filter(|(_, phase)| phase.live())
             .map(|(t, _)| t.expires_at.saturating_duration_since(now)),

@@ -8,7 +8,19 @@
 use std::borrow::Cow;
 
 /// One authentication challenge of a `WWW-Authenticate` header (RFC 9110 §11.6.1).
+///
+/// [`parse_challenges`](super::parse_challenges) makes them; more fields may come
+/// (non-exhaustive).
+///
+/// ```
+/// use tower_oauth::classify::parse_challenges;
+///
+/// let challenges = parse_challenges(r#"Bearer realm="api", error="invalid_token""#);
+/// assert_eq!(challenges[0].scheme, "Bearer");
+/// assert_eq!(challenges[0].param("ERROR"), Some("invalid_token"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Challenge {
     /// The auth scheme, as sent (compare case-insensitively).
     pub scheme: String,

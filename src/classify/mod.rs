@@ -47,7 +47,10 @@ use http::{HeaderMap, StatusCode};
 pub use challenge::{parse_challenges, Challenge};
 
 /// What the head of a response says about the token that the request carried.
+///
+/// More answers may come (non-exhaustive): a `match` on it needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Classification {
     /// The token was not rejected; the response goes to the caller as it is.
     NotRejected,
