@@ -7,6 +7,26 @@ use crate::{cache::TokenState, error::Error, scope::Slots};
 /// Controls a layer's tokens: warm up, force renewal, look at their state.
 ///
 /// Cheap to clone. Nothing it shows contains a token or a secret.
+///
+/// ```
+/// use tower_oauth::{ClientCredentials, OAuthLayer, TokenStatus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_oauth::BoxError> {
+/// # let mock = tower_oauth::mock::MockServer::start().await?;
+/// # let (token_url, client_id, client_secret) =
+/// #     (mock.token_url(), mock.client_id().to_owned(), mock.client_secret().to_owned());
+/// let creds = ClientCredentials::new(&token_url, client_id, client_secret).scope("read");
+/// let layer = OAuthLayer::new(creds);
+/// let tokens = layer.handle();
+///
+/// // Fail fast at start-up on a wrong secret or an unreachable token endpoint.
+/// tokens.warm_up().await?;
+/// assert_eq!(tokens.fetches(), 1);
+/// assert_eq!(tokens.state()[0].status, TokenStatus::Fresh);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct TokenHandle {
     slots: Arc<Slots>,
