@@ -106,7 +106,7 @@ pub struct OAuthLayerBuilder {
 }
 
 /// The former name of [`OAuthLayerBuilder`], kept until 1.0.
-#[deprecated(since = "0.1.0", note = "renamed `OAuthLayerBuilder`")]
+#[deprecated(since = "0.2.0", note = "renamed `OAuthLayerBuilder`")]
 pub type Builder = OAuthLayerBuilder;
 
 impl fmt::Debug for OAuthLayerBuilder {

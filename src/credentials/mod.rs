@@ -280,13 +280,13 @@ impl ClientCredentials {
     }
 
     /// The configured scope.
-    #[deprecated(since = "0.1.0", note = "renamed `scope_ref`, after its setter")]
+    #[deprecated(since = "0.2.0", note = "renamed `scope_ref`, after its setter")]
     pub fn configured_scope(&self) -> Option<&Scope> {
         self.scope_ref()
     }
 
     /// The client authentication method.
-    #[deprecated(since = "0.1.0", note = "renamed `auth_method_ref`, after its setter")]
+    #[deprecated(since = "0.2.0", note = "renamed `auth_method_ref`, after its setter")]
     pub fn method(&self) -> AuthMethod {
         self.auth_method
     }
