@@ -111,6 +111,7 @@ pub mod reqwest;
 pub mod retry;
 mod scope;
 mod service;
+pub mod store;
 mod sync;
 mod token;
 
