@@ -8,7 +8,8 @@ use crate::{
     body::Replayers,
     classify::Classifier,
     error::{BoxError, Error},
-    token::{Token, TokenRequest},
+    store::fleet::Fleet,
+    token::{Scope, Token, TokenRequest},
 };
 
 /// The default of [`OAuthLayerBuilder::replay_limit`](crate::OAuthLayerBuilder::replay_limit).
@@ -35,6 +36,10 @@ pub(crate) struct Config {
     pub(crate) replay_limit: Option<usize>,
     pub(crate) inspect_limit: usize,
     pub(crate) reissue_interval: Duration,
+    /// The bound on each call to the token store.
+    pub(crate) store_timeout: Duration,
+    /// How long to wait for a token another process is fetching.
+    pub(crate) store_wait: Duration,
 }
 
 impl Config {
@@ -42,9 +47,15 @@ impl Config {
     /// its last attempt within the retry budget counted from when the first of them came
     /// (a renewal: from its start, and again from when its token ran out, so twice), and
     /// each attempt ends within `fetch_timeout`; a second more for scheduling delays.
+    /// With a token store, an attempt may first wait for another process (the store
+    /// wait) and make a few store calls (each within the store timeout).
     pub(crate) fn stranded_after(&self) -> Duration {
+        let attempt = self
+            .fetch_timeout
+            .saturating_add(self.store_wait)
+            .saturating_add(self.store_timeout.saturating_mul(4));
         self.retry_budget
-            .saturating_add(self.fetch_timeout)
+            .saturating_add(attempt)
             .saturating_mul(2)
             .saturating_add(Duration::from_secs(1))
     }
@@ -66,6 +77,8 @@ impl Default for Config {
             replay_limit: Some(DEFAULT_REPLAY_LIMIT),
             inspect_limit: 4 * 1024,
             reissue_interval: Duration::from_secs(1),
+            store_timeout: Duration::from_millis(500),
+            store_wait: Duration::from_secs(10),
         }
     }
 }
@@ -84,9 +97,25 @@ pub(crate) struct Core {
     pub(crate) name: Option<Arc<str>>,
     /// The token endpoint's host, when the builder knows it.
     pub(crate) host: Option<Arc<str>>,
+    /// The token store shared with other processes, if one is set.
+    pub(crate) fleet: Option<Fleet>,
+    /// What the layer's tokens are for (token URL, client id, parameters), the first
+    /// part of their store keys.
+    pub(crate) store_identity: Option<Arc<str>>,
 }
 
 impl Core {
+    /// The store key of the tokens of `scope`, if the layer has a store: its identity and
+    /// the scope set, never the secret.
+    pub(crate) fn store_key(&self, scope: Option<&Scope>) -> Option<String> {
+        self.fleet.as_ref()?;
+        let identity = self.store_identity.as_deref()?;
+        Some(format!(
+            "{identity}|scope={}",
+            scope.map(Scope::as_str).unwrap_or("")
+        ))
+    }
+
     /// `err` says which layer and token host it is from.
     pub(crate) fn label(&self, err: Error) -> Error {
         err.with_origin(self.name.as_ref(), self.host.as_ref())

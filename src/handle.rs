@@ -79,6 +79,12 @@ impl TokenHandle {
     pub fn fetches(&self) -> u64 {
         self.state().iter().map(|s| s.fetches).sum()
     }
+
+    /// Tokens read from the layer's [store](crate::store) rather than fetched, over all
+    /// scope sets.
+    pub fn store_hits(&self) -> u64 {
+        self.state().iter().map(|s| s.store_hits).sum()
+    }
 }
 
 impl TokenHandle {

@@ -9,7 +9,7 @@
 use std::{
     panic::AssertUnwindSafe,
     sync::{atomic::Ordering, Arc, Weak},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use futures_util::FutureExt;
@@ -25,8 +25,9 @@ use super::{
 };
 use crate::{
     error::{Error, ErrorKind},
+    store::fleet::Lifetimes,
     sync::lock,
-    token::{FetchReason, Scope, TokenRequest},
+    token::{FetchReason, Scope, Token, TokenRequest},
 };
 
 type Sender = Arc<watch::Sender<Option<Outcome>>>;
@@ -150,22 +151,33 @@ impl Slot {
         started: Instant,
     ) -> Result<Installed, Error> {
         let config = &self.core.config;
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let request = TokenRequest::new(self.scope.clone(), reason)
-            .with_explicit_scope(self.core.explicit_scope);
-        let fetch = AssertUnwindSafe(self.core.fetcher.clone().oneshot(request)).catch_unwind();
-        let token = match tokio::time::timeout(config.fetch_timeout, fetch).await {
-            Ok(Ok(Ok(token))) => token,
-            Ok(Ok(Err(err))) => return Err(Error::from_fetcher(err)),
-            Ok(Err(_panic)) => {
-                return Err(
-                    Error::new(ErrorKind::Cancelled).with_detail("the token fetcher panicked")
-                )
+        let (token, requested_at, value) = match (&self.core.fleet, &self.store_key) {
+            (Some(fleet), Some(key)) => {
+                let held = self.hot.current.load_full();
+                let held = held.as_ref().and_then(|i| i.value.as_ref());
+                let life = Lifetimes {
+                    default: config.default_lifetime,
+                    max: config.max_lifetime,
+                    least_left: config.expiry_margin.saturating_mul(2),
+                    fetch_timeout: config.fetch_timeout,
+                };
+                let obtained = fleet
+                    .obtain(key, held, reason, life, || self.fetch_token(reason))
+                    .await?;
+                let requested_at = if obtained.from_store {
+                    self.store_hits.fetch_add(1, Ordering::Relaxed);
+                    // Its lifetime counts from when it was issued, as for the process
+                    // that fetched it: the fleet renews it at the same point.
+                    let age = SystemTime::now()
+                        .duration_since(obtained.issued_at)
+                        .unwrap_or_default();
+                    Instant::now().checked_sub(age).unwrap_or(started)
+                } else {
+                    started
+                };
+                (obtained.token, requested_at, Some(obtained.value))
             }
-            Err(_) => {
-                return Err(Error::new(ErrorKind::Timeout)
-                    .with_detail(&format!("no answer within {:?}", config.fetch_timeout)))
-            }
+            _ => (self.fetch_token(reason).await?, started, None),
         };
         // A token that replaces a rejected one is the re-issue for that rejection,
         // whatever started its fetch (a renewal can be under way when the rejection comes).
@@ -180,14 +192,34 @@ impl Slot {
             reason
         };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        Installed::new(
+        let mut installed = Installed::new(
             config,
             self.scope.as_ref(),
             token,
-            started,
+            requested_at,
             reason,
             generation,
-        )
+        )?;
+        installed.value = value;
+        Ok(installed)
+    }
+
+    /// Asks the token fetcher for a token, bounded by `fetch_timeout`.
+    async fn fetch_token(&self, reason: FetchReason) -> Result<Token, Error> {
+        let config = &self.core.config;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let request = TokenRequest::new(self.scope.clone(), reason)
+            .with_explicit_scope(self.core.explicit_scope);
+        let fetch = AssertUnwindSafe(self.core.fetcher.clone().oneshot(request)).catch_unwind();
+        match tokio::time::timeout(config.fetch_timeout, fetch).await {
+            Ok(Ok(Ok(token))) => Ok(token),
+            Ok(Ok(Err(err))) => Err(Error::from_fetcher(err)),
+            Ok(Err(_panic)) => {
+                Err(Error::new(ErrorKind::Cancelled).with_detail("the token fetcher panicked"))
+            }
+            Err(_) => Err(Error::new(ErrorKind::Timeout)
+                .with_detail(&format!("no answer within {:?}", config.fetch_timeout))),
+        }
     }
 
     /// Makes `installed` the current token; called with the slot's lock held, which

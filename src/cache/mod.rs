@@ -45,6 +45,10 @@ pub(crate) struct Slot {
     scope: Option<Scope>,
     control: Mutex<Control>,
     fetches: AtomicU64,
+    /// Tokens read from the layer's store rather than fetched.
+    store_hits: AtomicU64,
+    /// The slot's key in the layer's token store, if it has one.
+    store_key: Option<String>,
     generations: AtomicU64,
     /// The sweep epoch of its last use, for a scope set computed per request
     /// (see `scope::Epochs`).
@@ -83,6 +87,7 @@ impl Drop for Slot {
 impl Slot {
     /// A slot for `scope`, with no token yet; in an `Arc`, which its tasks hold weakly.
     pub(crate) fn new(core: Arc<Core>, scope: Option<Scope>) -> Arc<Self> {
+        let store_key = core.store_key(scope.as_ref());
         Arc::new_cyclic(|me| Self {
             hot: Hot {
                 state: Word::empty(),
@@ -92,6 +97,8 @@ impl Slot {
             scope,
             control: Mutex::new(Control::default()),
             fetches: AtomicU64::new(0),
+            store_hits: AtomicU64::new(0),
+            store_key,
             generations: AtomicU64::new(1),
             used_epoch: AtomicU64::new(0),
             me: me.clone(),
@@ -275,8 +282,11 @@ impl Slot {
         let control = lock(&self.control);
         let current = self.hot.current.load();
         let token = current.as_deref().map(|c| (c, self.peek().phase()));
-        let fetches = self.fetches.load(Ordering::Relaxed);
-        status::view(self.scope.as_ref(), token, &control, fetches)
+        let counts = status::Counts {
+            fetches: self.fetches.load(Ordering::Relaxed),
+            store_hits: self.store_hits.load(Ordering::Relaxed),
+        };
+        status::view(self.scope.as_ref(), token, &control, counts)
     }
 
     /// The generation of the current token if it still works (neither expired nor
@@ -335,6 +345,8 @@ mod tests {
             explicit_scope: false,
             name: None,
             host: None,
+            fleet: None,
+            store_identity: None,
         };
         Slot::new(Arc::new(core), scope.map(Scope::new))
     }

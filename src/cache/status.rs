@@ -25,8 +25,12 @@ pub struct TokenState {
     /// Time until the current token expires (by the layer's reckoning), if there is one
     /// and it has not expired.
     pub expires_in: Option<Duration>,
-    /// Token requests made so far (each attempt counts).
+    /// Token requests made so far (each attempt counts); not tokens read from a
+    /// [store](crate::store).
     pub fetches: u64,
+    /// Tokens read from the layer's [store](crate::store), fetched by another process
+    /// (or layer).
+    pub store_hits: u64,
     /// The kind of the most recent fetch failure, if any fetch failed.
     pub last_error: Option<ErrorKind>,
     /// Whether a fetch is in flight.
@@ -63,13 +67,19 @@ impl TokenStatus {
     }
 }
 
+/// A slot's counters.
+pub(super) struct Counts {
+    pub(super) fetches: u64,
+    pub(super) store_hits: u64,
+}
+
 /// The state of a slot asking for `scope`, whose current token (if any) is `token` in
 /// its phase; read under the slot's lock, so that the two agree.
 pub(super) fn view(
     scope: Option<&Scope>,
     token: Option<(&Installed, Phase)>,
     control: &Control,
-    fetches: u64,
+    counts: Counts,
 ) -> TokenState {
     let now = Instant::now();
     TokenState {
@@ -80,7 +90,8 @@ pub(super) fn view(
         expires_in: token
             .filter(|(_, phase)| phase.live())
             .map(|(t, _)| t.expires_at.saturating_duration_since(now)),
-        fetches,
+        fetches: counts.fetches,
+        store_hits: counts.store_hits,
         last_error: control.last_error,
         fetching: control.fetch.flight().is_some(),
     }

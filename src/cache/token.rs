@@ -12,6 +12,7 @@ use std::sync::{
     OnceLock, Weak,
 };
 
+use bytes::Bytes;
 use http::HeaderValue;
 use tokio::{task::AbortHandle, time::Instant};
 
@@ -188,6 +189,9 @@ pub(super) struct Installed {
     /// by a rejection or a forced refresh), rather than left sleeping until its renewal
     /// time, one task per token replaced.
     timers: OnceLock<AbortHandle>,
+    /// Its form in the layer's token store, if the layer has one: a read that finds it
+    /// there has found nothing new, and a rejection deletes only it.
+    pub(super) value: Option<Bytes>,
 }
 
 impl Drop for Installed {
@@ -257,6 +261,7 @@ impl Installed {
             reason,
             installed_at: now,
             timers: OnceLock::new(),
+            value: None,
         })
     }
 

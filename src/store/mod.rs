@@ -21,16 +21,20 @@
 //! A store works on opaque bytes under string keys; the layer encodes (and optionally
 //! encrypts) what it keeps there. Implement [`TokenStore`] for another backend.
 
+mod codec;
+pub(crate) mod fleet;
+
 use std::{
     collections::HashMap,
     fmt,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+pub use self::codec::StoreCipher;
 use crate::{error::BoxError, sync::lock};
 
 /// A key-value store with leases, shared by the processes of a fleet.
@@ -70,6 +74,43 @@ pub trait TokenStore: Send + Sync + 'static {
         key: &'a str,
         value: Bytes,
     ) -> BoxFuture<'a, Result<bool, BoxError>>;
+}
+
+/// A shared store, as layers that share one hold it.
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BoxError>> {
+        (**self).get(key)
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        (**self).put(key, value, ttl)
+    }
+
+    fn lease<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        (**self).lease(key, owner, ttl)
+    }
+
+    fn release<'a>(&'a self, key: &'a str, owner: &'a str) -> BoxFuture<'a, Result<(), BoxError>> {
+        (**self).release(key, owner)
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        (**self).invalidate(key, value)
+    }
 }
 
 /// A [`TokenStore`] in this process's memory: layers that share one share their tokens,
@@ -188,25 +229,49 @@ mod tests {
         assert!(store.lease("k", "a", ttl).await.unwrap());
         assert!(!store.lease("k", "b", ttl).await.unwrap());
         store.release("k", "b").await.unwrap();
-        assert!(!store.lease("k", "b", ttl).await.unwrap(), "b does not own it");
+        assert!(
+            !store.lease("k", "b", ttl).await.unwrap(),
+            "b does not own it"
+        );
         store.release("k", "a").await.unwrap();
-        assert!(store.lease("k", "b", Duration::from_millis(1)).await.unwrap());
+        assert!(store
+            .lease("k", "b", Duration::from_millis(1))
+            .await
+            .unwrap());
         std::thread::sleep(Duration::from_millis(5));
-        assert!(store.lease("k", "c", ttl).await.unwrap(), "b's lease ran out");
+        assert!(
+            store.lease("k", "c", ttl).await.unwrap(),
+            "b's lease ran out"
+        );
     }
 
     #[tokio::test]
     async fn invalidate_deletes_only_the_value_it_names() {
         let store = MemoryStore::new();
         let ttl = Duration::from_secs(60);
-        store.put("k", Bytes::from_static(b"new"), ttl).await.unwrap();
-        assert!(!store.invalidate("k", Bytes::from_static(b"old")).await.unwrap());
+        store
+            .put("k", Bytes::from_static(b"new"), ttl)
+            .await
+            .unwrap();
+        assert!(!store
+            .invalidate("k", Bytes::from_static(b"old"))
+            .await
+            .unwrap());
         assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
-        assert!(store.invalidate("k", Bytes::from_static(b"new")).await.unwrap());
+        assert!(store
+            .invalidate("k", Bytes::from_static(b"new"))
+            .await
+            .unwrap());
         assert_eq!(store.get("k").await.unwrap(), None);
-        store.put("e", Bytes::from_static(b"v"), Duration::ZERO).await.unwrap();
+        store
+            .put("e", Bytes::from_static(b"v"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(store.get("e").await.unwrap(), None, "expired");
-        store.put("t", Bytes::from_static(b"token-value"), ttl).await.unwrap();
+        store
+            .put("t", Bytes::from_static(b"token-value"), ttl)
+            .await
+            .unwrap();
         assert!(!format!("{store:?}").contains("token-value"));
     }
 }
