@@ -9,7 +9,8 @@ use crate::{
     classify::Classifier,
     error::{BoxError, Error},
     store::fleet::Fleet,
-    token::{Scope, Token, TokenRequest},
+    tenant::Tenant,
+    token::{Scope, SlotKey, Token, TokenRequest},
 };
 
 /// The default of [`OAuthLayerBuilder::replay_limit`](crate::OAuthLayerBuilder::replay_limit).
@@ -102,18 +103,34 @@ pub(crate) struct Core {
     /// What the layer's tokens are for (token URL, client id, parameters), the first
     /// part of their store keys.
     pub(crate) store_identity: Option<Arc<str>>,
+    /// What a tenant's tokens are for, on a layer with credentials per tenant; `None`
+    /// for a tenant without credentials, which has no tokens.
+    pub(crate) tenant_identity: Option<Arc<TenantIdentity>>,
 }
 
+/// What a tenant's tokens are for: the start of their store keys.
+pub(crate) type TenantIdentity = dyn Fn(&Tenant) -> Option<Arc<str>> + Send + Sync;
+
 impl Core {
-    /// The store key of the tokens of `scope`, if the layer has a store: its identity and
-    /// the scope set, never the secret.
-    pub(crate) fn store_key(&self, scope: Option<&Scope>) -> Option<String> {
+    /// The store key of the tokens of `key`, if the layer has a store: what they are for
+    /// (the token URL, client id and parameters of the layer's or the tenant's
+    /// credentials, never the secret), the tenant and the scope set.
+    pub(crate) fn store_key(&self, key: &SlotKey) -> Option<String> {
         self.fleet.as_ref()?;
-        let identity = self.store_identity.as_deref()?;
-        Some(format!(
-            "{identity}|scope={}",
-            scope.map(Scope::as_str).unwrap_or("")
-        ))
+        let tenant = key.tenant.as_ref();
+        let identity = match (&self.tenant_identity, tenant) {
+            (Some(identity), Some(tenant)) => identity(tenant)?,
+            _ => self.store_identity.clone()?,
+        };
+        let tenant = match tenant {
+            Some(t) => format!(
+                "|tenant={}",
+                form_urlencoded::byte_serialize(t.as_str().as_bytes()).collect::<String>()
+            ),
+            None => String::new(),
+        };
+        let scope = key.scope.as_ref().map(Scope::as_str).unwrap_or("");
+        Some(format!("{identity}{tenant}|scope={scope}"))
     }
 
     /// `err` says which layer and token host it is from.

@@ -25,9 +25,9 @@ use crate::{
     config::Core,
     error::BoxError,
     replay::Replay,
-    scope::Slots,
+    scope::{SlotKey, Slots},
     sync::lock,
-    token::{FetchReason, Scope},
+    token::FetchReason,
 };
 
 type Output<ResB> = Result<Response<ResponseBody<ResB>>, BoxError>;
@@ -121,12 +121,12 @@ impl<S> Home<S> {
     /// request was forgotten meanwhile).
     fn slot(&self, at: &At) -> Arc<Slot> {
         match (at, &*self.slots) {
-            (At::Scope(scope), Slots::Dynamic(dynamic)) => dynamic.slot(scope),
+            (At::Key(key), Slots::Dynamic(dynamic)) => dynamic.slot(key),
             (At::Fixed(index), slots) => slots
                 .fixed(*index)
                 .expect("a fixed index comes from the layer's own slots")
                 .clone(),
-            (At::Scope(_), _) => unreachable!("a scope is kept only for computed scope sets"),
+            (At::Key(_), _) => unreachable!("a key is kept only for slots made per request"),
         }
     }
 }
@@ -135,8 +135,9 @@ impl<S> Home<S> {
 pub(crate) enum At {
     /// A slot of a fixed or by-method policy, by index.
     Fixed(usize),
-    /// The scope set a [`ScopePolicy::from_fn`](crate::ScopePolicy::from_fn) gave.
-    Scope(Option<Scope>),
+    /// The tenant and scope set of a slot made per request: a scope set a
+    /// [`ScopePolicy::from_fn`](crate::ScopePolicy::from_fn) gave, or a tenant's.
+    Key(SlotKey),
 }
 
 /// What a request needs after its response: to classify it, and to replay it.

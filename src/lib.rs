@@ -113,6 +113,7 @@ mod scope;
 mod service;
 pub mod store;
 mod sync;
+mod tenant;
 mod token;
 
 #[allow(deprecated)]
@@ -127,5 +128,6 @@ pub use crate::{
     layer::OAuthLayer,
     scope::{RequestHead, ScopePolicy},
     service::OAuth,
+    tenant::Tenant,
     token::{AccessToken, FetchReason, Scope, Token, TokenRequest},
 };

@@ -14,9 +14,13 @@ use dashmap::DashMap;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 use tokio::{runtime::Handle, task::JoinHandle, time::Instant};
 
-use crate::{cache::Slot, config::Core, sync::lock, token::Scope};
+pub(crate) use crate::token::SlotKey;
+use crate::{cache::Slot, config::Core, sync::lock, tenant::Tenant, token::Scope};
 
 type ScopeFn = dyn Fn(&RequestHead<'_>) -> Option<Scope> + Send + Sync;
+
+/// Picks a request's tenant from its head.
+pub(crate) type PickTenant = dyn Fn(&RequestHead<'_>) -> Option<Tenant> + Send + Sync;
 
 /// The head of a request, as a [`ScopePolicy::from_fn`] closure sees it.
 #[derive(Debug, Clone, Copy)]
@@ -91,24 +95,38 @@ impl ScopePolicy {
         Self(Kind::Custom(Arc::new(f)))
     }
 
-    pub(crate) fn into_slots(self, core: Arc<Core>, idle: Duration) -> Slots {
-        match self.0 {
-            Kind::Fixed(scope) => Slots::One(Slot::new(core, non_empty(scope))),
-            Kind::ByMethod { read, write } if read == write => {
-                Slots::One(Slot::new(core, non_empty(Some(read))))
-            }
-            Kind::ByMethod { read, write } => Slots::ByMethod([
-                Slot::new(core.clone(), non_empty(Some(read))),
-                Slot::new(core, non_empty(Some(write))),
-            ]),
-            Kind::Custom(f) => Slots::Dynamic(Arc::new(Dynamic {
-                f,
+    /// The slots of a layer with this policy; with `tenant`, slots are made per tenant
+    /// and scope set as requests come.
+    pub(crate) fn into_slots(
+        self,
+        core: Arc<Core>,
+        idle: Duration,
+        tenant: Option<Arc<PickTenant>>,
+    ) -> Slots {
+        let dynamic = |scope, tenant| {
+            Slots::Dynamic(Arc::new(Dynamic {
+                scope,
+                tenant,
                 known: DashMap::new(),
-                core,
+                core: core.clone(),
                 epoch: AtomicU64::new(0),
                 tick: (idle / IDLE_EPOCHS as u32).max(Duration::from_millis(1)),
                 sweeper: Mutex::new(None),
-            })),
+            }))
+        };
+        if tenant.is_some() {
+            return dynamic(self.0, tenant);
+        }
+        match self.0 {
+            Kind::Fixed(scope) => Slots::One(Slot::new(core, SlotKey::scope(scope))),
+            Kind::ByMethod { read, write } if read == write => {
+                Slots::One(Slot::new(core, SlotKey::scope(Some(read))))
+            }
+            Kind::ByMethod { read, write } => Slots::ByMethod([
+                Slot::new(core.clone(), SlotKey::scope(Some(read))),
+                Slot::new(core, SlotKey::scope(Some(write))),
+            ]),
+            custom @ Kind::Custom(_) => dynamic(custom, None),
         }
     }
 }
@@ -149,8 +167,10 @@ pub(crate) enum Slots {
 /// write only when it changed). A slot last used in epoch `k` is dropped at the start of
 /// epoch `k + 9`: more than the idle timeout after its last use, at most an eighth more.
 pub(crate) struct Dynamic {
-    f: Arc<ScopeFn>,
-    known: DashMap<Option<Scope>, Arc<Slot>>,
+    /// The scope policy: any kind, on a layer for many tenants.
+    scope: Kind,
+    tenant: Option<Arc<PickTenant>>,
+    known: DashMap<SlotKey, Arc<Slot>>,
     core: Arc<Core>,
     epoch: AtomicU64,
     tick: Duration,
@@ -194,10 +214,10 @@ impl Slots {
 }
 
 impl Dynamic {
-    /// The scope set `f` gives a request.
+    /// The tenant and scope set of a request.
     #[inline]
-    pub(crate) fn scope_of<B>(&self, req: &Request<B>) -> Option<Scope> {
-        self.scope_of_head(&RequestHead {
+    pub(crate) fn key_of<B>(&self, req: &Request<B>) -> SlotKey {
+        self.key_of_head(&RequestHead {
             method: req.method(),
             uri: req.uri(),
             version: req.version(),
@@ -206,21 +226,28 @@ impl Dynamic {
         })
     }
 
-    /// The scope set `f` gives a request head.
+    /// The tenant and scope set of a request head.
     #[inline]
-    pub(crate) fn scope_of_head(&self, head: &RequestHead<'_>) -> Option<Scope> {
-        non_empty((self.f)(head))
+    pub(crate) fn key_of_head(&self, head: &RequestHead<'_>) -> SlotKey {
+        let scope = match &self.scope {
+            Kind::Fixed(scope) => scope.clone(),
+            Kind::ByMethod { read, write } => match by_method_index(head.method) {
+                0 => Some(read.clone()),
+                _ => Some(write.clone()),
+            },
+            Kind::Custom(f) => f(head),
+        };
+        SlotKey {
+            tenant: self.tenant.as_ref().and_then(|pick| pick(head)),
+            scope: non_empty(scope),
+        }
     }
 
-    /// Runs `hit` on the slot of `scope` if it exists, marking it used. No allocation; a
+    /// Runs `hit` on the slot of `key` if it exists, marking it used. No allocation; a
     /// shard's read lock is held while `hit` runs.
     #[inline]
-    pub(crate) fn with<T>(
-        &self,
-        scope: &Option<Scope>,
-        hit: impl FnOnce(&Arc<Slot>) -> T,
-    ) -> Option<T> {
-        let slot = self.known.get(scope)?;
+    pub(crate) fn with<T>(&self, key: &SlotKey, hit: impl FnOnce(&Arc<Slot>) -> T) -> Option<T> {
+        let slot = self.known.get(key)?;
         let now = self.epoch.load(Ordering::Relaxed);
         if slot.used_epoch.load(Ordering::Relaxed) != now {
             slot.used_epoch.store(now, Ordering::Relaxed);
@@ -228,17 +255,17 @@ impl Dynamic {
         Some(hit(&slot))
     }
 
-    /// The slot of `scope`, made if it does not exist yet (cold: a request that needs a
+    /// The slot of `key`, made if it does not exist yet (cold: a request that needs a
     /// token).
-    pub(crate) fn slot(self: &Arc<Self>, scope: &Option<Scope>) -> Arc<Slot> {
-        if let Some(slot) = self.with(scope, Arc::clone) {
+    pub(crate) fn slot(self: &Arc<Self>, key: &SlotKey) -> Arc<Slot> {
+        if let Some(slot) = self.with(key, Arc::clone) {
             return slot;
         }
         self.keep_sweeping();
         let slot = self
             .known
-            .entry(scope.clone())
-            .or_insert_with(|| Slot::new(self.core.clone(), scope.clone()))
+            .entry(key.clone())
+            .or_insert_with(|| Slot::new(self.core.clone(), key.clone()))
             .clone();
         slot.used_epoch
             .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);

@@ -252,9 +252,9 @@ where
                 return ResponseFuture::passthrough(self.inner.call(req));
             }
             Slots::Dynamic(dynamic) => {
-                let scope = dynamic.scope_of(&req);
-                let cred = dynamic.with(&scope, |slot| slot.fast()).flatten();
-                (At::Scope(scope), cred)
+                let key = dynamic.key_of(&req);
+                let cred = dynamic.with(&key, |slot| slot.fast()).flatten();
+                (At::Key(key), cred)
             }
         };
         // A request with its own `Authorization` passes through. With a token at hand, one

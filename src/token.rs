@@ -4,6 +4,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use zeroize::Zeroizing;
 
+use crate::tenant::Tenant;
+
 /// A secret string, the one type behind [`ClientSecret`](crate::ClientSecret) and
 /// [`AccessToken`]: `<redacted>` in `Debug` and `Display`, wiped from memory on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -152,6 +154,24 @@ impl fmt::Debug for Token {
     }
 }
 
+/// What a token slot is for: a tenant (on a layer for many) and a scope set; an empty
+/// scope set is none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub(crate) struct SlotKey {
+    pub(crate) tenant: Option<Tenant>,
+    pub(crate) scope: Option<Scope>,
+}
+
+impl SlotKey {
+    /// The key of a scope set, with no tenant.
+    pub(crate) fn scope(scope: Option<Scope>) -> Self {
+        Self {
+            tenant: None,
+            scope: scope.filter(|s| !s.is_empty()),
+        }
+    }
+}
+
 /// Why a token is being fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -190,6 +210,7 @@ pub struct TokenRequest {
     /// Why the token is needed.
     pub reason: FetchReason,
     explicit_scope: bool,
+    tenant: Option<Tenant>,
 }
 
 impl TokenRequest {
@@ -199,7 +220,22 @@ impl TokenRequest {
             scope,
             reason,
             explicit_scope: false,
+            tenant: None,
         }
+    }
+
+    /// The tenant the token is for, on a layer for many
+    /// ([`OAuthLayerBuilder::tenant_policy`](crate::OAuthLayerBuilder::tenant_policy));
+    /// `None` on others, and for requests the policy named no tenant for.
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
+    }
+
+    /// Sets the [tenant](Self::tenant), as the layer does; for testing a fetcher of your
+    /// own.
+    pub fn with_tenant(mut self, tenant: Option<Tenant>) -> Self {
+        self.tenant = tenant;
+        self
     }
 
     /// Whether [`scope`](Self::scope), `None` included, was chosen by a scope policy set

@@ -50,7 +50,8 @@ impl Slot {
             "oauth.fetch",
             scope = self.scope.as_ref().map(Scope::as_str).unwrap_or(""),
             reason = reason.as_str(),
-            layer = self.core.name.as_deref()
+            layer = self.core.name.as_deref(),
+            tenant = self.tenant.as_ref().map(|t| t.as_str())
         );
         span.follows_from(tracing::Span::current());
         match Handle::try_current() {
@@ -209,7 +210,8 @@ impl Slot {
         let config = &self.core.config;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let request = TokenRequest::new(self.scope.clone(), reason)
-            .with_explicit_scope(self.core.explicit_scope);
+            .with_explicit_scope(self.core.explicit_scope)
+            .with_tenant(self.tenant.clone());
         let fetch = AssertUnwindSafe(self.core.fetcher.clone().oneshot(request)).catch_unwind();
         match tokio::time::timeout(config.fetch_timeout, fetch).await {
             Ok(Ok(Ok(token))) => Ok(token),

@@ -32,7 +32,9 @@ use self::{
 use crate::{
     config::Core,
     error::{Error, ErrorKind},
+    scope::SlotKey,
     sync::lock,
+    tenant::Tenant,
     token::{FetchReason, Scope},
 };
 
@@ -43,6 +45,8 @@ pub(crate) struct Slot {
     hot: Hot,
     pub(crate) core: Arc<Core>,
     scope: Option<Scope>,
+    /// The tenant its tokens are for, on a layer for many.
+    tenant: Option<Tenant>,
     control: Mutex<Control>,
     fetches: AtomicU64,
     /// Tokens read from the layer's store rather than fetched.
@@ -86,8 +90,9 @@ impl Drop for Slot {
 
 impl Slot {
     /// A slot for `scope`, with no token yet; in an `Arc`, which its tasks hold weakly.
-    pub(crate) fn new(core: Arc<Core>, scope: Option<Scope>) -> Arc<Self> {
-        let store_key = core.store_key(scope.as_ref());
+    pub(crate) fn new(core: Arc<Core>, key: SlotKey) -> Arc<Self> {
+        let store_key = core.store_key(&key);
+        let SlotKey { tenant, scope } = key;
         Arc::new_cyclic(|me| Self {
             hot: Hot {
                 state: Word::empty(),
@@ -95,6 +100,7 @@ impl Slot {
             },
             core,
             scope,
+            tenant,
             control: Mutex::new(Control::default()),
             fetches: AtomicU64::new(0),
             store_hits: AtomicU64::new(0),
@@ -286,7 +292,13 @@ impl Slot {
             fetches: self.fetches.load(Ordering::Relaxed),
             store_hits: self.store_hits.load(Ordering::Relaxed),
         };
-        status::view(self.scope.as_ref(), token, &control, counts)
+        status::view(
+            self.scope.as_ref(),
+            self.tenant.as_ref(),
+            token,
+            &control,
+            counts,
+        )
     }
 
     /// The generation of the current token if it still works (neither expired nor
@@ -348,7 +360,7 @@ mod tests {
             fleet: None,
             store_identity: None,
         };
-        Slot::new(Arc::new(core), scope.map(Scope::new))
+        Slot::new(Arc::new(core), SlotKey::scope(scope.map(Scope::new)))
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{flight::Control, token::Installed, token::Phase};
-use crate::{error::ErrorKind, token::Scope};
+use crate::{error::ErrorKind, tenant::Tenant, token::Scope};
 
 /// What the control handle shows of a slot; no token in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,9 @@ use crate::{error::ErrorKind, token::Scope};
 pub struct TokenState {
     /// The scope set requested for this slot.
     pub scope: Option<Scope>,
+    /// The tenant its tokens are for, on a layer for many
+    /// ([`OAuthLayerBuilder::tenant_policy`](crate::OAuthLayerBuilder::tenant_policy)).
+    pub tenant: Option<Tenant>,
     /// The scope the server granted, when it said.
     pub granted_scope: Option<Scope>,
     /// Whether the granted scope covers the requested one.
@@ -77,6 +80,7 @@ pub(super) struct Counts {
 /// its phase; read under the slot's lock, so that the two agree.
 pub(super) fn view(
     scope: Option<&Scope>,
+    tenant: Option<&Tenant>,
     token: Option<(&Installed, Phase)>,
     control: &Control,
     counts: Counts,
@@ -84,6 +88,7 @@ pub(super) fn view(
     let now = Instant::now();
     TokenState {
         scope: scope.cloned(),
+        tenant: tenant.cloned(),
         granted_scope: token.and_then(|(t, _)| t.granted.clone()),
         scope_satisfied: token.is_none_or(|(t, _)| t.scope_ok),
         status: TokenStatus::of(token.map(|(_, phase)| phase)),

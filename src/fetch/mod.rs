@@ -29,6 +29,8 @@ mod https;
 mod parse;
 #[cfg(feature = "https")]
 mod proxy;
+#[cfg(feature = "https")]
+mod tenants;
 
 pub use self::http::HttpFetcher;
 #[cfg(feature = "https")]
@@ -36,3 +38,5 @@ pub use self::https::{https_client, HttpsClient};
 pub use self::parse::{parse_token_response, MAX_TOKEN_RESPONSE_BYTES};
 #[cfg(feature = "https")]
 pub use self::proxy::ProxyConnector;
+#[cfg(feature = "https")]
+pub(crate) use self::tenants::{TenantCredentials, TenantFetcher};

@@ -23,6 +23,7 @@ pub struct MockConfig {
     pub(super) client_secret: String,
     pub(super) app_scope: String,
     pub(super) token_lifetime: Duration,
+    pub(super) tenants: usize,
 }
 
 impl Default for MockConfig {
@@ -32,6 +33,7 @@ impl Default for MockConfig {
             client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
             app_scope: DEFAULT_APP_SCOPE.to_owned(),
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            tenants: 0,
         }
     }
 }
@@ -43,6 +45,7 @@ impl fmt::Debug for MockConfig {
             .field("client_secret", &"<redacted>")
             .field("app_scope", &self.app_scope)
             .field("token_lifetime", &self.token_lifetime)
+            .field("tenants", &self.tenants)
             .finish()
     }
 }
@@ -71,6 +74,15 @@ impl MockConfig {
     /// request; one with a single scope that names none is granted `read`.
     pub fn app_scope(mut self, scope: impl Into<String>) -> Self {
         self.app_scope = scope.into();
+        self
+    }
+
+    /// Also accepts `n` tenant applications, numbered from 1: client id `tenant-<i>`,
+    /// secret `tenant-<i>-secret`, with the same scope as the main application (see
+    /// [`MockServer::tenant_credentials`](super::MockServer::tenant_credentials)).
+    /// Default: none.
+    pub fn tenants(mut self, n: usize) -> Self {
+        self.tenants = n;
         self
     }
 

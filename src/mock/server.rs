@@ -96,6 +96,13 @@ impl MockServer {
         &self.shared.client_secret
     }
 
+    /// The client id and secret of tenant application `i` (from 1), accepted when the
+    /// server was started with [`MockConfig::tenants`](super::MockConfig::tenants) of at
+    /// least `i`.
+    pub fn tenant_credentials(&self, i: usize) -> (String, String) {
+        (format!("tenant-{i}"), super::token::tenant_secret(i))
+    }
+
     /// Sets the lifetime of tokens issued from now on.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.shared.lock().token_lifetime = lifetime;

@@ -125,6 +125,8 @@ impl Inner {
 pub(super) struct Shared {
     pub(super) client_id: String,
     pub(super) client_secret: String,
+    /// Tenant applications accepted besides the main one (`tenant-1` ..).
+    pub(super) tenants: usize,
     pub(super) app_scope: Scopes,
     pub(super) counters: Counters,
     inner: Mutex<Inner>,
@@ -137,6 +139,7 @@ impl Shared {
             app_scope: Scopes::parse_lenient(&config.app_scope),
             client_id: config.client_id,
             client_secret: config.client_secret,
+            tenants: config.tenants,
             counters: Counters::default(),
             inner: Mutex::new(Inner {
                 token_lifetime: config.token_lifetime,

@@ -177,9 +177,14 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
             "Client authentication failed: no client credentials were provided.",
         ));
     };
-    if id != shared.client_id
-        || !constant_time_eq(secret.as_bytes(), shared.client_secret.as_bytes())
-    {
+    let known = match tenant_number(id, shared.tenants) {
+        Some(i) => constant_time_eq(secret.as_bytes(), tenant_secret(i).as_bytes()),
+        None => {
+            id == shared.client_id
+                && constant_time_eq(secret.as_bytes(), shared.client_secret.as_bytes())
+        }
+    };
+    if !known {
         return Err(invalid_client(
             via_basic,
             "Client authentication failed: unknown client or wrong secret.",
@@ -271,4 +276,15 @@ fn new_token() -> String {
 /// Compares secrets in time that depends only on their lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The number of tenant application `id` (`tenant-<i>`, 1 ≤ i ≤ `tenants`), if it is one.
+fn tenant_number(id: &str, tenants: usize) -> Option<usize> {
+    let i: usize = id.strip_prefix("tenant-")?.parse().ok()?;
+    (1..=tenants).contains(&i).then_some(i)
+}
+
+/// The secret of tenant application `i`.
+pub(super) fn tenant_secret(i: usize) -> String {
+    format!("tenant-{i}-secret")
 }

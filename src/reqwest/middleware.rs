@@ -97,14 +97,14 @@ impl OAuthMiddleware {
             Slots::Dynamic(dynamic) => {
                 // A `Url` always parses as a `Uri`; the fallback is never used.
                 let uri: Uri = req.url().as_str().parse().unwrap_or_default();
-                let scope = dynamic.scope_of_head(&RequestHead {
+                let key = dynamic.key_of_head(&RequestHead {
                     method: req.method(),
                     uri: &uri,
                     version: req.version(),
                     headers: req.headers(),
                     extensions,
                 });
-                dynamic.slot(&scope)
+                dynamic.slot(&key)
             }
         }
     }

@@ -6,13 +6,16 @@ use bytes::Bytes;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
+mod store;
+mod tenants;
+
 use crate::{
     body::{Recorded, ReplayableBody, Replayers},
     classify::{Classifier, ClassifyRejection, StandardClassifier},
-    config::{BoxFetcher, Config, Core, DEFAULT_REPLAY_LIMIT},
+    config::{BoxFetcher, Config, Core, TenantIdentity, DEFAULT_REPLAY_LIMIT},
     error::BoxError,
     layer::OAuthLayer,
-    scope::ScopePolicy,
+    scope::{PickTenant, ScopePolicy},
     store::{fleet::Fleet, StoreCipher, TokenStore},
     token::{Token, TokenRequest},
 };
@@ -35,7 +38,7 @@ impl OAuthLayer {
     pub fn builder(creds: crate::ClientCredentials) -> OAuthLayerBuilder {
         let policy = ScopePolicy::fixed(creds.scope_ref().cloned());
         let host = crate::redact::host(creds.token_url()).map(Arc::from);
-        let identity = store_identity(&creds);
+        let identity = store::identity(&creds);
         let mut builder =
             Self::with_fetcher(crate::fetch::HttpFetcher::https(creds)).scope_policy(policy);
         builder.host = host;
@@ -68,20 +71,10 @@ impl OAuthLayer {
             store: None,
             store_cipher: None,
             store_identity: None,
+            tenant: None,
+            tenant_identity: None,
         }
     }
-}
-
-/// What tokens of `creds` are for, as their store keys begin: the token URL, the client
-/// id and the added parameters, never the secret.
-#[cfg(feature = "https")]
-fn store_identity(creds: &crate::ClientCredentials) -> Arc<str> {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("client_id", creds.client_id());
-    for (name, value) in creds.params() {
-        form.append_pair(name, value);
-    }
-    Arc::from(format!("{}|{}", creds.token_url(), form.finish()))
 }
 
 /// Settings of an [`OAuthLayer`].
@@ -125,6 +118,10 @@ pub struct OAuthLayerBuilder {
     store_cipher: Option<StoreCipher>,
     /// The first part of the store keys: known from the credentials, or given.
     store_identity: Option<Arc<str>>,
+    /// Picks each request's tenant, on a layer for many.
+    tenant: Option<Arc<PickTenant>>,
+    /// The first part of a tenant's store keys, from its credentials.
+    tenant_identity: Option<Arc<TenantIdentity>>,
 }
 
 /// The former name of [`OAuthLayerBuilder`], kept until 1.0.
@@ -399,68 +396,6 @@ impl OAuthLayerBuilder {
         self
     }
 
-    /// Shares tokens with other processes (or layers) through `store`: see [`store`](crate::store)
-    /// for how. Default: none, each layer fetches its own.
-    ///
-    /// The store is asked only when the layer's own cache needs a token (first use,
-    /// renewal, rejection), never on the request path. Its keys start with what the
-    /// tokens are for: the token URL, the client id and the added parameters (never the
-    /// secret), then the scope set. A layer built with
-    /// [`OAuthLayer::with_fetcher`] has no credentials to key by: give it a
-    /// [`store_key`](Self::store_key).
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use tower_oauth::{store::MemoryStore, OAuthLayer, Token, TokenRequest};
-    ///
-    /// let shared = Arc::new(MemoryStore::new());
-    /// let fetcher = tower::service_fn(|_: TokenRequest| async {
-    ///     Ok::<_, tower_oauth::BoxError>(Token::new("tok", None))
-    /// });
-    /// let layer = OAuthLayer::with_fetcher(fetcher)
-    ///     .store(shared.clone())
-    ///     .store_key("https://auth.example.com/token|my-client")
-    ///     .build();
-    /// # let _ = layer;
-    /// ```
-    pub fn store(mut self, store: impl TokenStore) -> Self {
-        self.store = Some(Arc::new(store));
-        self
-    }
-
-    /// The start of the layer's store keys, in place of the one its credentials give;
-    /// required with [`OAuthLayer::with_fetcher`] and a store. Layers whose tokens are
-    /// interchangeable (same token endpoint, client and parameters) share a key.
-    pub fn store_key(mut self, identity: impl Into<String>) -> Self {
-        self.store_identity = Some(Arc::from(identity.into()));
-        self
-    }
-
-    /// Seals the tokens kept in the store with `cipher` (XChaCha20-Poly1305), so that
-    /// whoever can read the store cannot use them, and whoever can write it cannot plant
-    /// one. Default: tokens are kept as they are; see [`store`](crate::store) for what
-    /// that exposes.
-    pub fn store_cipher(mut self, cipher: StoreCipher) -> Self {
-        self.store_cipher = Some(cipher);
-        self
-    }
-
-    /// The bound on each call to the store. Default: 500 ms. A call that fails or takes
-    /// longer is logged, the layer fetches on its own, and the store is left alone for
-    /// five seconds.
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.config.store_timeout = timeout;
-        self
-    }
-
-    /// How long to wait for a token another process is fetching before fetching one
-    /// here. Default: 10 s. A process that holds the store's lease and dies is replaced
-    /// sooner, when its lease ends (the fetch timeout plus the store timeout).
-    pub fn store_wait(mut self, wait: Duration) -> Self {
-        self.config.store_wait = wait;
-        self
-    }
-
     /// Builds the layer.
     ///
     /// # Panics
@@ -470,7 +405,7 @@ impl OAuthLayerBuilder {
     /// tokens would have no key to be shared under.
     pub fn build(mut self) -> OAuthLayer {
         assert!(
-            self.store.is_none() || self.store_identity.is_some(),
+            self.store.is_none() || self.store_identity.is_some() || self.tenant_identity.is_some(),
             "a layer with a token store and a fetcher of its own needs \
              OAuthLayerBuilder::store_key: nothing else says which tokens it shares"
         );
@@ -493,8 +428,11 @@ impl OAuthLayerBuilder {
             host: self.host,
             fleet,
             store_identity: self.store_identity,
+            tenant_identity: self.tenant_identity,
         });
-        let slots = self.policy.into_slots(core.clone(), self.scope_idle);
+        let slots = self
+            .policy
+            .into_slots(core.clone(), self.scope_idle, self.tenant);
         OAuthLayer::new_parts(Arc::new(slots), core)
     }
 }
