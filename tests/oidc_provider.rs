@@ -79,21 +79,28 @@ async fn secret_post_and_secret_basic_clients_get_active_tokens_with_the_read_sc
         ("secret-post", AuthMethod::ClientSecretPost),
         ("secret-basic", AuthMethod::ClientSecretBasic),
     ] {
-        let creds = ClientCredentials::new(&op.token_endpoint(), client_id, SECRET)
-            .auth_method(method);
+        let creds =
+            ClientCredentials::new(&op.token_endpoint(), client_id, SECRET).auth_method(method);
         let token = fetch(creds, Some("read"))
             .await
             .unwrap_or_else(|e| panic!("{client_id}: {e}"));
         assert_eq!(token.scope, Some(Scope::new("read")), "{client_id}");
         // server.mjs sets ttl.ClientCredentials to 600 s.
-        assert_eq!(token.expires_in, Some(Duration::from_secs(600)), "{client_id}");
+        assert_eq!(
+            token.expires_in,
+            Some(Duration::from_secs(600)),
+            "{client_id}"
+        );
 
         let info = introspect(&op, token.access_token.secret()).await;
         assert_eq!(info["active"], Value::Bool(true), "{client_id}: {info}");
         assert_eq!(info["client_id"], client_id);
         assert_eq!(info["scope"], "read");
         assert_eq!(info["token_type"], "Bearer");
-        assert!(info.get("cnf").is_none(), "a plain secret token is unbound: {info}");
+        assert!(
+            info.get("cnf").is_none(),
+            "a plain secret token is unbound: {info}"
+        );
     }
 }
 
@@ -187,8 +194,8 @@ fn the_fixtures_are_there() {
         "self-signed-key.pem",
     ] {
         let path = OidcProvider::fixture(name);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(text.starts_with("-----BEGIN "), "{name} is not PEM");
     }
 }

@@ -138,7 +138,8 @@ impl OidcProvider {
                 );
             }
         };
-        let (Some(issuer), Some(mtls)) = (json_str(&line, "issuer"), json_str(&line, "mtls")) else {
+        let (Some(issuer), Some(mtls)) = (json_str(&line, "issuer"), json_str(&line, "mtls"))
+        else {
             let _ = child.kill();
             let _ = child.wait();
             panic!("tests/oidc/server.mjs printed an unexpected ready line: {line}");
