@@ -359,6 +359,7 @@ mod tests {
             host: None,
             fleet: None,
             store_identity: None,
+            tenant_identity: None,
         };
         Slot::new(Arc::new(core), SlotKey::scope(scope.map(Scope::new)))
     }
