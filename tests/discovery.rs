@@ -26,17 +26,10 @@ fn http_client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// An in-test provider: answers `documents` by path (404 for others) and records the
 /// paths it was asked for.
-fn provider(
-    documents: Vec<(&'static str, String)>,
-) -> (
-    impl tower::Service<
-            Request<Full<Bytes>>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-            Future = impl Send,
-        > + Clone,
-    Arc<Mutex<Vec<String>>>,
-) {
+type Provider =
+    tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
+
+fn provider(documents: Vec<(&'static str, String)>) -> (Provider, Arc<Mutex<Vec<String>>>) {
     let asked = Arc::new(Mutex::new(Vec::new()));
     let log = asked.clone();
     let documents = Arc::new(documents);
@@ -55,7 +48,7 @@ fn provider(
             Ok::<_, Infallible>(res)
         }
     });
-    (service, asked)
+    (Provider::new(service), asked)
 }
 
 fn document(issuer: &str, extra: &str) -> String {

@@ -3,26 +3,6 @@
 //! [`ProviderMetadata::discover_with`] reads the issuer's metadata document and checks
 //! it. [`Discovery`] keeps what it read, per issuer, so that many credentials built from
 //! one issuer read the document once.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), tower_oauth::BoxError> {
-//! use tower_oauth::{mock::MockServer, AuthMethod, ClientCredentials, ProviderMetadata};
-//!
-//! let server = MockServer::start().await?;
-//! let client = hyper_util::client::legacy::Client::builder(
-//!     hyper_util::rt::TokioExecutor::new(),
-//! )
-//! .build_http();
-//! let metadata = ProviderMetadata::discover_with(client, &server.base_url()).await?;
-//! assert_eq!(metadata.token_endpoint, server.token_url());
-//! assert!(metadata.supports(AuthMethod::ClientSecretBasic));
-//!
-//! let creds = ClientCredentials::from_metadata(&metadata, "my-client", "my-secret")?;
-//! assert_eq!(creds.token_url().to_string(), server.token_url());
-//! # Ok(())
-//! # }
-//! ```
 
 use std::{
     collections::HashMap,
@@ -81,6 +61,26 @@ impl AuthMethod {
 ///
 /// The fields are as the document gave them. [`discover_with`](Self::discover_with)
 /// checked them; [`ClientCredentials::from_metadata`] checks the endpoints again.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_oauth::BoxError> {
+/// use tower_oauth::{mock::MockServer, AuthMethod, ClientCredentials, ProviderMetadata};
+///
+/// let server = MockServer::start().await?;
+/// let client = hyper_util::client::legacy::Client::builder(
+///     hyper_util::rt::TokioExecutor::new(),
+/// )
+/// .build_http();
+/// let metadata = ProviderMetadata::discover_with(client, &server.base_url()).await?;
+/// assert_eq!(metadata.token_endpoint, server.token_url());
+/// assert!(metadata.supports(AuthMethod::ClientSecretBasic));
+///
+/// let creds = ClientCredentials::from_metadata(&metadata, "my-client", "my-secret")?;
+/// assert_eq!(creds.token_url().to_string(), server.token_url());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ProviderMetadata {

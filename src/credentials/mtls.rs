@@ -1,47 +1,8 @@
 //! Mutual-TLS client authentication (RFC 8705): the certificate the built-in client presents.
 //!
-//! With [`AuthMethod::TlsClientAuth`] or [`AuthMethod::SelfSignedTlsClientAuth`] the token
+//! With `AuthMethod::TlsClientAuth` or `AuthMethod::SelfSignedTlsClientAuth` the token
 //! endpoint knows the client by the certificate it presents in the TLS handshake. The form
 //! carries `client_id` and no secret.
-//!
-//! # Certificate-bound tokens
-//!
-//! A server may bind the token to the certificate (RFC 8705 §3, `cnf.x5t#S256`). The API
-//! then accepts it only over a connection that presents the same certificate. The layer
-//! does not make that connection: the inner client does. Give it the same certificate.
-//!
-//! With hyper-util and hyper-rustls:
-//!
-//! ```no_run
-//! # #[cfg(feature = "aws-lc-rs")]
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-//! use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-//!
-//! let chain = CertificateDer::pem_file_iter("client.crt")?.collect::<Result<Vec<_>, _>>()?;
-//! let key = PrivateKeyDer::from_pem_file("client.key")?;
-//! let tls = rustls::ClientConfig::builder()
-//!     .with_root_certificates(rustls::RootCertStore::empty())
-//!     .with_client_auth_cert(chain, key)?;
-//! let https = hyper_rustls::HttpsConnectorBuilder::new()
-//!     .with_tls_config(tls)
-//!     .https_only()
-//!     .enable_http1()
-//!     .build();
-//! let api: Client<_, http_body_util::Full<bytes::Bytes>> =
-//!     Client::builder(TokioExecutor::new()).build(https);
-//! # let _ = api;
-//! # Ok(())
-//! # }
-//! # #[cfg(not(feature = "aws-lc-rs"))]
-//! # fn main() {}
-//! ```
-//!
-//! With reqwest, build the client with `reqwest::Identity::from_pem(cert_and_key_pem)` and
-//! `ClientBuilder::identity`.
-//!
-//! [`AuthMethod::TlsClientAuth`]: super::AuthMethod::TlsClientAuth
-//! [`AuthMethod::SelfSignedTlsClientAuth`]: super::AuthMethod::SelfSignedTlsClientAuth
 
 use std::{fmt, sync::Arc};
 
@@ -104,6 +65,42 @@ impl ClientCredentials {
     ///
     /// Only [`HttpFetcher::https`](crate::fetch::HttpFetcher::https) presents it. A client
     /// passed to [`HttpFetcher::new`](crate::fetch::HttpFetcher::new) presents its own.
+    ///
+    /// # Certificate-bound tokens
+    ///
+    /// A server may bind the token to the certificate (RFC 8705 §3, `cnf.x5t#S256`). The API
+    /// then accepts it only over a connection that presents the same certificate. The layer
+    /// does not make that connection: the inner client does. Give it the same certificate.
+    ///
+    /// With hyper-util and hyper-rustls:
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "aws-lc-rs")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    /// use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    ///
+    /// let chain = CertificateDer::pem_file_iter("client.crt")?.collect::<Result<Vec<_>, _>>()?;
+    /// let key = PrivateKeyDer::from_pem_file("client.key")?;
+    /// let tls = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(rustls::RootCertStore::empty())
+    ///     .with_client_auth_cert(chain, key)?;
+    /// let https = hyper_rustls::HttpsConnectorBuilder::new()
+    ///     .with_tls_config(tls)
+    ///     .https_only()
+    ///     .enable_http1()
+    ///     .build();
+    /// let api: Client<_, http_body_util::Full<bytes::Bytes>> =
+    ///     Client::builder(TokioExecutor::new()).build(https);
+    /// # let _ = api;
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "aws-lc-rs"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// With reqwest, build the client with `reqwest::Identity::from_pem(cert_and_key_pem)` and
+    /// `ClientBuilder::identity`.
     ///
     /// # Errors
     ///

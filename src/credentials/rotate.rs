@@ -1,19 +1,4 @@
 //! Rotating client secrets: a [`SecretSource`] the built-in fetcher reads.
-//!
-//! The fetcher reads the source on first use and keeps what it read. When the token
-//! endpoint answers `invalid_client`, it reads the source again, once per secret: fetches
-//! refused with the same secret share that one read. If the secret changed, the token
-//! request is sent again at once with the new one. If not, the `invalid_client` error
-//! stands.
-//!
-//! ```
-//! use tower_oauth::{ClientCredentials, FileSecret};
-//!
-//! // A Kubernetes or Vault secret mounted as a file.
-//! let creds = ClientCredentials::new("https://auth.example/token", "my-client", "")
-//!     .secret_source(FileSecret::new("/var/run/secrets/oauth/client-secret"));
-//! # let _ = creds;
-//! ```
 
 use std::{
     fmt,
@@ -33,8 +18,20 @@ use crate::{
 
 /// Where the current client secret comes from: a file, a vault, a sidecar.
 ///
-/// The built-in fetcher reads it on first use, and again after `invalid_client` (see the
-/// [module docs](self)).
+/// The fetcher reads the source on first use and keeps what it read. When the token
+/// endpoint answers `invalid_client`, it reads the source again, once per secret: fetches
+/// refused with the same secret share that one read. If the secret changed, the token
+/// request is sent again at once with the new one. If not, the `invalid_client` error
+/// stands.
+///
+/// ```
+/// use tower_oauth::{ClientCredentials, FileSecret};
+///
+/// // A Kubernetes or Vault secret mounted as a file.
+/// let creds = ClientCredentials::new("https://auth.example/token", "my-client", "")
+///     .secret_source(FileSecret::new("/var/run/secrets/oauth/client-secret"));
+/// # let _ = creds;
+/// ```
 pub trait SecretSource: Send + Sync + 'static {
     /// Reads the current secret.
     ///
