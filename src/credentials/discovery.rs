@@ -63,6 +63,7 @@ impl AuthMethod {
 /// checked them; [`ClientCredentials::from_metadata`] checks the endpoints again.
 ///
 /// ```
+/// # #[cfg(feature = "test-util")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_oauth::BoxError> {
 /// use tower_oauth::{mock::MockServer, AuthMethod, ClientCredentials, ProviderMetadata};
@@ -80,6 +81,8 @@ impl AuthMethod {
 /// assert_eq!(creds.token_url().to_string(), server.token_url());
 /// # Ok(())
 /// # }
+/// # #[cfg(not(feature = "test-util"))]
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
