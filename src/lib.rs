@@ -121,7 +121,10 @@ pub use crate::builder::Builder;
 pub use crate::{
     builder::OAuthLayerBuilder,
     cache::{TokenState, TokenStatus},
-    credentials::{AuthMethod, ClientCredentials, ClientSecret, SIMPLEDOCS_TOKEN_URL},
+    credentials::{
+        AuthMethod, ClientCredentials, ClientSecret, Discovery, FileSecret, ProviderMetadata,
+        SecretSource, SIMPLEDOCS_TOKEN_URL,
+    },
     error::{BoxError, Error, ErrorKind},
     future::ResponseFuture,
     handle::TokenHandle,

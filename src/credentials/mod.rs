@@ -1,6 +1,6 @@
 //! Client credentials: where to get tokens and how to authenticate there.
 
-use std::{fmt, net::IpAddr};
+use std::{fmt, net::IpAddr, sync::Arc};
 
 use base64::Engine as _;
 use http::{HeaderValue, Uri};
@@ -13,8 +13,17 @@ use crate::{
     token::{Scope, Secret},
 };
 
+mod discovery;
+#[cfg(feature = "https")]
+mod mtls;
+mod rotate;
 mod url;
 
+pub use self::discovery::{Discovery, ProviderMetadata};
+#[cfg(feature = "https")]
+pub(crate) use self::mtls::{crypto_provider, ClientCertificate};
+pub(crate) use self::rotate::with_rotation;
+pub use self::rotate::{FileSecret, SecretSource};
 use self::url::token_url_checked;
 
 /// The SimpleDocs token endpoint.
@@ -80,6 +89,13 @@ pub enum AuthMethod {
     /// that form-decode (turning `+` into a space) and servers that only percent-decode
     /// both read that back as the original text.
     ClientSecretBasic,
+    /// Mutual TLS with a certificate a CA issued (RFC 8705 §2.1, `tls_client_auth`). The
+    /// form carries `client_id` and no secret. See
+    /// [`ClientCredentials::client_certificate`].
+    TlsClientAuth,
+    /// Mutual TLS with a self-signed certificate the server has registered (RFC 8705 §2.2,
+    /// `self_signed_tls_client_auth`). The form carries `client_id` and no secret.
+    SelfSignedTlsClientAuth,
 }
 
 /// Characters escaped in Basic credentials: everything but RFC 3986 unreserved ones.
@@ -104,6 +120,13 @@ pub struct ClientCredentials {
     /// Root certificates the built-in client trusts besides those its features select.
     #[cfg(feature = "https")]
     roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The certificate the built-in client presents, for mutual TLS.
+    #[cfg(feature = "https")]
+    client_cert: Option<ClientCertificate>,
+    /// Where the secret comes from, when it rotates.
+    secret_source: Option<Arc<rotate::Rotation>>,
+    /// What discovery said about the token endpoint, when the credentials came from it.
+    discovered: Option<Arc<discovery::Discovered>>,
 }
 
 /// The form parameters the grant itself sets: [`ClientCredentials::param`] refuses them.
@@ -152,6 +175,10 @@ impl ClientCredentials {
             params: Vec::new(),
             #[cfg(feature = "https")]
             roots: Vec::new(),
+            #[cfg(feature = "https")]
+            client_cert: None,
+            secret_source: None,
+            discovered: None,
         })
     }
 
@@ -171,9 +198,16 @@ impl ClientCredentials {
         self
     }
 
-    /// Sets the client authentication method. Default: [`AuthMethod::ClientSecretPost`].
+    /// Sets the client authentication method. Default: [`AuthMethod::ClientSecretPost`],
+    /// or for [discovered](Self::from_metadata) credentials the first of `client_secret_post`
+    /// and `client_secret_basic` the provider supports.
+    ///
+    /// For discovered credentials, a method the provider does not list fails each fetch
+    /// with an [`ErrorKind::Config`] error before anything is sent. A TLS method selects
+    /// the provider's mTLS token endpoint alias, if it has one.
     pub fn auth_method(mut self, method: AuthMethod) -> Self {
         self.auth_method = method;
+        self.follow_discovered_endpoint();
         self
     }
 
@@ -338,6 +372,9 @@ impl ClientCredentials {
         if self.auth_method == AuthMethod::ClientSecretPost {
             form.append_pair("client_id", &self.client_id);
             form.append_pair("client_secret", self.client_secret.secret());
+        } else if self.auth_method.is_tls() {
+            // RFC 8705 §2: the certificate authenticates; the id says whose it is.
+            form.append_pair("client_id", &self.client_id);
         }
         for (name, value) in &self.params {
             form.append_pair(name, value);
@@ -409,7 +446,12 @@ impl fmt::Debug for ClientCredentials {
                 &self.params.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             );
         #[cfg(feature = "https")]
-        shown.field("root_certificates", &self.roots.len());
+        shown
+            .field("root_certificates", &self.roots.len())
+            .field("client_certificate", &self.client_cert);
+        shown
+            .field("secret_source", &self.secret_source.is_some())
+            .field("discovered", &self.discovered.is_some());
         shown.finish()
     }
 }

@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use super::parse::{parse_redacting, too_large, MAX_TOKEN_RESPONSE_BYTES};
 use crate::{
-    credentials::ClientCredentials,
+    credentials::{with_rotation, ClientCredentials},
     error::{BoxError, Error, ErrorKind},
     token::{Token, TokenRequest},
 };
@@ -38,6 +38,8 @@ use crate::{
 pub struct HttpFetcher<C> {
     client: C,
     creds: Arc<ClientCredentials>,
+    /// Whether the client is the built-in one, which presents the credentials' certificate.
+    presents_cert: bool,
 }
 
 impl<C: Clone> Clone for HttpFetcher<C> {
@@ -45,6 +47,7 @@ impl<C: Clone> Clone for HttpFetcher<C> {
         Self {
             client: self.client.clone(),
             creds: self.creds.clone(),
+            presents_cert: self.presents_cert,
         }
     }
 }
@@ -68,6 +71,7 @@ impl<C> HttpFetcher<C> {
         Self {
             client,
             creds: Arc::new(creds),
+            presents_cert: false,
         }
     }
 
@@ -87,10 +91,12 @@ impl HttpFetcher<super::HttpsClient> {
     /// As [`https_client`](super::https_client) does: when there is no crypto provider.
     pub fn https(creds: ClientCredentials) -> Self {
         let proxies = hyper_util::client::proxy::matcher::Matcher::from_env();
-        Self::new(
-            super::https::client_with(creds.root_certificates(), proxies),
-            creds,
-        )
+        let client =
+            super::https::client_with(creds.root_certificates(), creds.client_cert(), proxies);
+        Self {
+            presents_cert: true,
+            ..Self::new(client, creds)
+        }
     }
 }
 
@@ -116,9 +122,16 @@ where
         let client = self.client.clone();
         let creds = self.creds.clone();
         let host: Option<Arc<str>> = crate::redact::host(creds.token_url()).map(Arc::from);
-        let fetch = async move {
+        let presents_cert = self.presents_cert;
+        // One token request; sent again only when the secret source gives a new secret.
+        let attempt = move |client: C, creds: Arc<ClientCredentials>, request: TokenRequest| async move {
             creds.check_transport()?;
             creds.check_params()?;
+            creds.check_auth_method()?;
+            if presents_cert {
+                #[cfg(feature = "https")]
+                creds.check_client_cert()?;
+            }
             let default = creds.scope_ref().filter(|_| !request.scope_is_explicit());
             // An empty scope is none (RFC 6749 §3: a parameter without a value counts as
             // omitted), as the layer treats it.
@@ -163,6 +176,9 @@ where
             // or encoded; keep it out of the error (and so out of logs).
             parse_redacting(parts.status, &parts.headers, &bytes, &creds.redactor())
         };
+        let fetch = with_rotation(creds, move |creds| {
+            attempt(client.clone(), creds, request.clone())
+        });
         Box::pin(async move { fetch.await.map_err(|e| e.with_origin(None, host.as_ref())) })
     }
 }

@@ -1,7 +1,5 @@
 //! The built-in HTTPS client for token requests.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
@@ -9,16 +7,17 @@ use hyper_util::{
     client::{legacy::Client, proxy::matcher::Matcher},
     rt::TokioExecutor,
 };
-use rustls::{crypto::CryptoProvider, pki_types::CertificateDer, ClientConfig, RootCertStore};
+use rustls::{pki_types::CertificateDer, ClientConfig, RootCertStore};
 
 use super::proxy::ProxyConnector;
+use crate::credentials::{crypto_provider, ClientCertificate};
 
 /// The built-in token client: hyper-util's pooled client over rustls, through the proxy
 /// the environment names (see [`ProxyConnector`]). It speaks plain HTTP too, which the
 /// fetcher only allows on loopback unless told otherwise.
 ///
 /// Its crypto provider is the process default when one is installed
-/// ([`CryptoProvider::install_default`]), else the one the `aws-lc-rs` (preferred) or
+/// ([`CryptoProvider::install_default`](rustls::crypto::CryptoProvider::install_default)), else the one the `aws-lc-rs` (preferred) or
 /// `ring` feature selects. It trusts the operating system's root certificates (feature
 /// `native-roots`, default), the Mozilla ones (feature `webpki-roots`), and those added
 /// with [`ClientCredentials::add_root_certificate`](crate::ClientCredentials::add_root_certificate).
@@ -32,49 +31,34 @@ pub type HttpsClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
 /// `aws-lc-rs` nor `ring` is enabled), or if the process default supports no TLS version
 /// rustls deems safe.
 pub fn https_client() -> HttpsClient {
-    client_with(&[], Matcher::from_env())
+    client_with(&[], None, Matcher::from_env())
 }
 
 /// The built-in token client, also trusting `extra_roots`, proxied as `proxies` says.
 pub(crate) fn client_with(
     extra_roots: &[CertificateDer<'static>],
+    client_cert: Option<&ClientCertificate>,
     proxies: Matcher,
 ) -> HttpsClient {
-    let provider = CryptoProvider::get_default()
-        .cloned()
-        .or_else(feature_provider)
-        .expect(
-            "no rustls crypto provider: enable the `aws-lc-rs` or `ring` feature of \
+    let provider = crypto_provider().expect(
+        "no rustls crypto provider: enable the `aws-lc-rs` or `ring` feature of \
              tower-oauth, or install a process default with CryptoProvider::install_default",
-        );
+    );
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("the crypto provider supports a safe TLS version")
-        .with_root_certificates(root_store(extra_roots))
-        .with_no_client_auth();
+        .with_root_certificates(root_store(extra_roots));
+    // The certificate and key were checked to match when they were set.
+    let config = match client_cert {
+        Some(cert) => config.with_client_cert_resolver(cert.resolver()),
+        None => config.with_no_client_auth(),
+    };
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
         .enable_http1()
         .wrap_connector(ProxyConnector::new(proxies));
     Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// The provider a feature of this crate selects: aws-lc-rs over ring, as hyper-rustls
-/// and reqwest choose.
-#[cfg(feature = "aws-lc-rs")]
-fn feature_provider() -> Option<Arc<CryptoProvider>> {
-    Some(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-}
-
-#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-fn feature_provider() -> Option<Arc<CryptoProvider>> {
-    Some(Arc::new(rustls::crypto::ring::default_provider()))
-}
-
-#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
-fn feature_provider() -> Option<Arc<CryptoProvider>> {
-    None
 }
 
 /// The roots the features select, and `extra`.

@@ -20,6 +20,10 @@
 //!   `{"id","received_bytes","fnv1a64"}`; the bodies are kept, see
 //!   [`MockServer::received_documents`]. A body is read only once the request carries a
 //!   bearer token; an upload whose token is rejected is read to its end and dropped.
+//! * `GET /.well-known/oauth-authorization-server`: the server's metadata (RFC 8414),
+//!   for testing discovery offline. The issuer is [`MockServer::base_url`]; the document
+//!   lists the token endpoint and the `client_secret_post` and `client_secret_basic`
+//!   methods. Counted in [`MockStats::discovery_requests`].
 //!
 //! Every error is a problem document (`Content-Type: application/problem+json`) such as
 //! `{"type":"token_expired","status":401,"title":"Token Expired","detail":"The access token
@@ -101,6 +105,7 @@
 
 mod api;
 mod config;
+mod discovery;
 mod request;
 mod response;
 mod server;

@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::api::{api, API_PREFIX};
 use super::config::{MockConfig, TokenFailure};
+use super::discovery::{metadata, METADATA_PATH};
 use super::response::{not_found, DropConnection, Resp};
 use super::state::{lock, Shared};
 use super::stats::{IssuedToken, MockStats};
@@ -61,7 +62,11 @@ impl MockServer {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));
         let listener = Arc::new(Mutex::new(Some(listener)));
-        let accept_task = tokio::spawn(accept_loop(Arc::clone(&listener), Arc::clone(&shared)));
+        let accept_task = tokio::spawn(accept_loop(
+            Arc::clone(&listener),
+            Arc::clone(&shared),
+            addr,
+        ));
         tracing::debug!(%addr, "mock SimpleDocs server started");
         Ok(MockServer {
             addr,
@@ -202,7 +207,11 @@ impl Drop for MockServer {
 /// Accepts connections until the listener is taken away, serving each on its own task.
 ///
 /// The connection tasks live in a `JoinSet` owned by this task, so aborting it closes them.
-async fn accept_loop(listener: Arc<Mutex<Option<TcpListener>>>, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: Arc<Mutex<Option<TcpListener>>>,
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = poll_fn(|cx| {
@@ -226,7 +235,7 @@ async fn accept_loop(listener: Arc<Mutex<Option<TcpListener>>>, shared: Arc<Shar
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
-            let service = service_fn(move |request| handle(Arc::clone(&shared), request));
+            let service = service_fn(move |request| handle(Arc::clone(&shared), addr, request));
             // Without a timer hyper enforces no header read timeout, and a client that
             // never finishes its request head would hold the connection forever.
             let result = http1::Builder::new()
@@ -243,11 +252,17 @@ async fn accept_loop(listener: Arc<Mutex<Option<TcpListener>>>, shared: Arc<Shar
 }
 
 /// Serves one request.
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Resp, DropConnection> {
+async fn handle(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Resp, DropConnection> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let result = if path == TOKEN_PATH {
         token_endpoint(&shared, request).await
+    } else if path == METADATA_PATH {
+        Ok(metadata(&shared, addr))
     } else if path.starts_with(API_PREFIX) {
         api(&shared, request).await
     } else {

@@ -29,6 +29,8 @@ pub struct MockStats {
     pub api_unauthorized: u64,
     /// API requests rejected with `insufficient_scope`.
     pub api_insufficient_scope: u64,
+    /// Requests for the metadata document, `/.well-known/oauth-authorization-server`.
+    pub discovery_requests: u64,
 }
 
 impl MockStats {
@@ -63,6 +65,7 @@ pub(super) struct Counters {
     pub(super) api_invalid_token: AtomicU64,
     pub(super) api_unauthorized: AtomicU64,
     pub(super) api_insufficient_scope: AtomicU64,
+    pub(super) discovery_requests: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +87,7 @@ impl Counters {
             api_invalid_token: get(&self.api_invalid_token),
             api_unauthorized: get(&self.api_unauthorized),
             api_insufficient_scope: get(&self.api_insufficient_scope),
+            discovery_requests: get(&self.discovery_requests),
         }
     }
 }

@@ -1243,6 +1243,7 @@ async fn counters_add_up() {
         api_invalid_token: 1,
         api_unauthorized: 1,
         api_insufficient_scope: 1,
+        discovery_requests: 0,
     };
     assert_eq!(server.stats(), expected);
     assert_eq!(server.stats().api_rejected(), 4);
