@@ -41,6 +41,8 @@ pub(crate) struct Config {
     pub(crate) store_timeout: Duration,
     /// How long to wait for a token another process is fetching.
     pub(crate) store_wait: Duration,
+    /// Whether the layer has a token store.
+    pub(crate) has_store: bool,
 }
 
 impl Config {
@@ -51,10 +53,13 @@ impl Config {
     /// With a token store, an attempt may first wait for another process (the store
     /// wait) and make a few store calls (each within the store timeout).
     pub(crate) fn stranded_after(&self) -> Duration {
-        let attempt = self
-            .fetch_timeout
-            .saturating_add(self.store_wait)
-            .saturating_add(self.store_timeout.saturating_mul(4));
+        let store = match self.has_store {
+            true => self
+                .store_wait
+                .saturating_add(self.store_timeout.saturating_mul(4)),
+            false => Duration::ZERO,
+        };
+        let attempt = self.fetch_timeout.saturating_add(store);
         self.retry_budget
             .saturating_add(attempt)
             .saturating_mul(2)
@@ -80,6 +85,7 @@ impl Default for Config {
             reissue_interval: Duration::from_secs(1),
             store_timeout: Duration::from_millis(500),
             store_wait: Duration::from_secs(10),
+            has_store: false,
         }
     }
 }

@@ -93,6 +93,7 @@ mod cache;
 pub mod classify;
 mod config;
 mod credentials;
+mod discovery;
 mod error;
 pub mod fetch;
 mod future;
@@ -122,9 +123,9 @@ pub use crate::{
     builder::OAuthLayerBuilder,
     cache::{TokenState, TokenStatus},
     credentials::{
-        AuthMethod, ClientCredentials, ClientSecret, Discovery, FileSecret, ProviderMetadata,
-        SecretSource, SIMPLEDOCS_TOKEN_URL,
+        AuthMethod, ClientCredentials, ClientSecret, FileSecret, SecretSource, SIMPLEDOCS_TOKEN_URL,
     },
+    discovery::{Discovery, ProviderMetadata},
     error::{BoxError, Error, ErrorKind},
     future::ResponseFuture,
     handle::TokenHandle,

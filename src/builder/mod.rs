@@ -409,6 +409,7 @@ impl OAuthLayerBuilder {
             "a layer with a token store and a fetcher of its own needs \
              OAuthLayerBuilder::store_key: nothing else says which tokens it shares"
         );
+        self.config.has_store = self.store.is_some();
         let fleet = self.store.take().map(|store| {
             Fleet::new(
                 store,

@@ -12,6 +12,7 @@
 mod backoff;
 mod driver;
 mod flight;
+mod obtain;
 mod status;
 mod token;
 
@@ -32,10 +33,9 @@ use self::{
 use crate::{
     config::Core,
     error::{Error, ErrorKind},
-    scope::SlotKey,
     sync::lock,
     tenant::Tenant,
-    token::{FetchReason, Scope},
+    token::{FetchReason, Scope, SlotKey},
 };
 
 /// The token state of one scope set.

@@ -2,9 +2,8 @@
 
 use std::{fmt, net::IpAddr, sync::Arc};
 
-use base64::Engine as _;
 use http::{HeaderValue, Uri};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use zeroize::Zeroizing;
 
 use crate::{
@@ -13,13 +12,13 @@ use crate::{
     token::{Scope, Secret},
 };
 
-mod discovery;
+mod basic;
+pub(crate) mod discovered;
 #[cfg(feature = "https")]
 mod mtls;
 mod rotate;
 mod url;
 
-pub use self::discovery::{Discovery, ProviderMetadata};
 #[cfg(feature = "https")]
 pub(crate) use self::mtls::{crypto_provider, ClientCertificate};
 pub(crate) use self::rotate::with_rotation;
@@ -98,13 +97,6 @@ pub enum AuthMethod {
     SelfSignedTlsClientAuth,
 }
 
-/// Characters escaped in Basic credentials: everything but RFC 3986 unreserved ones.
-const BASIC_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// What a client needs to get tokens: the token URL, its id and secret, the scope to ask
 /// for and how to authenticate.
 #[derive(Clone)]
@@ -126,7 +118,7 @@ pub struct ClientCredentials {
     /// Where the secret comes from, when it rotates.
     secret_source: Option<Arc<rotate::Rotation>>,
     /// What discovery said about the token endpoint, when the credentials came from it.
-    discovered: Option<Arc<discovery::Discovered>>,
+    discovered: Option<Arc<discovered::Discovered>>,
 }
 
 /// The form parameters the grant itself sets: [`ClientCredentials::param`] refuses them.
@@ -391,7 +383,7 @@ impl ClientCredentials {
         let mut forms = vec![
             Zeroizing::new(secret.to_owned()),
             Zeroizing::new(form_urlencoded::byte_serialize(secret.as_bytes()).collect()),
-            Zeroizing::new(utf8_percent_encode(secret, BASIC_ESCAPE).to_string()),
+            Zeroizing::new(utf8_percent_encode(secret, basic::BASIC_ESCAPE).to_string()),
         ];
         if let Some(basic) = self.basic_authorization() {
             if let Some(encoded) = basic.to_str().ok().and_then(|v| v.strip_prefix("Basic ")) {
@@ -417,17 +409,10 @@ impl ClientCredentials {
         if self.auth_method != AuthMethod::ClientSecretBasic {
             return None;
         }
-        let user_pass = Zeroizing::new(format!(
-            "{}:{}",
-            utf8_percent_encode(&self.client_id, BASIC_ESCAPE),
-            utf8_percent_encode(self.client_secret.secret(), BASIC_ESCAPE)
-        ));
-        let encoded =
-            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(user_pass.as_bytes()));
-        let mut value = HeaderValue::try_from(format!("Basic {}", encoded.as_str()))
-            .expect("base64 is a valid header value");
-        value.set_sensitive(true);
-        Some(value)
+        Some(basic::authorization(
+            &self.client_id,
+            self.client_secret.secret(),
+        ))
     }
 }
 

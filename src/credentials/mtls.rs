@@ -14,8 +14,8 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::{AuthMethod, ClientCredentials};
 use crate::error::{Error, ErrorKind};
+use crate::{AuthMethod, ClientCredentials};
 
 /// A client certificate chain and its private key, checked to match.
 ///

@@ -10,11 +10,11 @@ use std::{
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use zeroize::Zeroizing;
 
-use super::{ClientCredentials, ClientSecret};
 use crate::{
     error::{BoxError, Error, ErrorKind},
     sync::lock,
 };
+use crate::{ClientCredentials, ClientSecret};
 
 /// Where the current client secret comes from: a file, a vault, a sidecar.
 ///

@@ -82,7 +82,7 @@ impl<C> HttpFetcher<C> {
 }
 
 #[cfg(feature = "https")]
-impl HttpFetcher<super::HttpsClient> {
+impl HttpFetcher<super::https::HttpsClient> {
     /// A fetcher over the built-in HTTPS client (see [`HttpsClient`](super::HttpsClient)),
     /// trusting the credentials' extra root certificates too.
     ///

@@ -12,7 +12,7 @@ use std::{
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::{HttpFetcher, HttpsClient};
+use super::{http::HttpFetcher, https::HttpsClient};
 use crate::{
     credentials::ClientCredentials,
     error::{Error, ErrorKind},

@@ -20,41 +20,12 @@ use tokio::{sync::OnceCell, time::Instant};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::{AuthMethod, ClientCredentials, ClientSecret};
+use crate::credentials::{discovered::Discovered, AuthMethod, ClientCredentials, ClientSecret};
 use crate::{
     error::{BoxError, Error, ErrorKind},
     fetch::MAX_TOKEN_RESPONSE_BYTES,
     sync::lock,
 };
-
-/// The registered names of the methods (RFC 8414 §2, RFC 8705 §2).
-const METHOD_NAMES: [(AuthMethod, &str); 4] = [
-    (AuthMethod::ClientSecretPost, "client_secret_post"),
-    (AuthMethod::ClientSecretBasic, "client_secret_basic"),
-    (AuthMethod::TlsClientAuth, "tls_client_auth"),
-    (
-        AuthMethod::SelfSignedTlsClientAuth,
-        "self_signed_tls_client_auth",
-    ),
-];
-
-impl AuthMethod {
-    /// The method's name in `token_endpoint_auth_methods_supported`.
-    fn registered_name(self) -> Option<&'static str> {
-        METHOD_NAMES
-            .iter()
-            .find(|(method, _)| *method == self)
-            .map(|(_, name)| *name)
-    }
-
-    /// Whether the client authenticates with its TLS certificate.
-    pub(crate) fn is_tls(self) -> bool {
-        matches!(
-            self,
-            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
-        )
-    }
-}
 
 /// An authorization server's metadata (RFC 8414 §2): the fields this crate uses, and the
 /// others as they were.
@@ -182,7 +153,7 @@ fn checked_endpoint(text: &str, what: &str) -> Result<Uri, Error> {
     };
     let creds = ClientCredentials::try_new(text, "", "").map_err(refused)?;
     creds.check_transport().map_err(refused)?;
-    Ok(creds.token_url)
+    Ok(creds.token_url().clone())
 }
 
 /// The RFC 8414 and the OpenID Connect well-known URLs of `issuer`.
@@ -281,14 +252,6 @@ fn parse(body: &[u8], issuer: &str) -> Result<ProviderMetadata, Error> {
     })
 }
 
-/// What credentials built from metadata keep of it.
-#[derive(Debug)]
-pub(super) struct Discovered {
-    token_endpoint: Uri,
-    mtls_token_endpoint: Option<Uri>,
-    methods: Option<Vec<String>>,
-}
-
 impl ClientCredentials {
     /// Credentials for the token endpoint `metadata` names.
     ///
@@ -312,11 +275,11 @@ impl ClientCredentials {
             .map(|alias| checked_endpoint(alias, "mtls_endpoint_aliases.token_endpoint"))
             .transpose()?;
         let mut creds = Self::try_new(&metadata.token_endpoint, client_id, client_secret)?;
-        creds.discovered = Some(Arc::new(Discovered {
+        creds.set_discovered(Discovered {
             token_endpoint,
             mtls_token_endpoint,
             methods: metadata.token_endpoint_auth_methods_supported.clone(),
-        }));
+        });
         let method = if !metadata.supports(AuthMethod::ClientSecretPost)
             && metadata.supports(AuthMethod::ClientSecretBasic)
         {
@@ -325,30 +288,6 @@ impl ClientCredentials {
             AuthMethod::ClientSecretPost
         };
         Ok(creds.auth_method(method))
-    }
-
-    /// Points discovered credentials at the endpoint their method uses.
-    pub(super) fn follow_discovered_endpoint(&mut self) {
-        if let Some(found) = &self.discovered {
-            self.token_url = match (&found.mtls_token_endpoint, self.auth_method.is_tls()) {
-                (Some(alias), true) => alias.clone(),
-                _ => found.token_endpoint.clone(),
-            };
-        }
-    }
-
-    /// Checks that discovered credentials use a method the provider lists.
-    pub(crate) fn check_auth_method(&self) -> Result<(), Error> {
-        let Some(listed) = self.discovered.as_ref().and_then(|d| d.methods.as_ref()) else {
-            return Ok(());
-        };
-        match self.auth_method.registered_name() {
-            Some(name) if !listed.iter().any(|m| m == name) => Err(Error::new(ErrorKind::Config)
-                .with_detail(&format!(
-                    "the provider does not list the token endpoint auth method `{name}`"
-                ))),
-            _ => Ok(()),
-        }
     }
 }
 
