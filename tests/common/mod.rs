@@ -1,6 +1,8 @@
 //! Test doubles shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
+
 use std::{
     collections::VecDeque,
     convert::Infallible,
