@@ -319,3 +319,69 @@ async fn a_password_in_the_url_never_shows() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(PASSWORD), "{shown}");
 }
+
+#[tokio::test]
+async fn a_cluster_store_keeps_a_key_and_its_lease_in_one_slot() {
+    // A one-node cluster that serves every slot.
+    let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let mut raw = raw(&server).await;
+    redis::cmd("CLUSTER")
+        .arg(&["ADDSLOTSRANGE", "0", "16383"])
+        .exec_async(&mut raw)
+        .await
+        .unwrap();
+    eventually("the cluster is up", || {
+        let mut raw = raw.clone();
+        async move {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            info.contains("cluster_state:ok")
+        }
+    })
+    .await;
+
+    let a = RedisStore::cluster([server.url()]).await.expect("connect");
+    let b = RedisStore::cluster([server.url()]).await.expect("connect");
+    assert!(format!("{a:?}").contains("cluster"));
+    assert!(a.lease("k", "owner-a", LONG).await.unwrap());
+    assert!(!b.lease("k", "owner-b", LONG).await.unwrap());
+    b.release("k", "owner-b").await.unwrap();
+    assert!(
+        !b.lease("k", "owner-b", LONG).await.unwrap(),
+        "b does not own it"
+    );
+    a.release("k", "owner-a").await.unwrap();
+    assert!(b.lease("k", "owner-b", LONG).await.unwrap());
+    // The lease is where the slot check below looks for it.
+    let owner: String = redis::cmd("GET")
+        .arg("{tower-oauth:k}:lease")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(owner, "owner-b");
+
+    b.put("k", Bytes::from_static(b"v"), LONG).await.unwrap();
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    assert!(!a.invalidate("k", Bytes::from_static(b"old")).await.unwrap());
+    assert!(a.invalidate("k", Bytes::from_static(b"v")).await.unwrap());
+
+    let slot = |key: &'static str| {
+        let mut raw = raw.clone();
+        async move {
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            slot
+        }
+    };
+    assert_eq!(
+        slot("{tower-oauth:k}").await,
+        slot("{tower-oauth:k}:lease").await
+    );
+}

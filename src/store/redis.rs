@@ -430,4 +430,19 @@ mod tests {
         let err = RedisStore::cluster(Vec::<String>::new()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
     }
+
+    #[tokio::test]
+    async fn rediss_without_a_crypto_provider_is_a_config_error_not_a_panic() {
+        // Nothing in this test binary installs a process default provider.
+        let err = RedisStore::connect("rediss://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        let one_provider = cfg!(feature = "aws-lc-rs") != cfg!(feature = "ring");
+        let expected = if one_provider {
+            ErrorKind::Transport
+        } else {
+            ErrorKind::Config
+        };
+        assert_eq!(err.kind(), expected, "{err}");
+    }
 }
