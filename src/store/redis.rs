@@ -122,7 +122,7 @@ impl RedisStore {
             .set_max_delay(MAX_DELAY);
         let manager = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| unreachable(&redactor, &e))?;
+            .map_err(|e| connect_failed(&redactor, &e))?;
         Ok(Self::from_connection_manager(manager))
     }
 
@@ -159,11 +159,15 @@ impl RedisStore {
         let conn = client
             .get_async_connection()
             .await
-            .map_err(|e| unreachable(&redactor, &e))?;
+            .map_err(|e| connect_failed(&redactor, &e))?;
         Ok(Self::with_conn(Conn::Cluster(conn)))
     }
 
     /// A store on a connection you configured yourself (timeouts, retries, TLS).
+    ///
+    /// With the redis crate's default settings, a call to a server that is down waits
+    /// through six reconnection attempts, several seconds. The layer's store timeout
+    /// still bounds it.
     pub fn from_connection_manager(manager: ConnectionManager) -> Self {
         Self::with_conn(Conn::Single(manager))
     }
@@ -386,7 +390,7 @@ fn config(redactor: &Redactor, err: &redis::RedisError) -> Error {
 }
 
 /// A failure to connect, cleaned of passwords.
-fn unreachable(redactor: &Redactor, err: &redis::RedisError) -> Error {
+fn connect_failed(redactor: &Redactor, err: &redis::RedisError) -> Error {
     let detail = redactor.clean(&format!("could not connect to redis: {err}"));
     Error::new(ErrorKind::Transport).with_detail(&detail)
 }
