@@ -75,6 +75,7 @@
 //! - `secrecy`: `ClientSecret: From<secrecy::SecretString>`.
 //! - `oauth2`: the `oauth2` module: tokens from the `oauth2` crate's client-credentials
 //!   exchange.
+//! - `redis`: `store::RedisStore`, a token store on Redis or a Redis cluster.
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]

@@ -37,6 +37,11 @@ use futures_util::future::BoxFuture;
 pub use self::codec::StoreCipher;
 use crate::{error::BoxError, sync::lock};
 
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+
 /// A key-value store with leases, shared by the processes of a fleet.
 ///
 /// Keys are the layer's (see [`OAuthLayerBuilder::store`](crate::OAuthLayerBuilder::store));

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod oidc;
+pub mod redis;
 
 use std::{
     collections::VecDeque,
