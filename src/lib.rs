@@ -75,6 +75,8 @@
 //! - `secrecy`: `ClientSecret: From<secrecy::SecretString>`.
 //! - `oauth2`: the `oauth2` module: tokens from the `oauth2` crate's client-credentials
 //!   exchange.
+//! - `metrics`: counters, a histogram and gauges through the `metrics` facade (see
+//!   [`metrics`]).
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -98,6 +100,7 @@ pub mod fetch;
 mod future;
 mod handle;
 mod layer;
+pub mod metrics;
 #[cfg(feature = "test-util")]
 pub mod mock;
 #[cfg(feature = "oauth2")]

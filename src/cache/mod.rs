@@ -12,6 +12,7 @@
 mod backoff;
 mod driver;
 mod flight;
+mod renewal;
 mod status;
 mod token;
 
@@ -224,7 +225,9 @@ impl Slot {
             }
             return false;
         }
-        self.hot.state.advance(generation, Phase::Rejected);
+        if self.hot.state.advance(generation, Phase::Rejected) {
+            crate::metrics::rejection(self.core.name.as_deref());
+        }
         tracing::debug!(scope, "api rejected the current token");
         true
     }
