@@ -216,7 +216,10 @@ mod tests {
             seen,
             [
                 ("layer=,result=wait".to_owned(), DebugValue::Counter(1)),
-                ("layer=simpledocs,result=hit".to_owned(), DebugValue::Counter(2)),
+                (
+                    "layer=simpledocs,result=hit".to_owned(),
+                    DebugValue::Counter(2)
+                ),
             ]
         );
     }

@@ -198,7 +198,11 @@ impl Slot {
         self.hot.current.store(Some(installed.clone()));
         self.hot.state.install(installed.generation, refused);
         let labels = crate::metrics::Labels::new(self.core.name.as_ref(), self.scope.as_ref());
-        labels.token_installed(installed.expires_at.saturating_duration_since(Instant::now()));
+        labels.token_installed(
+            installed
+                .expires_at
+                .saturating_duration_since(Instant::now()),
+        );
         installed.start_timers(self.me.clone(), labels);
     }
 

@@ -91,7 +91,10 @@ mod tests {
             renew_ahead_set: true,
             ..config
         };
-        assert_eq!(at(&config, 2 * HOUR, None), 2 * HOUR - Duration::from_secs(600));
+        assert_eq!(
+            at(&config, 2 * HOUR, None),
+            2 * HOUR - Duration::from_secs(600)
+        );
         let refresh_in = Some(Duration::from_secs(100));
         assert_eq!(at(&config, 2 * HOUR, refresh_in), Duration::from_secs(100));
     }
@@ -118,6 +121,9 @@ mod tests {
         }
         assert!(earliest >= HOUR.mul_f64(0.9), "{earliest:?}");
         assert!(latest <= HOUR, "{latest:?}");
-        assert!(latest - earliest > HOUR / 20, "spread: {earliest:?}..{latest:?}");
+        assert!(
+            latest - earliest > HOUR / 20,
+            "spread: {earliest:?}..{latest:?}"
+        );
     }
 }

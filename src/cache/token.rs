@@ -236,8 +236,14 @@ impl Installed {
                 now - requested_at
             )));
         }
-        let renew_at =
-            super::renewal::renew_at(config, requested_at, lifetime, expires_at, token.refresh_in, now);
+        let renew_at = super::renewal::renew_at(
+            config,
+            requested_at,
+            lifetime,
+            expires_at,
+            token.refresh_in,
+            now,
+        );
         let scope_ok = match (scope, &token.scope) {
             (Some(requested), Some(granted)) => granted.contains(requested),
             _ => true,

@@ -335,7 +335,10 @@ mod tests {
     fn refresh_in_is_read_as_a_number_or_a_numeric_string() {
         let t = ok(r#"{"access_token":"a","expires_in":7200,"refresh_in":3600}"#).unwrap();
         assert_eq!(t.refresh_in, Some(Duration::from_secs(3600)));
-        assert!(!t.extra.contains_key("refresh_in"), "read, not kept as extra");
+        assert!(
+            !t.extra.contains_key("refresh_in"),
+            "read, not kept as extra"
+        );
         let t = ok(r#"{"access_token":"a","refresh_in":" 1800 "}"#).unwrap();
         assert_eq!(t.refresh_in, Some(Duration::from_secs(1800)));
         let t = ok(r#"{"access_token":"a"}"#).unwrap();
