@@ -23,7 +23,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// What was emitted since the last snapshot: a snapshot takes counts, samples and
 /// gauge values away (they read 0 in the next one).
-struct Seen(Vec<(String, Vec<(String, String)>, DebugValue)>);
+struct Seen(Vec<(String, Labels, DebugValue)>);
+
+/// A metric's labels as (key, value) pairs, sorted.
+type Labels = Vec<(String, String)>;
 
 impl Seen {
     fn of(snapshotter: &Snapshotter) -> Self {
