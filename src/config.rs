@@ -24,6 +24,11 @@ pub(crate) type BoxFetcher = BoxCloneSyncService<TokenRequest, Token, BoxError>;
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) renew_ahead: Duration,
+    /// Whether `renew_ahead` was set on the builder: it then wins over the fraction.
+    pub(crate) renew_ahead_set: bool,
+    /// `None`: half the lifetime for long tokens, `renew_ahead` for short ones.
+    pub(crate) renew_fraction: Option<f64>,
+    pub(crate) renew_jitter: f64,
     pub(crate) expiry_margin: Duration,
     pub(crate) default_lifetime: Duration,
     pub(crate) max_lifetime: Duration,
@@ -71,6 +76,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             renew_ahead: Duration::from_secs(60),
+            renew_ahead_set: false,
+            renew_fraction: None,
+            renew_jitter: 0.1,
             expiry_margin: Duration::from_secs(5),
             default_lifetime: Duration::from_secs(300),
             max_lifetime: Duration::from_secs(24 * 60 * 60),

@@ -318,6 +318,7 @@ where
     // Replayed once, on a fresh clone of the service: whatever this answers goes to the
     // caller.
     req.headers_mut().insert(AUTHORIZATION, cred.header);
+    crate::metrics::replay(home.core.name.as_deref());
     let res = home.service().oneshot(req).await.map_err(Into::into)?;
     Ok(res.map(ResponseBody::inner))
 }

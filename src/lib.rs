@@ -76,6 +76,8 @@
 //! - `oauth2`: the `oauth2` module: tokens from the `oauth2` crate's client-credentials
 //!   exchange.
 //! - `redis`: `store::RedisStore`, a token store on Redis or a Redis cluster.
+//! - `metrics`: counters, a histogram and gauges through the `metrics` facade (see
+//!   [`metrics`]).
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -100,6 +102,7 @@ pub mod fetch;
 mod future;
 mod handle;
 mod layer;
+pub mod metrics;
 #[cfg(feature = "test-util")]
 pub mod mock;
 #[cfg(feature = "oauth2")]

@@ -117,6 +117,10 @@ pub struct Token {
     /// Its lifetime as the server stated it; `None` when the server did not say (or said
     /// zero), in which case the layer's default lifetime applies.
     pub expires_in: Option<Duration>,
+    /// When the server advises renewing it (a `refresh_in` field, as Microsoft's
+    /// endpoints send); `None` when it did not say. Renewal is then due at this point
+    /// of its lifetime, never after expiry, whatever the builder says.
+    pub refresh_in: Option<Duration>,
     /// The scope the server granted; `None` when the response did not say, which
     /// RFC 6749 §5.1 defines as "the scope that was requested".
     pub scope: Option<Scope>,
@@ -130,9 +134,17 @@ impl Token {
         Self {
             access_token: AccessToken::new(access_token),
             expires_in,
+            refresh_in: None,
             scope: None,
             extra: serde_json::Map::new(),
         }
+    }
+
+    /// Sets when the token should be renewed, counted from its request (see
+    /// [`refresh_in`](Self::refresh_in)).
+    pub fn with_refresh_in(mut self, refresh_in: Duration) -> Self {
+        self.refresh_in = Some(refresh_in);
+        self
     }
 
     /// Sets the granted scope.
@@ -147,6 +159,7 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field("access_token", &self.access_token)
             .field("expires_in", &self.expires_in)
+            .field("refresh_in", &self.refresh_in)
             .field("scope", &self.scope)
             // Extra fields may hold other credentials (an id_token, say): keys only.
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())

@@ -679,9 +679,11 @@ fn plain_block_on<F: std::future::Future>(fut: F) -> F::Output {
 #[tokio::test(start_paused = true)]
 async fn a_token_shorter_than_twice_renew_ahead_is_renewed_at_half_its_life() {
     // The default `renew_ahead` (60 s) is more than half of a 100 s lifetime: renewal is
-    // due at 50 s, not at 40 s.
+    // due at 50 s, not at 40 s. Without jitter, which would move it earlier.
     let fetcher = Fetcher::tokens(100 * SEC, Duration::ZERO);
-    let layer = OAuthLayer::with_fetcher(fetcher.clone()).build();
+    let layer = OAuthLayer::with_fetcher(fetcher.clone())
+        .renew_jitter(0.0)
+        .build();
     let handle = layer.handle();
     handle.warm_up().await.unwrap();
     advance(49 * SEC).await;

@@ -139,7 +139,13 @@ impl Slot {
         // The token first, then the word: a reader that sees the new generation finds it.
         self.hot.current.store(Some(installed.clone()));
         self.hot.state.install(installed.generation, refused);
-        installed.start_timers(self.me.clone());
+        let labels = crate::metrics::Labels::new(self.core.name.as_ref(), self.scope.as_ref());
+        labels.token_installed(
+            installed
+                .expires_at
+                .saturating_duration_since(Instant::now()),
+        );
+        installed.start_timers(self.me.clone(), labels);
     }
 
     fn arc(&self) -> Arc<Slot> {
@@ -168,7 +174,10 @@ async fn drive(mut slot: Arc<Slot>, reason: FetchReason, first_attempt: u32, tx:
         attempt += 1;
         let started = Instant::now();
         let result = slot.fetch_once(reason, started).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::fetch(core.name.as_deref(), reason, outcome, elapsed);
         let err = match result {
             Ok(installed) => {
                 tracing::info!(attempt, elapsed_ms, outcome = "ok", "token fetched");

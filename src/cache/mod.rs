@@ -13,6 +13,7 @@ mod backoff;
 mod driver;
 mod flight;
 mod obtain;
+mod renewal;
 mod status;
 mod token;
 
@@ -237,7 +238,9 @@ impl Slot {
             }
             return false;
         }
-        self.hot.state.advance(generation, Phase::Rejected);
+        if self.hot.state.advance(generation, Phase::Rejected) {
+            crate::metrics::rejection(self.core.name.as_deref());
+        }
         tracing::debug!(scope, "api rejected the current token");
         true
     }

@@ -7,9 +7,12 @@
 //! rejected. Tokio timers, set when a token is installed, move the phase, so the request
 //! path never reads a clock.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
-    OnceLock, Weak,
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        OnceLock, Weak,
+    },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -20,6 +23,7 @@ use super::backoff::CEILING;
 use crate::{
     config::Config,
     error::{Error, ErrorKind},
+    metrics::Labels,
     token::{FetchReason, Scope, Token},
 };
 
@@ -236,9 +240,14 @@ impl Installed {
                 now - requested_at
             )));
         }
-        // Renewal is due no later than expiry: a `renew_ahead` shorter than the margin
-        // must not keep the token in use past it.
-        let renew_at = (end - config.renew_ahead.min(lifetime / 2)).min(expires_at);
+        let renew_at = super::renewal::renew_at(
+            config,
+            requested_at,
+            lifetime,
+            expires_at,
+            token.refresh_in,
+            now,
+        );
         let scope_ok = match (scope, &token.scope) {
             (Some(requested), Some(granted)) => granted.contains(requested),
             _ => true,
@@ -284,13 +293,14 @@ impl Installed {
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub(super) fn start_timers<S>(&self, slot: Weak<S>)
+    pub(super) fn start_timers<S>(&self, slot: Weak<S>, labels: Labels)
     where
         S: AsRef<Word> + Send + Sync + 'static,
     {
         let guard = ExpireOnDrop {
             slot,
             generation: self.generation,
+            labels,
         };
         let task = tokio::spawn(run_timers(guard, self.renew_at, self.expires_at));
         let _ = self.timers.set(task.abort_handle());
@@ -332,6 +342,9 @@ where
     };
     AsRef::<Word>::as_ref(&*slot).advance(token.generation, Phase::RenewDue);
     drop(slot);
+    token
+        .labels
+        .time_to_expiry(expires_at.saturating_duration_since(Instant::now()));
     tokio::time::sleep_until(expires_at).await;
 }
 
@@ -340,12 +353,16 @@ where
 struct ExpireOnDrop<S: AsRef<Word>> {
     slot: Weak<S>,
     generation: u64,
+    labels: Labels,
 }
 
 impl<S: AsRef<Word>> Drop for ExpireOnDrop<S> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.upgrade() {
-            AsRef::<Word>::as_ref(&*slot).advance(self.generation, Phase::Expired);
+            // Only if it was current: a replaced token's gauge is its successor's now.
+            if AsRef::<Word>::as_ref(&*slot).advance(self.generation, Phase::Expired) {
+                self.labels.time_to_expiry(Duration::ZERO);
+            }
         }
     }
 }

@@ -22,7 +22,8 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 /// digits (zero, or absent, means "not stated": the layer's default lifetime applies; a
 /// value too large for a `u64` is clamped), `token_type` in any case or absent, `scope` absent, a string or an array of
 /// strings, any of these or `error` as `null` (the same as absent), and any other fields
-/// (kept in [`Token::extra`]).
+/// (kept in [`Token::extra`]). `refresh_in` is read as `expires_in` is, into
+/// [`Token::refresh_in`]; a bad value is ignored rather than an error.
 ///
 /// # Errors
 ///
@@ -130,6 +131,7 @@ pub(crate) fn parse_redacting(
         None | Some(Value::Null) => None,
         Some(v) => parse_expires_in(&v)?,
     };
+    let refresh_in = map.remove("refresh_in").and_then(|v| parse_refresh_in(&v));
     let scope = match map.remove("scope") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(Scope::new(&s)),
@@ -148,9 +150,23 @@ pub(crate) fn parse_redacting(
     Ok(Token {
         access_token,
         expires_in,
+        refresh_in,
         scope,
         extra: map,
     })
+}
+
+/// `refresh_in`, read as `expires_in` is. It is only advice: a value that is not a
+/// positive number of seconds is ignored (logged at debug level), not an error.
+fn parse_refresh_in(v: &Value) -> Option<Duration> {
+    if v.is_null() {
+        return None;
+    }
+    let parsed = parse_expires_in(v).ok().flatten();
+    if parsed.is_none() {
+        tracing::debug!("token response has a refresh_in that is not a positive number; ignored");
+    }
+    parsed
 }
 
 /// `expires_in` as a lifetime; zero means "not stated". A fraction of a second counts: a
@@ -313,6 +329,30 @@ mod tests {
         assert_eq!(t.expires_in, Some(Duration::from_secs(7200)));
         assert_eq!(t.scope, Some(Scope::new("read write")));
         assert_eq!(t.extra.get("created_at"), Some(&Value::from(1709654400)));
+    }
+
+    #[test]
+    fn refresh_in_is_read_as_a_number_or_a_numeric_string() {
+        let t = ok(r#"{"access_token":"a","expires_in":7200,"refresh_in":3600}"#).unwrap();
+        assert_eq!(t.refresh_in, Some(Duration::from_secs(3600)));
+        assert!(
+            !t.extra.contains_key("refresh_in"),
+            "read, not kept as extra"
+        );
+        let t = ok(r#"{"access_token":"a","refresh_in":" 1800 "}"#).unwrap();
+        assert_eq!(t.refresh_in, Some(Duration::from_secs(1800)));
+        let t = ok(r#"{"access_token":"a"}"#).unwrap();
+        assert_eq!(t.refresh_in, None);
+    }
+
+    #[test]
+    fn a_bad_refresh_in_is_ignored_not_an_error() {
+        for bad in [r#"-5"#, r#""soon""#, r#"0"#, r#"null"#, r#"[1]"#, r#"true"#] {
+            let body = format!(r#"{{"access_token":"a","expires_in":60,"refresh_in":{bad}}}"#);
+            let t = ok(&body).unwrap_or_else(|e| panic!("{bad}: {e}"));
+            assert_eq!(t.refresh_in, None, "{bad}");
+            assert_eq!(t.expires_in, Some(Duration::from_secs(60)), "{bad}");
+        }
     }
 
     #[test]
