@@ -43,7 +43,6 @@ use crate::token::{FetchReason, Scope};
 
 /// What a token store lookup came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Until the token store reports its lookups.
 pub(crate) enum StoreEvent {
     /// The store had a usable token.
     Hit,
@@ -109,7 +108,6 @@ pub(crate) fn rejection(layer: Option<&str>) {
 }
 
 /// A token store lookup came to `event`.
-#[allow(dead_code)] // Until the token store reports its lookups.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn store(layer: Option<&str>, event: StoreEvent) {
     #[cfg(feature = "metrics")]

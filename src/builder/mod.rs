@@ -457,6 +457,7 @@ impl OAuthLayerBuilder {
                 self.store_cipher.take(),
                 self.config.store_timeout,
                 self.config.store_wait,
+                self.name.clone(),
             )
         });
         self.config.replay_limit = self.replay.then_some(self.replay_limit);

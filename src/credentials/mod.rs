@@ -443,6 +443,8 @@ impl fmt::Debug for ClientCredentials {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     #[cfg(feature = "secrecy")]

@@ -31,6 +31,7 @@ use super::{
 };
 use crate::{
     error::{BoxError, Error},
+    metrics::{self, StoreEvent},
     redact::sanitize,
     sync::lock,
     token::{FetchReason, Token},
@@ -53,6 +54,8 @@ pub(crate) struct Fleet {
     pub(crate) wait: Duration,
     /// Set when a store call fails: until then, the store is not asked.
     resting_until: Mutex<Option<Instant>>,
+    /// The layer's name, for its metrics.
+    layer: Option<Arc<str>>,
 }
 
 /// A token and where it came from.
@@ -90,6 +93,7 @@ impl Fleet {
         cipher: Option<StoreCipher>,
         timeout: Duration,
         wait: Duration,
+        layer: Option<Arc<str>>,
     ) -> Self {
         Self {
             store,
@@ -97,6 +101,7 @@ impl Fleet {
             timeout,
             wait,
             resting_until: Mutex::new(None),
+            layer,
         }
     }
 
@@ -137,6 +142,7 @@ impl Fleet {
         let owner = owner();
         let deadline = Instant::now() + self.wait;
         let mut pause = FIRST_POLL;
+        let mut waited = false;
         loop {
             let lease_ttl = life.fetch_timeout.saturating_add(self.timeout);
             match self.call(self.store.lease(key, &owner, lease_ttl)).await {
@@ -152,6 +158,10 @@ impl Fleet {
                     // key for the next process at once rather than after the lease.
                     self.call(self.store.release(key, &owner)).await;
                     return result;
+                }
+                Some(false) if !waited => {
+                    waited = true;
+                    metrics::store(self.layer.as_deref(), StoreEvent::Wait);
                 }
                 Some(false) => {}
             }
@@ -178,14 +188,18 @@ impl Fleet {
         let Some(found) = self.call(self.store.get(key)).await else {
             return Read::Down;
         };
+        let miss = || {
+            metrics::store(self.layer.as_deref(), StoreEvent::Miss);
+            Read::Miss
+        };
         let Some(value) = found.filter(|v| Some(v) != held) else {
-            return Read::Miss;
+            return miss();
         };
         let decoded = match codec::decode(&value, self.cipher.as_ref(), key) {
             Ok(decoded) => decoded,
             Err(why) => {
                 tracing::warn!(why, "token store holds a value this layer cannot use");
-                return Read::Miss;
+                return miss();
             }
         };
         let left = decoded
@@ -193,8 +207,9 @@ impl Fleet {
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         if left < life.least_left {
-            return Read::Miss;
+            return miss();
         }
+        metrics::store(self.layer.as_deref(), StoreEvent::Hit);
         tracing::debug!(
             left_ms = left.as_millis() as u64,
             "token read from the store"
@@ -255,6 +270,7 @@ impl Fleet {
             rest_ms = REST.as_millis() as u64,
             "token store failed; fetching without it"
         );
+        metrics::store(self.layer.as_deref(), StoreEvent::Error);
         *lock(&self.resting_until) = Some(Instant::now() + REST);
         None
     }
