@@ -1,0 +1,194 @@
+//! Layers sharing tokens through a real Redis, as the replicas of a fleet do: one token
+//! request for all of them, one re-issue after a revoke, sealed tokens at rest, and no
+//! failed request when Redis goes away.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{bounded, get, redis::RedisServer, seen, Echo, Fetcher};
+use futures_util::future::join_all;
+use http::StatusCode;
+use tower::{Layer, ServiceExt};
+use tower_oauth::{
+    mock::{MockConfig, MockServer},
+    store::{RedisStore, StoreCipher},
+    ClientCredentials, OAuthLayer, OAuthLayerBuilder,
+};
+
+const SEC: Duration = Duration::from_secs(1);
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::connect(&redis.url())
+        .await
+        .expect("connects to the test server")
+        .prefix("fleet-test:")
+}
+
+fn layer_on(fetcher: &Fetcher, store: RedisStore) -> OAuthLayerBuilder {
+    OAuthLayer::with_fetcher(fetcher.clone())
+        .store(store)
+        .store_key("https://auth.example/token|client_id=fleet")
+}
+
+#[tokio::test]
+async fn five_hundred_layers_on_one_redis_make_one_token_request() {
+    let redis = RedisServer::start();
+    // One connection per twenty layers, as twenty-five processes would have.
+    let mut stores = Vec::new();
+    for _ in 0..25 {
+        stores.push(store(&redis).await);
+    }
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::from_millis(100));
+    let layers: Vec<_> = (0..500)
+        .map(|i| layer_on(&fetcher, stores[i % 25].clone()).build())
+        .collect();
+    let handles: Vec<_> = layers.iter().map(|l| l.handle()).collect();
+    for warmed in bounded(LIMIT, join_all(handles.iter().map(|h| h.warm_up()))).await {
+        warmed.unwrap();
+    }
+    assert_eq!(fetcher.calls(), 1);
+    let hits: u64 = handles.iter().map(|h| h.store_hits()).sum();
+    assert_eq!(hits, 499);
+}
+
+#[tokio::test]
+async fn a_revoke_seen_by_every_replica_is_fetched_for_once() {
+    let redis = RedisServer::start();
+    let mock = MockServer::start().await.unwrap();
+    let creds = || common::mock_creds(&mock);
+    let mut layers = Vec::new();
+    for _ in 0..8 {
+        layers.push(
+            OAuthLayer::builder(creds())
+                .store(store(&redis).await)
+                .build(),
+        );
+    }
+    for layer in &layers {
+        layer.handle().warm_up().await.unwrap();
+    }
+    assert_eq!(mock.stats().tokens_issued, 1, "one token for the fleet");
+    mock.revoke_all();
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let url = format!("{}/api/v1/workflows", mock.base_url());
+    let sent = join_all(layers.iter().map(|layer| {
+        let req = http::Request::get(&url).body(Default::default()).unwrap();
+        layer.layer(http.clone()).oneshot(req)
+    }));
+    for res in bounded(LIMIT, sent).await {
+        assert_eq!(res.unwrap().status(), StatusCode::OK, "replayed");
+    }
+    assert_eq!(
+        mock.stats().tokens_issued,
+        2,
+        "the revoked token deleted once, its re-issue shared"
+    );
+}
+
+#[tokio::test]
+async fn tokens_at_rest_are_sealed_and_keyed_without_the_secret() {
+    let redis = RedisServer::start();
+    let mock = MockServer::start_with(MockConfig::new()).await.unwrap();
+    let cipher = StoreCipher::new([9; 32]);
+    let layer = OAuthLayer::builder(common::mock_creds(&mock))
+        .store(store(&redis).await)
+        .store_cipher(cipher.clone())
+        .build();
+    let res = layer
+        .layer(Echo::default())
+        .oneshot(get("/"))
+        .await
+        .unwrap();
+    let token = seen(&res).unwrap().trim_start_matches("Bearer ").to_owned();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*fleet-test:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one token key, its lease released: {keys:?}");
+    assert!(keys[0].contains(mock.client_id()), "{}", keys[0]);
+    assert!(!keys[0].contains(mock.client_secret()), "{}", keys[0]);
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!raw.is_empty());
+    assert!(
+        !raw.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is not readable at rest"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= 7200 * 1000,
+        "a ttl of the token's lifetime: {ttl}"
+    );
+    // Another replica with the key reads it.
+    let other = OAuthLayer::builder(common::mock_creds(&mock))
+        .store(store(&redis).await)
+        .store_cipher(cipher)
+        .build();
+    other.handle().warm_up().await.unwrap();
+    assert_eq!(
+        (mock.stats().tokens_issued, other.handle().store_hits()),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn redis_killed_mid_run_fails_no_request() {
+    let mut redis = RedisServer::start();
+    let mock = MockServer::start().await.unwrap();
+    mock.set_token_lifetime(2 * SEC);
+    let creds: ClientCredentials = common::mock_creds(&mock);
+    let layers: Vec<_> = {
+        let mut layers = Vec::new();
+        for _ in 0..4 {
+            let layer = OAuthLayer::builder(creds.clone())
+                .store(store(&redis).await)
+                .store_timeout(Duration::from_millis(200))
+                .expiry_margin(Duration::from_millis(100))
+                .build();
+            layers.push(Arc::new(layer));
+        }
+        layers
+    };
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let url = format!("{}/api/v1/workflows", mock.base_url());
+    let mut failed = 0;
+    let mut sent = 0;
+    // Steady requests over three token lifetimes; Redis dies after the first.
+    let run = async {
+        for round in 0..60 {
+            if round == 20 {
+                redis.kill();
+            }
+            for layer in &layers {
+                let req = http::Request::get(&url).body(Default::default()).unwrap();
+                match layer.layer(http.clone()).oneshot(req).await {
+                    Ok(res) if res.status().is_success() => {}
+                    _ => failed += 1,
+                }
+                sent += 1;
+            }
+            tokio::time::sleep(SEC / 10).await;
+        }
+    };
+    bounded(LIMIT, run).await;
+    assert_eq!((failed, sent), (0, 240), "no request failed");
+    assert!(
+        mock.stats().tokens_issued >= 4,
+        "each layer fetched on its own once Redis was gone: {}",
+        mock.stats().tokens_issued
+    );
+}
