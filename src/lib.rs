@@ -75,6 +75,8 @@
 //! - `secrecy`: `ClientSecret: From<secrecy::SecretString>`.
 //! - `oauth2`: the `oauth2` module: tokens from the `oauth2` crate's client-credentials
 //!   exchange.
+//! - `jwt`: the `jose` module: `private_key_jwt` and `client_secret_jwt` client
+//!   authentication, assertion sources, and DPoP proofs (jsonwebtoken on aws-lc-rs).
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -97,6 +99,8 @@ mod error;
 pub mod fetch;
 mod future;
 mod handle;
+#[cfg(feature = "jwt")]
+pub mod jose;
 mod layer;
 #[cfg(feature = "test-util")]
 pub mod mock;
@@ -127,5 +131,5 @@ pub use crate::{
     layer::OAuthLayer,
     scope::{RequestHead, ScopePolicy},
     service::OAuth,
-    token::{AccessToken, FetchReason, Scope, Token, TokenRequest},
+    token::{AccessToken, FetchReason, Scope, Token, TokenRequest, TokenType},
 };

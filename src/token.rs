@@ -120,6 +120,19 @@ pub struct Token {
     pub scope: Option<Scope>,
     /// Other fields of the token response, kept as the server sent them.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// How the token is sent: `Bearer`, or `DPoP` with a proof (RFC 9449).
+    pub token_type: TokenType,
+}
+
+/// The `token_type` of a token, which names the `Authorization` scheme it is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `Authorization: Bearer <token>` (RFC 6750). The default.
+    #[default]
+    Bearer,
+    /// `Authorization: DPoP <token>` with a `DPoP` proof on each request (RFC 9449).
+    DPoP,
 }
 
 impl Token {
@@ -130,7 +143,14 @@ impl Token {
             expires_in,
             scope: None,
             extra: serde_json::Map::new(),
+            token_type: TokenType::Bearer,
         }
+    }
+
+    /// Sets the token type. Default: [`TokenType::Bearer`].
+    pub fn with_token_type(mut self, token_type: TokenType) -> Self {
+        self.token_type = token_type;
+        self
     }
 
     /// Sets the granted scope.
@@ -146,6 +166,7 @@ impl fmt::Debug for Token {
             .field("access_token", &self.access_token)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("token_type", &self.token_type)
             // Extra fields may hold other credentials (an id_token, say): keys only.
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
             .finish()
@@ -190,6 +211,8 @@ pub struct TokenRequest {
     /// Why the token is needed.
     pub reason: FetchReason,
     explicit_scope: bool,
+    #[cfg(feature = "jwt")]
+    dpop: Option<crate::jose::Dpop>,
 }
 
 impl TokenRequest {
@@ -199,7 +222,23 @@ impl TokenRequest {
             scope,
             reason,
             explicit_scope: false,
+            #[cfg(feature = "jwt")]
+            dpop: None,
         }
+    }
+
+    /// The DPoP signer the token is to be bound to, if any.
+    #[cfg(feature = "jwt")]
+    pub fn dpop(&self) -> Option<&crate::jose::Dpop> {
+        self.dpop.as_ref()
+    }
+
+    /// Sets a DPoP signer: the built-in fetcher then sends a proof, and accepts a
+    /// `DPoP` token. Default: none.
+    #[cfg(feature = "jwt")]
+    pub fn with_dpop(mut self, dpop: crate::jose::Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
     }
 
     /// Whether [`scope`](Self::scope), `None` included, was chosen by a scope policy set

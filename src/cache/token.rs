@@ -19,7 +19,7 @@ use super::backoff::CEILING;
 use crate::{
     config::Config,
     error::{Error, ErrorKind},
-    token::{FetchReason, Scope, Token},
+    token::{FetchReason, Scope, Token, TokenType},
 };
 
 /// Where a token is in its life. Ordered: a phase never moves back.
@@ -212,7 +212,7 @@ impl Installed {
         reason: FetchReason,
         generation: u64,
     ) -> Result<Self, Error> {
-        let header = bearer_header(token.access_token.secret())?;
+        let header = bearer_header(token.access_token.secret(), token.token_type)?;
         let lifetime = match token.expires_in {
             Some(d) if !d.is_zero() => d,
             _ => config.default_lifetime,
@@ -293,7 +293,7 @@ impl Installed {
 }
 
 /// Builds `Bearer <token>`, refusing tokens that are not a clean header value.
-fn bearer_header(token: &str) -> Result<HeaderValue, Error> {
+fn bearer_header(token: &str, token_type: TokenType) -> Result<HeaderValue, Error> {
     if token.is_empty() {
         return Err(Error::malformed("access token is empty"));
     }
@@ -302,7 +302,11 @@ fn bearer_header(token: &str) -> Result<HeaderValue, Error> {
             "access token contains characters not allowed in a header",
         ));
     }
-    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+    let scheme = match token_type {
+        TokenType::DPoP => "DPoP",
+        _ => "Bearer",
+    };
+    let mut value = HeaderValue::try_from(format!("{scheme} {token}"))
         .map_err(|_| Error::malformed("access token is not a valid header value"))?;
     value.set_sensitive(true);
     Ok(value)
@@ -351,7 +355,12 @@ mod tests {
 
     #[test]
     fn bearer_header_refuses_bad_tokens_and_is_sensitive() {
-        assert!(bearer_header("abc.DEF-123_~+/=").unwrap().is_sensitive());
+        assert!(bearer_header("abc.DEF-123_~+/=", TokenType::Bearer)
+            .unwrap()
+            .is_sensitive());
+        let dpop = bearer_header("abc.DEF", TokenType::DPoP).unwrap();
+        assert_eq!(dpop, "DPoP abc.DEF");
+        assert!(dpop.is_sensitive());
         for bad in [
             "",
             "a b",
@@ -360,7 +369,7 @@ mod tests {
             "caf\u{e9}",
             "nul\0",
         ] {
-            let err = bearer_header(bad).unwrap_err();
+            let err = bearer_header(bad, TokenType::Bearer).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::MalformedResponse);
             assert!(!err.to_string().contains(bad) || bad.is_empty());
         }

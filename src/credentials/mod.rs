@@ -13,6 +13,8 @@ use crate::{
     token::{Scope, Secret},
 };
 
+#[cfg(feature = "jwt")]
+mod jwt;
 mod url;
 
 use self::url::token_url_checked;
@@ -80,6 +82,14 @@ pub enum AuthMethod {
     /// that form-decode (turning `+` into a space) and servers that only percent-decode
     /// both read that back as the original text.
     ClientSecretBasic,
+    /// An HS256 client assertion signed with the client secret (`client_secret_jwt`,
+    /// RFC 7523 and OpenID Connect Core §9); the secret must be at least 32 bytes.
+    #[cfg(feature = "jwt")]
+    ClientSecretJwt,
+    /// A client assertion signed with a private key, or from an assertion source
+    /// (`private_key_jwt`); see [`ClientCredentials::private_key_jwt`].
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt,
 }
 
 /// Characters escaped in Basic credentials: everything but RFC 3986 unreserved ones.
@@ -104,7 +114,13 @@ pub struct ClientCredentials {
     /// Root certificates the built-in client trusts besides those its features select.
     #[cfg(feature = "https")]
     roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The signing key, assertion source and assertion lifetime.
+    #[cfg(feature = "jwt")]
+    jwt: jwt::JwtAuth,
 }
+
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The form parameters the grant itself sets: [`ClientCredentials::param`] refuses them.
 const GRANT_PARAMS: [&str; 4] = ["grant_type", "scope", "client_id", "client_secret"];
@@ -152,6 +168,8 @@ impl ClientCredentials {
             params: Vec::new(),
             #[cfg(feature = "https")]
             roots: Vec::new(),
+            #[cfg(feature = "jwt")]
+            jwt: jwt::JwtAuth::default(),
         })
     }
 
@@ -328,8 +346,13 @@ impl ClientCredentials {
         Err(Error::new(ErrorKind::Config).with_detail(&detail))
     }
 
-    /// The form body of a token request for `scope`.
-    pub(crate) fn form_body(&self, scope: Option<&Scope>) -> Zeroizing<String> {
+    /// The form body of a token request for `scope`, authenticated with `assertion`
+    /// when there is one (RFC 7523 §2.2).
+    pub(crate) fn form_body(
+        &self,
+        scope: Option<&Scope>,
+        assertion: Option<&str>,
+    ) -> Zeroizing<String> {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
         if let Some(scope) = scope {
@@ -338,6 +361,11 @@ impl ClientCredentials {
         if self.auth_method == AuthMethod::ClientSecretPost {
             form.append_pair("client_id", &self.client_id);
             form.append_pair("client_secret", self.client_secret.secret());
+        }
+        if let Some(assertion) = assertion {
+            form.append_pair("client_id", &self.client_id);
+            form.append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE);
+            form.append_pair("client_assertion", assertion);
         }
         for (name, value) in &self.params {
             form.append_pair(name, value);
@@ -410,6 +438,8 @@ impl fmt::Debug for ClientCredentials {
             );
         #[cfg(feature = "https")]
         shown.field("root_certificates", &self.roots.len());
+        #[cfg(feature = "jwt")]
+        shown.field("jwt", &self.jwt);
         shown.finish()
     }
 }
@@ -561,13 +591,13 @@ mod tests {
         }
         assert!(creds.basic_authorization().unwrap().is_sensitive());
         // Basic credentials stay out of the body.
-        assert!(!creds.form_body(None).contains("client_secret"));
+        assert!(!creds.form_body(None, None).contains("client_secret"));
     }
 
     #[test]
     fn post_credentials_round_trip_through_form_decoding() {
         let creds = ClientCredentials::new("https://x.test/token", "id", HOSTILE);
-        let body = creds.form_body(Some(&Scope::new("write read")));
+        let body = creds.form_body(Some(&Scope::new("write read")), None);
         let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -655,7 +685,7 @@ mod tests {
     fn an_empty_scope_is_left_out_of_the_request() {
         let creds = ClientCredentials::new("https://auth.test/token", "id", "s3cret").scope("  ");
         assert_eq!(creds.scope_ref(), None);
-        let body = creds.form_body(creds.scope_ref());
+        let body = creds.form_body(creds.scope_ref(), None);
         assert!(!body.contains("scope"), "{}", body.as_str());
     }
 

@@ -188,25 +188,49 @@ mod tests {
         assert!(store.lease("k", "a", ttl).await.unwrap());
         assert!(!store.lease("k", "b", ttl).await.unwrap());
         store.release("k", "b").await.unwrap();
-        assert!(!store.lease("k", "b", ttl).await.unwrap(), "b does not own it");
+        assert!(
+            !store.lease("k", "b", ttl).await.unwrap(),
+            "b does not own it"
+        );
         store.release("k", "a").await.unwrap();
-        assert!(store.lease("k", "b", Duration::from_millis(1)).await.unwrap());
+        assert!(store
+            .lease("k", "b", Duration::from_millis(1))
+            .await
+            .unwrap());
         std::thread::sleep(Duration::from_millis(5));
-        assert!(store.lease("k", "c", ttl).await.unwrap(), "b's lease ran out");
+        assert!(
+            store.lease("k", "c", ttl).await.unwrap(),
+            "b's lease ran out"
+        );
     }
 
     #[tokio::test]
     async fn invalidate_deletes_only_the_value_it_names() {
         let store = MemoryStore::new();
         let ttl = Duration::from_secs(60);
-        store.put("k", Bytes::from_static(b"new"), ttl).await.unwrap();
-        assert!(!store.invalidate("k", Bytes::from_static(b"old")).await.unwrap());
+        store
+            .put("k", Bytes::from_static(b"new"), ttl)
+            .await
+            .unwrap();
+        assert!(!store
+            .invalidate("k", Bytes::from_static(b"old"))
+            .await
+            .unwrap());
         assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
-        assert!(store.invalidate("k", Bytes::from_static(b"new")).await.unwrap());
+        assert!(store
+            .invalidate("k", Bytes::from_static(b"new"))
+            .await
+            .unwrap());
         assert_eq!(store.get("k").await.unwrap(), None);
-        store.put("e", Bytes::from_static(b"v"), Duration::ZERO).await.unwrap();
+        store
+            .put("e", Bytes::from_static(b"v"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(store.get("e").await.unwrap(), None, "expired");
-        store.put("t", Bytes::from_static(b"token-value"), ttl).await.unwrap();
+        store
+            .put("t", Bytes::from_static(b"token-value"), ttl)
+            .await
+            .unwrap();
         assert!(!format!("{store:?}").contains("token-value"));
     }
 }

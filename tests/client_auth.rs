@@ -1,0 +1,1 @@
+//! Client authentication with signed assertions and DPoP at the token endpoint.
