@@ -170,3 +170,124 @@ impl fmt::Debug for FileAssertion {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::{
+        error::ErrorKind,
+        jose::{test_support::*, SigningAlg},
+    };
+
+    const SECRET: &[u8] = b"a-client-secret-of-more-than-32-bytes";
+
+    fn keys() -> Vec<SigningKey> {
+        vec![
+            SigningKey::from_pem(SigningAlg::RS256, RSA_PEM).unwrap(),
+            SigningKey::from_pem(SigningAlg::PS256, RSA_PEM)
+                .unwrap()
+                .with_key_id("ps"),
+            SigningKey::from_pem(SigningAlg::ES256, EC_PEM).unwrap(),
+            SigningKey::from_jwk(ED_JWK).unwrap(),
+            SigningKey::hs256(SECRET).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn an_assertion_carries_each_rfc_7523_claim_and_verifies_with_the_public_key() {
+        let ctx = AssertionContext::new("client-7", "https://as.example/oauth/token");
+        for key in keys() {
+            let alg = key.alg();
+            let jwt = sign_assertion(&key, &ctx, Duration::from_secs(60)).unwrap();
+            let (header, claims) = verify(&jwt, alg, key.public_jwk().as_ref(), Some(SECRET));
+            assert_eq!(header.alg, alg.algorithm());
+            assert_eq!(header.kid.as_deref(), key.key_id(), "{alg}");
+            assert_eq!(header.typ.as_deref(), Some("JWT"));
+            assert_eq!(claims["iss"], "client-7", "{alg}");
+            assert_eq!(claims["sub"], "client-7", "{alg}");
+            assert_eq!(claims["aud"], "https://as.example/oauth/token", "{alg}");
+            let iat = claims["iat"].as_u64().unwrap();
+            assert_eq!(claims["exp"].as_u64().unwrap(), iat + 60, "{alg}");
+            assert!(iat.abs_diff(now_secs()) < 3600, "{alg}: iat {iat}");
+            // 128 bits, base64url without padding.
+            let jti = claims["jti"].as_str().unwrap();
+            assert_eq!(jti.len(), 22, "{jti}");
+            assert!(!jti.contains(['+', '/', '=']), "{jti}");
+        }
+    }
+
+    #[test]
+    fn every_assertion_has_a_new_jti_and_the_lifetime_asked_for() {
+        let key = SigningKey::from_pem(SigningAlg::ES256, EC_PEM).unwrap();
+        let public = key.public_jwk();
+        let ctx = AssertionContext::new("c", "https://as.example/token");
+        let claims = |lifetime| {
+            let jwt = sign_assertion(&key, &ctx, lifetime).unwrap();
+            verify(&jwt, SigningAlg::ES256, public.as_ref(), None).1
+        };
+        let (a, b) = (
+            claims(Duration::from_secs(300)),
+            claims(Duration::from_secs(300)),
+        );
+        assert_ne!(a["jti"], b["jti"]);
+        let lifetime = |c: &serde_json::Map<String, Value>| {
+            c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap()
+        };
+        assert_eq!(lifetime(&a), 300);
+        assert_eq!(lifetime(&claims(Duration::from_millis(10))), 1);
+    }
+
+    /// A directory of its own for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tower-oauth-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_file_assertion_is_read_again_only_when_the_file_changes() {
+        let path = scratch("rotates").join("token");
+        let source = FileAssertion::new(&path);
+        let ctx = AssertionContext::new("c", "https://as.example/token");
+        std::fs::write(&path, "token-one\n").unwrap();
+        let when = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(source.assertion(&ctx).await.unwrap(), "token-one");
+        // A new token of another length is read at once.
+        std::fs::write(&path, "token-number-two").unwrap();
+        assert_eq!(source.assertion(&ctx).await.unwrap(), "token-number-two");
+        // Same length and modification time: the copy in memory is returned.
+        std::fs::write(&path, "token-number-3xx").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let seen = std::fs::metadata(&path).unwrap().modified().unwrap();
+        file.set_modified(when).unwrap();
+        source.assertion(&ctx).await.unwrap();
+        assert_eq!(source.assertion(&ctx).await.unwrap(), "token-number-3xx");
+        std::fs::write(&path, "token-number-4xx").unwrap();
+        file.set_modified(when).unwrap();
+        assert_eq!(source.assertion(&ctx).await.unwrap(), "token-number-3xx");
+        // Another modification time: read again.
+        file.set_modified(seen + Duration::from_secs(5)).unwrap();
+        assert_eq!(source.assertion(&ctx).await.unwrap(), "token-number-4xx");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_empty_assertion_file_is_a_config_error_naming_the_file() {
+        let dir = scratch("errors");
+        let ctx = AssertionContext::new("c", "https://as.example/token");
+        let empty = dir.join("empty-token");
+        std::fs::write(&empty, " \n").unwrap();
+        for (path, says) in [
+            (dir.join("missing-token"), "`missing-token` cannot be read"),
+            (empty, "`empty-token` is empty"),
+        ] {
+            let err = FileAssertion::new(&path).assertion(&ctx).await.unwrap_err();
+            let err = err.downcast::<Error>().unwrap();
+            assert_eq!(err.kind(), ErrorKind::Config);
+            assert!(!err.is_retryable());
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(!err.to_string().contains(dir.to_str().unwrap()), "{err}");
+        }
+    }
+}

@@ -290,3 +290,140 @@ fn target(uri: &Uri) -> Result<(String, String), Error> {
         format!("{scheme}://{host}:{port}"),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{error::ErrorKind, jose::test_support::*};
+
+    fn keys() -> Vec<DpopKey> {
+        vec![
+            DpopKey::generate(SigningAlg::ES256).unwrap(),
+            DpopKey::generate(SigningAlg::EdDSA).unwrap(),
+            DpopKey::from_pem(SigningAlg::RS256, RSA_PEM).unwrap(),
+            DpopKey::from_pem(SigningAlg::PS256, RSA_PEM).unwrap(),
+            DpopKey::from_pem(SigningAlg::ES256, EC_PEM).unwrap(),
+        ]
+    }
+
+    /// Verifies a proof with the key in its own header, as a server does.
+    fn open(proof: &HeaderValue) -> (jsonwebtoken::Header, Map<String, Value>) {
+        let proof = proof.to_str().unwrap();
+        let header = jsonwebtoken::decode_header(proof).unwrap();
+        let jwk = serde_json::to_value(header.jwk.as_ref().expect("a jwk header")).unwrap();
+        let alg = match header.alg {
+            jsonwebtoken::Algorithm::RS256 => SigningAlg::RS256,
+            jsonwebtoken::Algorithm::PS256 => SigningAlg::PS256,
+            jsonwebtoken::Algorithm::ES256 => SigningAlg::ES256,
+            jsonwebtoken::Algorithm::EdDSA => SigningAlg::EdDSA,
+            other => panic!("{other:?}"),
+        };
+        verify(proof, alg, Some(&jwk), None)
+    }
+
+    #[test]
+    fn a_proof_carries_each_rfc_9449_claim_and_verifies_with_its_own_jwk() {
+        let uri: Uri = "https://API.example:443/v1/docs?page=2#top"
+            .parse()
+            .unwrap();
+        for key in keys() {
+            let alg = key.alg();
+            let dpop = Dpop::new(key.clone());
+            let proof = dpop.proof(&Method::GET, &uri, Some("tok")).unwrap();
+            assert!(proof.is_sensitive());
+            let (header, claims) = open(&proof);
+            assert_eq!(header.typ.as_deref(), Some("dpop+jwt"), "{alg}");
+            assert_eq!(header.alg, alg.algorithm());
+            let jwk = serde_json::to_value(header.jwk.unwrap()).unwrap();
+            assert!(jwk.get("d").is_none(), "{alg}: {jwk}");
+            assert_eq!(jwk, key.public_jwk(), "{alg}");
+            assert_eq!(claims["htm"], "GET");
+            assert_eq!(claims["htu"], "https://api.example/v1/docs", "{alg}");
+            assert!(claims["iat"].as_u64().unwrap().abs_diff(now_secs()) < 3600);
+            assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
+            assert!(claims.contains_key("ath") && !claims.contains_key("nonce"));
+            let second = open(&dpop.proof(&Method::GET, &uri, Some("tok")).unwrap()).1;
+            assert_ne!(claims["jti"], second["jti"], "{alg}");
+        }
+    }
+
+    #[test]
+    fn ath_is_the_rfc_9449_hash_of_the_token_and_absent_without_one() {
+        let dpop = Dpop::generate().unwrap();
+        let uri: Uri = "http://127.0.0.1:8080/token".parse().unwrap();
+        // RFC 9449 §7.1.
+        let token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+        let claims = open(&dpop.proof(&Method::POST, &uri, Some(token)).unwrap()).1;
+        assert_eq!(claims["ath"], "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+        assert_eq!(claims["htu"], "http://127.0.0.1:8080/token");
+        assert_eq!(claims["htm"], "POST");
+        let claims = open(&dpop.proof(&Method::POST, &uri, None).unwrap()).1;
+        assert!(!claims.contains_key("ath"));
+    }
+
+    #[test]
+    fn a_nonce_is_sent_to_the_origin_that_gave_it_and_no_other() {
+        let dpop = Dpop::generate().unwrap();
+        let token_url: Uri = "https://as.example/token".parse().unwrap();
+        dpop.remember_nonce(&token_url, &HeaderValue::from_static("n-1"));
+        // The same origin, its port explicit, another path; a clone shares the nonces.
+        let same: Uri = "https://as.example:443/other".parse().unwrap();
+        let claims = open(&dpop.clone().proof(&Method::GET, &same, None).unwrap()).1;
+        assert_eq!(claims["nonce"], "n-1");
+        for other in [
+            "http://as.example/token",
+            "https://as.example:8443/token",
+            "https://rs.example/",
+        ] {
+            let claims = open(
+                &dpop
+                    .proof(&Method::GET, &other.parse().unwrap(), None)
+                    .unwrap(),
+            )
+            .1;
+            assert!(!claims.contains_key("nonce"), "{other}");
+        }
+        // A newer nonce replaces it; one that is not a nonce is ignored.
+        dpop.remember_nonce(&token_url, &HeaderValue::from_static("n-2"));
+        dpop.remember_nonce(&token_url, &HeaderValue::from_static("has space"));
+        dpop.remember_nonce(&token_url, &HeaderValue::from_static("quote\""));
+        assert_eq!(dpop.nonce(&same).as_deref(), Some("n-2"));
+    }
+
+    #[test]
+    fn symmetric_keys_and_relative_uris_are_refused() {
+        let hs = SigningKey::hs256(&[1; 32]).unwrap();
+        assert_eq!(
+            DpopKey::from_signing_key(hs).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        for alg in [SigningAlg::RS256, SigningAlg::HS256] {
+            assert_eq!(
+                DpopKey::generate(alg).unwrap_err().kind(),
+                ErrorKind::Config
+            );
+        }
+        let err = Dpop::generate()
+            .unwrap()
+            .proof(&Method::GET, &"/relative".parse().unwrap(), None)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn debug_shows_the_thumbprint_but_no_key_material() {
+        let key = DpopKey::from_pem(SigningAlg::ES256, EC_PEM).unwrap();
+        let jwk: Value = serde_json::from_str(EC_JWK).unwrap();
+        let shown = format!("{:?} {key:?}", Dpop::new(key.clone()));
+        assert!(shown.contains(key.thumbprint()), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("ES256"),
+            "{shown}"
+        );
+        assert!(!shown.contains(jwk["d"].as_str().unwrap()), "{shown}");
+        assert_eq!(
+            key.thumbprint(),
+            SigningKey::from_jwk(EC_JWK).unwrap().thumbprint().unwrap()
+        );
+    }
+}

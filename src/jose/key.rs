@@ -361,3 +361,137 @@ fn pem(der: &[u8]) -> Zeroizing<String> {
 pub(crate) fn config(detail: &str) -> Error {
     Error::new(ErrorKind::Config).with_detail(detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::test_support::*;
+
+    #[test]
+    fn pem_and_jwk_keys_of_each_type_load_with_their_public_jwk() {
+        let rsa_jwk: Value = serde_json::from_str(RSA_JWK).unwrap();
+        let ec_jwk: Value = serde_json::from_str(EC_JWK).unwrap();
+        for (pem, jwk, alg) in [
+            (RSA_PEM, &rsa_jwk, SigningAlg::RS256),
+            (RSA_PEM, &rsa_jwk, SigningAlg::PS256),
+            (EC_PEM, &ec_jwk, SigningAlg::ES256),
+        ] {
+            let from_pem = SigningKey::from_pem(alg, pem).unwrap();
+            let mut json = jwk.clone();
+            json["alg"] = alg.as_str().into();
+            let from_jwk = SigningKey::from_jwk(&json.to_string()).unwrap();
+            assert_eq!(from_jwk.alg(), alg);
+            assert_eq!(from_jwk.key_id(), jwk["kid"].as_str());
+            let public = from_pem.public_jwk().unwrap();
+            for member in ["n", "e", "x", "y"] {
+                assert_eq!(public.get(member), jwk.get(member), "{alg} {member}");
+            }
+            assert!(public.get("d").is_none(), "{alg}: {public}");
+            assert_eq!(from_pem.thumbprint(), from_jwk.thumbprint(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn an_ed25519_jwk_has_the_rfc_8037_thumbprint() {
+        let key = SigningKey::from_jwk(ED_JWK).unwrap();
+        assert_eq!(key.alg(), SigningAlg::EdDSA);
+        assert_eq!(key.key_id(), Some("rfc8037"));
+        // RFC 8037 appendix A.3.
+        assert_eq!(
+            key.thumbprint().as_deref(),
+            Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+        );
+        let public = key.public_jwk().unwrap();
+        assert_eq!(public["x"], "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+        assert!(public.get("d").is_none());
+    }
+
+    #[test]
+    fn a_key_that_does_not_fit_its_algorithm_is_refused_when_made() {
+        for (alg, pem) in [
+            (SigningAlg::ES256, RSA_PEM),
+            (SigningAlg::EdDSA, RSA_PEM),
+            (SigningAlg::RS256, EC_PEM),
+            (SigningAlg::PS256, EC_PEM),
+            (SigningAlg::ES256, EC_P384_PEM),
+            (SigningAlg::HS256, EC_PEM),
+            (
+                SigningAlg::ES256,
+                b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+            ),
+        ] {
+            let err = SigningKey::from_pem(alg, pem).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{alg}: {err}");
+        }
+        // A JWK whose `alg` does not fit its key type.
+        let mut jwk: Value = serde_json::from_str(EC_JWK).unwrap();
+        jwk["alg"] = "RS256".into();
+        let err = SigningKey::from_jwk(&jwk.to_string()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        // A public JWK, a wrong curve, an `oct` key, and one whose `d` is not its own.
+        let mut public: Value = serde_json::from_str(EC_JWK).unwrap();
+        public.as_object_mut().unwrap().remove("d");
+        let mut foreign: Value = serde_json::from_str(EC_JWK).unwrap();
+        foreign["d"] = serde_json::from_str::<Value>(ED_JWK).unwrap()["d"].clone();
+        for (json, says) in [
+            (public.to_string(), "public key"),
+            (EC_JWK.replace("P-256", "P-384"), "P-256"),
+            (
+                r#"{"kty":"oct","k":"c2VjcmV0","d":"x"}"#.to_owned(),
+                "client_secret_jwt",
+            ),
+            (foreign.to_string(), "not a usable key"),
+            ("[1]".to_owned(), "JSON object"),
+        ] {
+            let err = SigningKey::from_jwk(&json).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{says}: {err}");
+            assert!(err.to_string().contains(says), "{says}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_hs256_secret_under_32_bytes_is_refused_saying_why() {
+        let err = SigningKey::hs256(&[7; 31]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        let key = SigningKey::hs256(&[7; 32]).unwrap();
+        assert_eq!(key.alg(), SigningAlg::HS256);
+        assert!(key.public_jwk().is_none() && key.thumbprint().is_none());
+    }
+
+    #[test]
+    fn debug_shows_the_algorithm_and_key_id_but_no_key_material() {
+        let jwk: Value = serde_json::from_str(RSA_JWK).unwrap();
+        let pem = std::str::from_utf8(RSA_PEM).unwrap();
+        let keys = [
+            SigningKey::from_jwk(RSA_JWK).unwrap(),
+            SigningKey::from_pem(SigningAlg::PS256, RSA_PEM)
+                .unwrap()
+                .with_key_id("k-9"),
+            SigningKey::hs256(b"0123456789abcdef0123456789abcdef-hs").unwrap(),
+        ];
+        for key in keys {
+            let shown = format!("{key:?}");
+            assert!(shown.contains("key: <redacted>"), "{shown}");
+            assert!(shown.contains(key.alg().as_str()), "{shown}");
+            if let Some(kid) = key.key_id() {
+                assert!(shown.contains(kid), "{shown}");
+            }
+            for secret in ["d", "p", "q", "dp", "dq", "qi"] {
+                let part = &jwk[secret].as_str().unwrap()[..16];
+                assert!(!shown.contains(part), "{shown}");
+            }
+            assert!(!shown.contains(&pem[40..80]), "{shown}");
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn algorithm_names_parse_ignoring_case() {
+        assert_eq!("es256".parse::<SigningAlg>().unwrap(), SigningAlg::ES256);
+        assert_eq!("EdDSA".parse::<SigningAlg>().unwrap(), SigningAlg::EdDSA);
+        assert_eq!("PS256".parse::<SigningAlg>().unwrap(), SigningAlg::PS256);
+        let err = "none".parse::<SigningAlg>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+    }
+}
