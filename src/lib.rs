@@ -78,6 +78,8 @@
 //! - `redis`: `store::RedisStore`, a token store on Redis or a Redis cluster.
 //! - `metrics`: counters, a histogram and gauges through the `metrics` facade (see
 //!   [`metrics`]).
+//! - `jwt`: the `jose` module: `private_key_jwt` and `client_secret_jwt` client
+//!   authentication, assertion sources, and DPoP proofs (jsonwebtoken on aws-lc-rs).
 //!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
@@ -101,6 +103,8 @@ mod error;
 pub mod fetch;
 mod future;
 mod handle;
+#[cfg(feature = "jwt")]
+pub mod jose;
 mod layer;
 pub mod metrics;
 #[cfg(feature = "test-util")]
@@ -137,5 +141,5 @@ pub use crate::{
     scope::{RequestHead, ScopePolicy},
     service::OAuth,
     tenant::Tenant,
-    token::{AccessToken, FetchReason, Scope, Token, TokenRequest},
+    token::{AccessToken, FetchReason, Scope, Token, TokenRequest, TokenType},
 };

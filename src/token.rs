@@ -126,6 +126,19 @@ pub struct Token {
     pub scope: Option<Scope>,
     /// Other fields of the token response, kept as the server sent them.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// How the token is sent: `Bearer`, or `DPoP` with a proof (RFC 9449).
+    pub token_type: TokenType,
+}
+
+/// The `token_type` of a token, which names the `Authorization` scheme it is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `Authorization: Bearer <token>` (RFC 6750). The default.
+    #[default]
+    Bearer,
+    /// `Authorization: DPoP <token>` with a `DPoP` proof on each request (RFC 9449).
+    DPoP,
 }
 
 impl Token {
@@ -137,6 +150,7 @@ impl Token {
             refresh_in: None,
             scope: None,
             extra: serde_json::Map::new(),
+            token_type: TokenType::Bearer,
         }
     }
 
@@ -144,6 +158,12 @@ impl Token {
     /// [`refresh_in`](Self::refresh_in)).
     pub fn with_refresh_in(mut self, refresh_in: Duration) -> Self {
         self.refresh_in = Some(refresh_in);
+        self
+    }
+
+    /// Sets the token type. Default: [`TokenType::Bearer`].
+    pub fn with_token_type(mut self, token_type: TokenType) -> Self {
+        self.token_type = token_type;
         self
     }
 
@@ -161,6 +181,7 @@ impl fmt::Debug for Token {
             .field("expires_in", &self.expires_in)
             .field("refresh_in", &self.refresh_in)
             .field("scope", &self.scope)
+            .field("token_type", &self.token_type)
             // Extra fields may hold other credentials (an id_token, say): keys only.
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
             .finish()
@@ -224,6 +245,8 @@ pub struct TokenRequest {
     pub reason: FetchReason,
     explicit_scope: bool,
     tenant: Option<Tenant>,
+    #[cfg(feature = "jwt")]
+    dpop: Option<crate::jose::Dpop>,
 }
 
 impl TokenRequest {
@@ -234,6 +257,8 @@ impl TokenRequest {
             reason,
             explicit_scope: false,
             tenant: None,
+            #[cfg(feature = "jwt")]
+            dpop: None,
         }
     }
 
@@ -248,6 +273,20 @@ impl TokenRequest {
     /// own.
     pub fn with_tenant(mut self, tenant: Option<Tenant>) -> Self {
         self.tenant = tenant;
+        self
+    }
+
+    /// The DPoP signer the token is to be bound to, if any.
+    #[cfg(feature = "jwt")]
+    pub fn dpop(&self) -> Option<&crate::jose::Dpop> {
+        self.dpop.as_ref()
+    }
+
+    /// Sets a DPoP signer: the built-in fetcher then sends a proof, and accepts a
+    /// `DPoP` token. Default: none.
+    #[cfg(feature = "jwt")]
+    pub fn with_dpop(mut self, dpop: crate::jose::Dpop) -> Self {
+        self.dpop = Some(dpop);
         self
     }
 

@@ -24,7 +24,7 @@ use crate::{
     config::Config,
     error::{Error, ErrorKind},
     metrics::Labels,
-    token::{FetchReason, Scope, Token},
+    token::{FetchReason, Scope, Token, TokenType},
 };
 
 /// Where a token is in its life. Ordered: a phase never moves back.
@@ -220,7 +220,7 @@ impl Installed {
         reason: FetchReason,
         generation: u64,
     ) -> Result<Self, Error> {
-        let header = bearer_header(token.access_token.secret())?;
+        let header = bearer_header(token.access_token.secret(), token.token_type)?;
         let lifetime = match token.expires_in {
             Some(d) if !d.is_zero() => d,
             _ => config.default_lifetime,
@@ -308,7 +308,7 @@ impl Installed {
 }
 
 /// Builds `Bearer <token>`, refusing tokens that are not a clean header value.
-fn bearer_header(token: &str) -> Result<HeaderValue, Error> {
+fn bearer_header(token: &str, token_type: TokenType) -> Result<HeaderValue, Error> {
     if token.is_empty() {
         return Err(Error::malformed("access token is empty"));
     }
@@ -317,7 +317,11 @@ fn bearer_header(token: &str) -> Result<HeaderValue, Error> {
             "access token contains characters not allowed in a header",
         ));
     }
-    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+    let scheme = match token_type {
+        TokenType::DPoP => "DPoP",
+        _ => "Bearer",
+    };
+    let mut value = HeaderValue::try_from(format!("{scheme} {token}"))
         .map_err(|_| Error::malformed("access token is not a valid header value"))?;
     value.set_sensitive(true);
     Ok(value)
@@ -373,7 +377,12 @@ mod tests {
 
     #[test]
     fn bearer_header_refuses_bad_tokens_and_is_sensitive() {
-        assert!(bearer_header("abc.DEF-123_~+/=").unwrap().is_sensitive());
+        assert!(bearer_header("abc.DEF-123_~+/=", TokenType::Bearer)
+            .unwrap()
+            .is_sensitive());
+        let dpop = bearer_header("abc.DEF", TokenType::DPoP).unwrap();
+        assert_eq!(dpop, "DPoP abc.DEF");
+        assert!(dpop.is_sensitive());
         for bad in [
             "",
             "a b",
@@ -382,7 +391,7 @@ mod tests {
             "caf\u{e9}",
             "nul\0",
         ] {
-            let err = bearer_header(bad).unwrap_err();
+            let err = bearer_header(bad, TokenType::Bearer).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::MalformedResponse);
             assert!(!err.to_string().contains(bad) || bad.is_empty());
         }

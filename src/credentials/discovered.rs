@@ -6,24 +6,20 @@ use http::Uri;
 use crate::error::{Error, ErrorKind};
 use crate::{AuthMethod, ClientCredentials};
 
-/// The registered names of the methods (RFC 8414 §2, RFC 8705 §2).
-const METHOD_NAMES: [(AuthMethod, &str); 4] = [
-    (AuthMethod::ClientSecretPost, "client_secret_post"),
-    (AuthMethod::ClientSecretBasic, "client_secret_basic"),
-    (AuthMethod::TlsClientAuth, "tls_client_auth"),
-    (
-        AuthMethod::SelfSignedTlsClientAuth,
-        "self_signed_tls_client_auth",
-    ),
-];
-
 impl AuthMethod {
-    /// The method's name in `token_endpoint_auth_methods_supported`.
+    /// The method's registered name (RFC 8414 §2, RFC 8705 §2, OpenID Connect Core §9),
+    /// as `token_endpoint_auth_methods_supported` lists it.
     pub(crate) fn registered_name(self) -> Option<&'static str> {
-        METHOD_NAMES
-            .iter()
-            .find(|(method, _)| *method == self)
-            .map(|(_, name)| *name)
+        Some(match self {
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            #[cfg(feature = "jwt")]
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            #[cfg(feature = "jwt")]
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        })
     }
 
     /// Whether the client authenticates with its TLS certificate.

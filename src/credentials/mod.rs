@@ -14,6 +14,8 @@ use crate::{
 
 mod basic;
 pub(crate) mod discovered;
+#[cfg(feature = "jwt")]
+mod jwt;
 #[cfg(feature = "https")]
 mod mtls;
 mod rotate;
@@ -95,6 +97,14 @@ pub enum AuthMethod {
     /// Mutual TLS with a self-signed certificate the server has registered (RFC 8705 §2.2,
     /// `self_signed_tls_client_auth`). The form carries `client_id` and no secret.
     SelfSignedTlsClientAuth,
+    /// An HS256 client assertion signed with the client secret (`client_secret_jwt`,
+    /// RFC 7523 and OpenID Connect Core §9); the secret must be at least 32 bytes.
+    #[cfg(feature = "jwt")]
+    ClientSecretJwt,
+    /// A client assertion signed with a private key, or from an assertion source
+    /// (`private_key_jwt`); see [`ClientCredentials::private_key_jwt`].
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt,
 }
 
 /// What a client needs to get tokens: the token URL, its id and secret, the scope to ask
@@ -119,7 +129,13 @@ pub struct ClientCredentials {
     secret_source: Option<Arc<rotate::Rotation>>,
     /// What discovery said about the token endpoint, when the credentials came from it.
     discovered: Option<Arc<discovered::Discovered>>,
+    /// The signing key, assertion source and assertion lifetime.
+    #[cfg(feature = "jwt")]
+    jwt: jwt::JwtAuth,
 }
+
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The form parameters the grant itself sets: [`ClientCredentials::param`] refuses them.
 const GRANT_PARAMS: [&str; 4] = ["grant_type", "scope", "client_id", "client_secret"];
@@ -171,6 +187,8 @@ impl ClientCredentials {
             client_cert: None,
             secret_source: None,
             discovered: None,
+            #[cfg(feature = "jwt")]
+            jwt: jwt::JwtAuth::default(),
         })
     }
 
@@ -354,8 +372,13 @@ impl ClientCredentials {
         Err(Error::new(ErrorKind::Config).with_detail(&detail))
     }
 
-    /// The form body of a token request for `scope`.
-    pub(crate) fn form_body(&self, scope: Option<&Scope>) -> Zeroizing<String> {
+    /// The form body of a token request for `scope`, authenticated with `assertion`
+    /// when there is one (RFC 7523 §2.2).
+    pub(crate) fn form_body(
+        &self,
+        scope: Option<&Scope>,
+        assertion: Option<&str>,
+    ) -> Zeroizing<String> {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
         if let Some(scope) = scope {
@@ -367,6 +390,11 @@ impl ClientCredentials {
         } else if self.auth_method.is_tls() {
             // RFC 8705 §2: the certificate authenticates; the id says whose it is.
             form.append_pair("client_id", &self.client_id);
+        }
+        if let Some(assertion) = assertion {
+            form.append_pair("client_id", &self.client_id);
+            form.append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE);
+            form.append_pair("client_assertion", assertion);
         }
         for (name, value) in &self.params {
             form.append_pair(name, value);
@@ -437,6 +465,8 @@ impl fmt::Debug for ClientCredentials {
         shown
             .field("secret_source", &self.secret_source.is_some())
             .field("discovered", &self.discovered.is_some());
+        #[cfg(feature = "jwt")]
+        shown.field("jwt", &self.jwt);
         shown.finish()
     }
 }
@@ -590,13 +620,13 @@ mod tests {
         }
         assert!(creds.basic_authorization().unwrap().is_sensitive());
         // Basic credentials stay out of the body.
-        assert!(!creds.form_body(None).contains("client_secret"));
+        assert!(!creds.form_body(None, None).contains("client_secret"));
     }
 
     #[test]
     fn post_credentials_round_trip_through_form_decoding() {
         let creds = ClientCredentials::new("https://x.test/token", "id", HOSTILE);
-        let body = creds.form_body(Some(&Scope::new("write read")));
+        let body = creds.form_body(Some(&Scope::new("write read")), None);
         let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -684,7 +714,7 @@ mod tests {
     fn an_empty_scope_is_left_out_of_the_request() {
         let creds = ClientCredentials::new("https://auth.test/token", "id", "s3cret").scope("  ");
         assert_eq!(creds.scope_ref(), None);
-        let body = creds.form_body(creds.scope_ref());
+        let body = creds.form_body(creds.scope_ref(), None);
         assert!(!body.contains("scope"), "{}", body.as_str());
     }
 

@@ -15,10 +15,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::parse::{parse_redacting, too_large, MAX_TOKEN_RESPONSE_BYTES};
+use super::{
+    parse::{parse_as, too_large, MAX_TOKEN_RESPONSE_BYTES},
+    signed::{wants_nonce, Signed},
+};
 use crate::{
     credentials::{with_rotation, ClientCredentials},
     error::{BoxError, Error, ErrorKind},
+    redact::Redactor,
     token::{Token, TokenRequest},
 };
 
@@ -136,45 +140,63 @@ where
             // An empty scope is none (RFC 6749 §3: a parameter without a value counts as
             // omitted), as the layer treats it.
             let asked = request.scope.as_ref().filter(|s| !s.is_empty());
-            let body = creds.form_body(asked.or(default));
-            let mut req = Request::builder()
-                .method(Method::POST)
-                .uri(creds.token_url().clone())
-                .header(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-www-form-urlencoded"),
-                )
-                .header(header::ACCEPT, HeaderValue::from_static("application/json"))
-                .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-                .map_err(|e| Error::new(ErrorKind::Config).with_source(e))?;
-            if let Some(basic) = creds.basic_authorization() {
-                req.headers_mut().insert(header::AUTHORIZATION, basic);
-            }
-            let response = client
-                .oneshot(req)
-                .await
-                .map_err(|e| transport_error(e.into(), &creds))?;
-            let (parts, body) = response.into_parts();
-            if let Some(len) = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                if len > MAX_TOKEN_RESPONSE_BYTES as u64 {
-                    return Err(too_large(parts.status, &parts.headers));
+            let scope = asked.or(default);
+            let mut redactor = creds.redactor();
+            // A DPoP server may answer `use_dpop_nonce` once, with the nonce it wants.
+            let mut nonce_asked = false;
+            loop {
+                // Fresh for each attempt: an assertion's `jti` and a proof are single-use.
+                let signed = Signed::new(&creds, &request, &mut redactor).await?;
+                let body = creds.form_body(scope, signed.assertion.as_deref().map(|a| a.as_str()));
+                let mut req = Request::builder()
+                    .method(Method::POST)
+                    .uri(creds.token_url().clone())
+                    .header(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    )
+                    .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+                    .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+                    .map_err(|e| Error::new(ErrorKind::Config).with_source(e))?;
+                if let Some(basic) = creds.basic_authorization() {
+                    req.headers_mut().insert(header::AUTHORIZATION, basic);
                 }
-            }
-            let bytes = match Limited::new(body, MAX_TOKEN_RESPONSE_BYTES).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(too_large(parts.status, &parts.headers))
+                let proof_sent = signed.proof.is_some();
+                if let Some(proof) = signed.proof {
+                    req.headers_mut().insert("dpop", proof);
                 }
-                Err(e) => return Err(transport_error(e, &creds)),
-            };
-            // A server may echo what it was sent in its error description, whole, in part
-            // or encoded; keep it out of the error (and so out of logs).
-            parse_redacting(parts.status, &parts.headers, &bytes, &creds.redactor())
+                let response = client
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .map_err(|e| transport_error(e.into(), &redactor))?;
+                let (parts, body) = response.into_parts();
+                if let Some(len) = parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    if len > MAX_TOKEN_RESPONSE_BYTES as u64 {
+                        return Err(too_large(parts.status, &parts.headers));
+                    }
+                }
+                let bytes = match Limited::new(body, MAX_TOKEN_RESPONSE_BYTES).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                        return Err(too_large(parts.status, &parts.headers))
+                    }
+                    Err(e) => return Err(transport_error(e, &redactor)),
+                };
+                // A server may echo what it was sent in its error description, whole, in
+                // part or encoded; keep it out of the error (and so out of logs).
+                let result = parse_as(parts.status, &parts.headers, &bytes, &redactor, proof_sent);
+                if !nonce_asked && wants_nonce(&creds, &request, &parts.headers, &result) {
+                    nonce_asked = true;
+                    continue;
+                }
+                return result;
+            }
         };
         let fetch = with_rotation(creds, move |creds| {
             attempt(client.clone(), creds, request.clone())
@@ -186,8 +208,7 @@ where
 /// A transport failure, with the client's error as its source, unless that error (or one
 /// it chains to) shows the secret, as a client that repeats its request in its errors
 /// would: the source is then the error's text, cleaned (see [`redact`](crate::redact)).
-fn transport_error(err: BoxError, creds: &ClientCredentials) -> Error {
-    let redactor = creds.redactor();
+fn transport_error(err: BoxError, redactor: &Redactor) -> Error {
     let mut shown = format!("{err} {err:?}");
     let mut source = err.source();
     while let Some(inner) = source {

@@ -29,6 +29,7 @@ mod https;
 mod parse;
 #[cfg(feature = "https")]
 mod proxy;
+mod signed;
 #[cfg(feature = "https")]
 mod tenants;
 

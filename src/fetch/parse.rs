@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::redact::{Redactor, REDACTED};
 use crate::{
     error::{Error, ErrorKind},
-    token::{AccessToken, Scope, Token},
+    token::{AccessToken, Scope, Token, TokenType},
 };
 
 /// The largest token response body read. A longer one is not read: after a success status
@@ -53,6 +53,17 @@ pub(crate) fn parse_redacting(
     headers: &HeaderMap,
     body: &[u8],
     redactor: &Redactor,
+) -> Result<Token, Error> {
+    parse_as(status, headers, body, redactor, false)
+}
+
+/// [`parse_redacting`], accepting a `DPoP` token type when `proof_sent`.
+pub(crate) fn parse_as(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    redactor: &Redactor,
+    proof_sent: bool,
 ) -> Result<Token, Error> {
     let retry_after = retry_after(headers);
     // Why a body is not a JSON document, for a success status (serde_json's messages
@@ -121,12 +132,14 @@ pub(crate) fn parse_redacting(
             "access_token contains characters not allowed in a header",
         ));
     }
-    match map.remove("token_type") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+    let token_type = match map.remove("token_type") {
+        None | Some(Value::Null) => TokenType::Bearer,
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => TokenType::Bearer,
+        // Only a proof makes a DPoP token usable (RFC 9449 §5).
+        Some(Value::String(t)) if proof_sent && t.eq_ignore_ascii_case("dpop") => TokenType::DPoP,
         Some(Value::String(_)) => return Err(Error::malformed("token_type is not bearer")),
         Some(_) => return Err(Error::malformed("token_type is not a string")),
-    }
+    };
     let expires_in = match map.remove("expires_in") {
         None | Some(Value::Null) => None,
         Some(v) => parse_expires_in(&v)?,
@@ -153,6 +166,7 @@ pub(crate) fn parse_redacting(
         refresh_in,
         scope,
         extra: map,
+        token_type,
     })
 }
 
