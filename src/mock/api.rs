@@ -11,6 +11,7 @@
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, ALLOW, LOCATION, WWW_AUTHENTICATE};
+use http::request::Parts;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -19,7 +20,9 @@ use tokio::time::Instant;
 use super::request::{
     bearer_token, declared_longer_than, discard_body, read_body, single_authorization, BodyError,
 };
-use super::response::{json_response, not_found, problem, DropConnection, Resp, JSON};
+use super::response::{
+    dpop_challenge, json_response, not_found, problem, DropConnection, Resp, JSON,
+};
 use super::state::{Scopes, Shared};
 use super::stats::Counters;
 
@@ -65,12 +68,14 @@ pub(super) async fn api(
             .insert(ALLOW, HeaderValue::from_static(allow));
         return Ok(response);
     }
-    let token = match bearer_credentials(shared, &parts.headers) {
-        Ok(token) => token,
+    let (token, dpop) = match credentials(shared, &parts.headers) {
+        Ok(found) => found,
         Err(response) => return Ok(response),
     };
     let too_large = declared_longer_than(&body, API_BODY_LIMIT);
-    if let Err(response) = authorize(shared, token, required) {
+    let checked = bound_key(shared, &parts, token, dpop)
+        .and_then(|jkt| authorize(shared, token, required, jkt.as_deref()));
+    if let Err(response) = checked {
         // A client whose token is rejected may still be sending its upload, to send it
         // again with a new token, often on this connection: take the rest of it first, as
         // closing the connection on unread bytes could reset it before the answer is read.
@@ -112,18 +117,26 @@ fn payload_too_large() -> Resp {
     )
 }
 
-/// The outcome of checking a bearer token.
+/// The outcome of checking an access token.
 enum Verdict {
     Valid,
     Unknown,
     Expired,
     Insufficient,
+    /// A DPoP token whose proof was signed by another key.
+    OtherKey,
 }
 
-/// The token of the request's `Authorization: Bearer` header; without one, the answer.
-fn bearer_credentials<'a>(shared: &Shared, headers: &'a HeaderMap) -> Result<&'a str, Resp> {
-    if let Some(token) = single_authorization(headers)?.and_then(bearer_token) {
-        return Ok(token);
+/// The token of the request's `Authorization: Bearer` (or, with the `jwt` feature,
+/// `DPoP`) header and whether it was `DPoP`; without one, the answer.
+fn credentials<'a>(shared: &Shared, headers: &'a HeaderMap) -> Result<(&'a str, bool), Resp> {
+    let authorization = single_authorization(headers)?;
+    if let Some(token) = authorization.and_then(bearer_token) {
+        return Ok((token, false));
+    }
+    #[cfg(feature = "jwt")]
+    if let Some(token) = authorization.and_then(super::request::dpop_token) {
+        return Ok((token, true));
     }
     Counters::bump(&shared.counters.api_unauthorized);
     let mut response = problem(
@@ -139,25 +152,64 @@ fn bearer_credentials<'a>(shared: &Shared, headers: &'a HeaderMap) -> Result<&'a
     Err(response)
 }
 
-/// Checks a bearer token against `required`, counting and answering rejections.
-fn authorize(shared: &Shared, token: &str, required: Scopes) -> Result<(), Resp> {
+/// The thumbprint of the key a `DPoP` request's proof was signed with, once the proof is
+/// checked; `None` for a bearer request.
+#[cfg(feature = "jwt")]
+fn bound_key(
+    shared: &Shared,
+    parts: &Parts,
+    token: &str,
+    dpop: bool,
+) -> Result<Option<String>, Resp> {
+    if !dpop {
+        return Ok(None);
+    }
+    super::dpop::api_proof(shared, parts, token).map(Some)
+}
+
+/// Without the `jwt` feature every request is a bearer request.
+#[cfg(not(feature = "jwt"))]
+fn bound_key(_: &Shared, _: &Parts, _: &str, _: bool) -> Result<Option<String>, Resp> {
+    Ok(None)
+}
+
+/// Checks an access token against `required` and the proof key `jkt` (`None` for a
+/// bearer request), counting and answering rejections.
+fn authorize(
+    shared: &Shared,
+    token: &str,
+    required: Scopes,
+    jkt: Option<&str>,
+) -> Result<(), Resp> {
     let counters = &shared.counters;
     let now = Instant::now();
     let verdict = match shared.lock().tokens.get(token) {
         None => Verdict::Unknown,
+        // A DPoP token sent as a bearer token, or the reverse (RFC 9449 §7.1).
+        Some(info) if info.jkt.is_some() != jkt.is_some() => Verdict::Unknown,
+        Some(info) if info.jkt.as_deref() != jkt => Verdict::OtherKey,
         Some(info) if info.revoked || info.expires_at.is_some_and(|at| now >= at) => {
             Verdict::Expired
         }
         Some(info) if !info.scope.contains(required) => Verdict::Insufficient,
         Some(_) => Verdict::Valid,
     };
+    let scheme = if jkt.is_some() { "DPoP" } else { "Bearer" };
     let (status, kind, title, detail, challenge) = match verdict {
         Verdict::Valid => return Ok(()),
+        Verdict::OtherKey => {
+            Counters::bump(&counters.dpop_proofs_rejected);
+            return Err(dpop_challenge(
+                "invalid_dpop_proof",
+                "The DPoP proof is invalid: the access token is bound to another key.",
+                None,
+            ));
+        }
         Verdict::Unknown => {
             Counters::bump(&counters.api_invalid_token);
             let detail = "The access token is invalid.";
             let challenge = format!(
-                r#"Bearer realm="{REALM}", error="invalid_token", error_description="{detail}""#
+                r#"{scheme} realm="{REALM}", error="invalid_token", error_description="{detail}""#
             );
             (
                 StatusCode::UNAUTHORIZED,
@@ -186,8 +238,9 @@ fn authorize(shared: &Shared, token: &str, required: Scopes) -> Result<(), Resp>
             let needed = required.canonical();
             let detail =
                 format!("The access token lacks the {needed} scope this endpoint requires.");
-            let challenge =
-                format!(r#"Bearer realm="{REALM}", error="insufficient_scope", scope="{needed}""#);
+            let challenge = format!(
+                r#"{scheme} realm="{REALM}", error="insufficient_scope", scope="{needed}""#
+            );
             (
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",

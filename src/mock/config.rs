@@ -24,6 +24,9 @@ pub struct MockConfig {
     pub(super) app_scope: String,
     pub(super) token_lifetime: Duration,
     pub(super) tenants: usize,
+    /// Signed client authentication and DPoP (feature `jwt`).
+    #[cfg(feature = "jwt")]
+    pub(super) jose: super::jwt::JoseConfig,
 }
 
 impl Default for MockConfig {
@@ -34,19 +37,23 @@ impl Default for MockConfig {
             app_scope: DEFAULT_APP_SCOPE.to_owned(),
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
             tenants: 0,
+            #[cfg(feature = "jwt")]
+            jose: super::jwt::JoseConfig::default(),
         }
     }
 }
 
 impl fmt::Debug for MockConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockConfig")
-            .field("client_id", &self.client_id)
+        let mut out = f.debug_struct("MockConfig");
+        out.field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("app_scope", &self.app_scope)
             .field("token_lifetime", &self.token_lifetime)
-            .field("tenants", &self.tenants)
-            .finish()
+            .field("tenants", &self.tenants);
+        #[cfg(feature = "jwt")]
+        out.field("jose", &self.jose);
+        out.finish()
     }
 }
 
@@ -89,6 +96,53 @@ impl MockConfig {
     /// Sets the lifetime of issued tokens (default 7200 s).
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
         self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Also accepts client `client_id`, authenticating with `private_key_jwt`: a client
+    /// assertion that `public_jwk` verifies. Default: no such client.
+    ///
+    /// The client has the main application's scope. Its algorithms are the JWK's `alg`,
+    /// else RS256 and PS256 for an RSA key, ES256 for P-256, EdDSA for Ed25519.
+    ///
+    /// # Panics
+    ///
+    /// If `public_jwk` is not a public RSA, EC or OKP JWK (one with a `d` member is refused).
+    #[cfg(feature = "jwt")]
+    pub fn private_key_jwt(
+        mut self,
+        client_id: impl Into<String>,
+        public_jwk: serde_json::Value,
+    ) -> Self {
+        let key = super::jwt::ClientKey::from_jwk(&public_jwk)
+            .unwrap_or_else(|why| panic!("MockConfig::private_key_jwt: {why}"));
+        self.jose.clients.push((client_id.into(), key));
+        self
+    }
+
+    /// Whether the main application may authenticate with `client_secret_jwt`: an HS256
+    /// client assertion signed with its secret (default `false`).
+    #[cfg(feature = "jwt")]
+    pub fn client_secret_jwt(mut self, allow: bool) -> Self {
+        self.jose.client_secret_jwt = allow;
+        self
+    }
+
+    /// Whether DPoP proofs at the token endpoint must carry its current nonce; one
+    /// without it is answered `400 use_dpop_nonce` with a `DPoP-Nonce` header
+    /// (default `false`).
+    #[cfg(feature = "jwt")]
+    pub fn require_dpop_nonce(mut self, require: bool) -> Self {
+        self.jose.token_nonce = require;
+        self
+    }
+
+    /// Whether DPoP proofs at the API must carry its current nonce; one without it is
+    /// answered `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a
+    /// `DPoP-Nonce` header (default `false`).
+    #[cfg(feature = "jwt")]
+    pub fn require_api_dpop_nonce(mut self, require: bool) -> Self {
+        self.jose.api_nonce = require;
         self
     }
 }

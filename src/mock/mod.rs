@@ -106,6 +106,10 @@
 mod api;
 mod config;
 mod discovery;
+#[cfg(feature = "jwt")]
+mod dpop;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod request;
 mod response;
 mod server;

@@ -190,3 +190,12 @@ pub(super) fn bearer_token(value: &HeaderValue) -> Option<&str> {
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
+
+/// The token of an `Authorization: DPoP <token>` header (scheme case-insensitive).
+#[cfg(feature = "jwt")]
+pub(super) fn dpop_token(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("dpop") && !token.is_empty()).then_some(token)
+}

@@ -88,6 +88,34 @@ pub(super) fn invalid_scope(detail: &str) -> Resp {
     )
 }
 
+/// `401` for a request with `Authorization: DPoP`: a problem document of type `kind`,
+/// `WWW-Authenticate: DPoP error="<kind>", error_description="<detail>"`, and the
+/// `DPoP-Nonce` to use when one is given.
+pub(super) fn dpop_challenge(kind: &str, detail: &str, nonce: Option<&str>) -> Resp {
+    let title = match kind {
+        "invalid_dpop_proof" => "Invalid DPoP Proof",
+        "use_dpop_nonce" => "Use DPoP Nonce",
+        "invalid_token" => "Invalid Token",
+        _ => "Unauthorized",
+    };
+    let mut response = problem(StatusCode::UNAUTHORIZED, kind, title, detail);
+    let challenge = format!(r#"DPoP error="{kind}", error_description="{detail}""#);
+    if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+    }
+    if let Some(nonce) = nonce {
+        insert_nonce(&mut response, nonce);
+    }
+    response
+}
+
+/// Adds a `DPoP-Nonce` header (RFC 9449 §8.1).
+pub(super) fn insert_nonce(response: &mut Resp, nonce: &str) {
+    if let Ok(value) = HeaderValue::from_str(nonce) {
+        response.headers_mut().insert("dpop-nonce", value);
+    }
+}
+
 /// `404 not_found`: nothing is served at this path.
 pub(super) fn not_found() -> Resp {
     problem(

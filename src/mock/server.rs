@@ -60,7 +60,7 @@ impl MockServer {
     pub async fn start_with(config: MockConfig) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config, format!("http://{addr}")));
         let listener = Arc::new(Mutex::new(Some(listener)));
         let accept_task = tokio::spawn(accept_loop(
             Arc::clone(&listener),
@@ -83,7 +83,7 @@ impl MockServer {
 
     /// Returns the base URL, `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.shared.base_url.clone()
     }
 
     /// Returns the token endpoint URL, `http://127.0.0.1:PORT/api/oauth/token`.
@@ -169,6 +169,14 @@ impl MockServer {
     /// injected failures are applied after it.
     pub fn set_token_delay(&self, delay: Duration) {
         self.shared.lock().token_delay = delay;
+    }
+
+    /// Replaces the DPoP nonces of the token endpoint and the API: a proof carrying an
+    /// old one is answered with a `use_dpop_nonce` challenge and the new nonce, when
+    /// nonces are required (see [`MockConfig::require_api_dpop_nonce`]).
+    #[cfg(feature = "jwt")]
+    pub fn rotate_dpop_nonce(&self) {
+        self.shared.jose.rotate_nonces();
     }
 
     /// Returns a snapshot of the request counters.

@@ -90,6 +90,8 @@ pub(super) struct TokenInfo {
     /// `None` when the lifetime is too long to represent: the token never expires.
     pub(super) expires_at: Option<Instant>,
     pub(super) revoked: bool,
+    /// The thumbprint of the DPoP key the token is bound to; `None` for a bearer token.
+    pub(super) jkt: Option<String>,
 }
 
 /// The mutable part of the state, behind a std mutex that is never held across `.await`.
@@ -123,19 +125,27 @@ impl Inner {
 
 /// Everything the connection tasks and the [`MockServer`](super::MockServer) handle share.
 pub(super) struct Shared {
+    /// `http://127.0.0.1:PORT`, the issuer: token assertions and DPoP proofs name it.
+    pub(super) base_url: String,
     pub(super) client_id: String,
     pub(super) client_secret: String,
     /// Tenant applications accepted besides the main one (`tenant-1` ..).
     pub(super) tenants: usize,
     pub(super) app_scope: Scopes,
     pub(super) counters: Counters,
+    /// Signed client authentication and DPoP.
+    #[cfg(feature = "jwt")]
+    pub(super) jose: super::jwt::Jose,
     inner: Mutex<Inner>,
 }
 
 impl Shared {
-    /// Builds the initial state from a configuration.
-    pub(super) fn new(config: MockConfig) -> Shared {
+    /// Builds the initial state of the server at `base_url` from a configuration.
+    pub(super) fn new(config: MockConfig, base_url: String) -> Shared {
         Shared {
+            base_url,
+            #[cfg(feature = "jwt")]
+            jose: super::jwt::Jose::new(config.jose),
             app_scope: Scopes::parse_lenient(&config.app_scope),
             client_id: config.client_id,
             client_secret: config.client_secret,

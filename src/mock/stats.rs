@@ -31,6 +31,14 @@ pub struct MockStats {
     pub api_insufficient_scope: u64,
     /// Requests for the metadata document, `/.well-known/oauth-authorization-server`.
     pub discovery_requests: u64,
+    /// Client assertions that verified (`private_key_jwt`, `client_secret_jwt`).
+    pub assertions_verified: u64,
+    /// DPoP proofs examined, at the token endpoint and the API, whatever the outcome.
+    pub dpop_proofs_checked: u64,
+    /// DPoP proofs refused as `invalid_dpop_proof`, a token bound to another key included.
+    pub dpop_proofs_rejected: u64,
+    /// `use_dpop_nonce` challenges, at the token endpoint and the API.
+    pub dpop_nonce_challenges: u64,
 }
 
 impl MockStats {
@@ -51,6 +59,8 @@ pub struct IssuedToken {
     pub scope: String,
     /// The lifetime the server enforces for this token.
     pub lifetime: Duration,
+    /// For a DPoP token, the RFC 7638 thumbprint of the key it is bound to (`jkt`).
+    pub jkt: Option<String>,
 }
 
 /// Request counters, updated without taking the lock.
@@ -66,6 +76,10 @@ pub(super) struct Counters {
     pub(super) api_unauthorized: AtomicU64,
     pub(super) api_insufficient_scope: AtomicU64,
     pub(super) discovery_requests: AtomicU64,
+    pub(super) assertions_verified: AtomicU64,
+    pub(super) dpop_proofs_checked: AtomicU64,
+    pub(super) dpop_proofs_rejected: AtomicU64,
+    pub(super) dpop_nonce_challenges: AtomicU64,
 }
 
 impl Counters {
@@ -88,6 +102,10 @@ impl Counters {
             api_unauthorized: get(&self.api_unauthorized),
             api_insufficient_scope: get(&self.api_insufficient_scope),
             discovery_requests: get(&self.discovery_requests),
+            assertions_verified: get(&self.assertions_verified),
+            dpop_proofs_checked: get(&self.dpop_proofs_checked),
+            dpop_proofs_rejected: get(&self.dpop_proofs_rejected),
+            dpop_nonce_challenges: get(&self.dpop_nonce_challenges),
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::config::TokenFailure;
 use super::request::{
-    is_form_urlencoded, parse_basic, parse_form, read_body, single_authorization, BodyError,
+    is_form_urlencoded, parse_basic, parse_form, read_body, single_authorization, BodyError, Params,
 };
 use super::response::{
     invalid_client, invalid_request, invalid_scope, json_response, no_store, problem,
@@ -162,8 +162,43 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
             ))
         }
     }
+    if params.contains("client_assertion") || params.contains("client_assertion_type") {
+        if basic.is_some() {
+            return Err(invalid_request(
+                "Client authentication must use one method: an assertion or the Authorization header, not both.",
+            ));
+        }
+        assertion_client(shared, &params)?;
+    } else {
+        secret_client(shared, &params, basic.as_ref())?;
+    }
+    let scope = match params.get("scope").map(Scopes::parse) {
+        None => default_scope(shared)?,
+        Some(Ok(scope)) if scope.is_empty() => default_scope(shared)?,
+        Some(Ok(scope)) if shared.app_scope.contains(scope) => scope,
+        Some(Ok(_)) => {
+            return Err(invalid_scope(
+                "The requested scope exceeds the scope of the application.",
+            ))
+        }
+        Some(Err(_)) => {
+            return Err(invalid_scope(
+                "The requested scope is unknown; use read, write or both.",
+            ))
+        }
+    };
+    let jkt = token_proof(shared, parts)?;
+    Ok(issue_token(shared, scope, jkt))
+}
+
+/// Authenticates a client by its id and secret, from the form or `Authorization: Basic`.
+fn secret_client(
+    shared: &Shared,
+    params: &Params,
+    basic: Option<&(String, String)>,
+) -> Result<(), Resp> {
     let via_basic = basic.is_some();
-    let (id, secret) = match &basic {
+    let (id, secret) = match basic {
         Some((id, secret)) => (Some(id.as_str()), Some(secret.as_str())),
         // A client whose secret is empty may omit it (RFC 6749 §2.3.1).
         None => (
@@ -190,22 +225,34 @@ fn try_grant(shared: &Shared, parts: &Parts, body: &[u8]) -> Result<Resp, Resp> 
             "Client authentication failed: unknown client or wrong secret.",
         ));
     }
-    let scope = match params.get("scope").map(Scopes::parse) {
-        None => default_scope(shared)?,
-        Some(Ok(scope)) if scope.is_empty() => default_scope(shared)?,
-        Some(Ok(scope)) if shared.app_scope.contains(scope) => scope,
-        Some(Ok(_)) => {
-            return Err(invalid_scope(
-                "The requested scope exceeds the scope of the application.",
-            ))
-        }
-        Some(Err(_)) => {
-            return Err(invalid_scope(
-                "The requested scope is unknown; use read, write or both.",
-            ))
-        }
-    };
-    Ok(issue_token(shared, scope))
+    Ok(())
+}
+
+/// Authenticates a client by its assertion.
+#[cfg(feature = "jwt")]
+fn assertion_client(shared: &Shared, params: &Params) -> Result<(), Resp> {
+    super::jwt::authenticate(shared, params).map(drop)
+}
+
+/// Without the `jwt` feature the mock knows no client assertions.
+#[cfg(not(feature = "jwt"))]
+fn assertion_client(_: &Shared, _: &Params) -> Result<(), Resp> {
+    Err(invalid_client(
+        false,
+        "Client authentication failed: client assertions are not supported.",
+    ))
+}
+
+/// The thumbprint of the request's DPoP key, if it sent a good proof.
+#[cfg(feature = "jwt")]
+fn token_proof(shared: &Shared, parts: &Parts) -> Result<Option<String>, Resp> {
+    super::dpop::token_proof(shared, parts)
+}
+
+/// Without the `jwt` feature a `DPoP` header is ignored: the token is a bearer token.
+#[cfg(not(feature = "jwt"))]
+fn token_proof(_: &Shared, _: &Parts) -> Result<Option<String>, Resp> {
+    Ok(None)
 }
 
 /// The scope granted when the request names none: `read`, unless the application has both
@@ -220,7 +267,7 @@ fn default_scope(shared: &Shared) -> Result<Scopes, Resp> {
 }
 
 /// Stores a new token and builds the success response.
-fn issue_token(shared: &Shared, scope: Scopes) -> Resp {
+fn issue_token(shared: &Shared, scope: Scopes, jkt: Option<String>) -> Resp {
     let now = Instant::now();
     let mut inner = shared.lock();
     let lifetime = inner.token_lifetime;
@@ -236,11 +283,14 @@ fn issue_token(shared: &Shared, scope: Scopes) -> Resp {
             scope,
             expires_at: now.checked_add(lifetime),
             revoked: false,
+            jkt: jkt.clone(),
         },
     );
+    let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
     inner.issued.push(IssuedToken {
         scope: scope.canonical(),
         lifetime,
+        jkt,
     });
     let expires_in = match &inner.expires_in_field {
         None => Some(Value::from(lifetime.as_secs())),
@@ -251,7 +301,7 @@ fn issue_token(shared: &Shared, scope: Scopes) -> Resp {
 
     let mut body = Map::new();
     body.insert("access_token".into(), Value::from(token));
-    body.insert("token_type".into(), Value::from("Bearer"));
+    body.insert("token_type".into(), Value::from(token_type));
     if let Some(expires_in) = expires_in {
         body.insert("expires_in".into(), expires_in);
     }
