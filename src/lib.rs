@@ -99,6 +99,8 @@ pub mod classify;
 mod config;
 mod credentials;
 mod discovery;
+#[cfg(feature = "jwt")]
+mod dpop;
 mod error;
 pub mod fetch;
 mod future;
