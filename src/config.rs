@@ -120,6 +120,9 @@ pub(crate) struct Core {
     /// What a tenant's tokens are for, on a layer with credentials per tenant; `None`
     /// for a tenant without credentials, which has no tokens.
     pub(crate) tenant_identity: Option<Arc<TenantIdentity>>,
+    /// The layer's DPoP key, when its tokens are bound to one.
+    #[cfg(feature = "jwt")]
+    pub(crate) dpop: Option<crate::jose::Dpop>,
 }
 
 /// What a tenant's tokens are for: the start of their store keys.
@@ -144,6 +147,12 @@ impl Core {
             None => String::new(),
         };
         let scope = key.scope.as_ref().map(Scope::as_str).unwrap_or("");
+        // DPoP-bound tokens work only with their key: shared only by layers that have it.
+        #[cfg(feature = "jwt")]
+        let scope = match &self.dpop {
+            Some(dpop) => format!("{scope}|jkt={}", dpop.key().thumbprint()),
+            None => scope.to_owned(),
+        };
         Some(format!("{identity}{tenant}|scope={scope}"))
     }
 

@@ -117,6 +117,13 @@ impl<S> Home<S> {
         &self.core.classifier
     }
 
+    /// The layer's DPoP key, if its tokens are bound to one.
+    #[cfg(feature = "jwt")]
+    #[inline]
+    pub(crate) fn dpop(&self) -> Option<&crate::jose::Dpop> {
+        self.core.dpop.as_ref()
+    }
+
     /// The slot a request's token came from (made again if a scope set computed per
     /// request was forgotten meanwhile).
     fn slot(&self, at: &At) -> Arc<Slot> {
@@ -145,7 +152,11 @@ pub(crate) struct Ctx<S, B> {
     home: Arc<Home<S>>,
     at: At,
     generation: u64,
-    replay: Option<Replay<B>>,
+    pub(crate) replay: Option<Replay<B>>,
+    /// The request's URI, when it carried a DPoP proof: a nonce in the answer is for its
+    /// origin.
+    #[cfg(feature = "jwt")]
+    target: Option<http::Uri>,
 }
 
 impl<S, B> Ctx<S, B> {
@@ -161,7 +172,20 @@ impl<S, B> Ctx<S, B> {
             at,
             generation,
             replay,
+            #[cfg(feature = "jwt")]
+            target: None,
         }
+    }
+
+    /// Adds a DPoP proof to `req` if the layer has a key and the request a DPoP token,
+    /// and remembers where it went.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn prove<T>(&mut self, req: &mut Request<T>) -> Result<(), crate::Error> {
+        if let Some(dpop) = self.home.dpop() {
+            crate::dpop::prove(dpop, req)?;
+            self.target = Some(req.uri().clone());
+        }
+        Ok(())
     }
 }
 
@@ -225,9 +249,18 @@ where
                             return Poll::Ready(Err(e.into()));
                         }
                     };
-                    let decision = ctx
-                        .as_ref()
-                        .expect("polled after completion")
+                    let kept = ctx.as_ref().expect("polled after completion");
+                    #[cfg(feature = "jwt")]
+                    if let (Some(dpop), Some(target)) = (kept.home.dpop(), &kept.target) {
+                        if crate::dpop::nonce_challenge(dpop, target, res.status(), res.headers()) {
+                            let ctx = ctx.take().expect("polled after completion");
+                            this.state.set(State::Slow {
+                                fut: Box::pin(meet_nonce::<S, B, ResB>(res, ctx)),
+                            });
+                            continue;
+                        }
+                    }
+                    let decision = kept
                         .home
                         .classifier()
                         .classify_head(res.status(), res.headers());
@@ -270,6 +303,8 @@ where
     let cred = ctx.home.slot(&ctx.at).acquire().await?;
     ctx.generation = cred.generation;
     req.headers_mut().insert(AUTHORIZATION, cred.header);
+    #[cfg(feature = "jwt")]
+    ctx.prove(&mut req)?;
     ctx.replay = ctx.home.prepare_replay(&mut req);
     // From here on it is the hot path's future.
     ResponseFuture::<S, B, ResB>::called(inner.call(req), ctx).await
@@ -318,8 +353,47 @@ where
     // Replayed once, on a fresh clone of the service: whatever this answers goes to the
     // caller.
     req.headers_mut().insert(AUTHORIZATION, cred.header);
+    #[cfg(feature = "jwt")]
+    if let Some(dpop) = home.dpop() {
+        crate::dpop::prove(dpop, &mut req)?;
+    }
     crate::metrics::replay(home.core.name.as_deref());
     let res = home.service().oneshot(req).await.map_err(Into::into)?;
+    Ok(res.map(ResponseBody::inner))
+}
+
+/// The API asked for a DPoP nonce (which [`crate::dpop::nonce_challenge`] kept): replay
+/// once, with the same token and a proof with the nonce.
+#[cfg(feature = "jwt")]
+async fn meet_nonce<S, B, ResB>(res: Response<ResB>, ctx: Ctx<S, B>) -> Output<ResB>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Send,
+    ResB::Error: Send,
+{
+    let home = ctx.home;
+    let Some(mut req) = ctx.replay.and_then(Replay::into_request) else {
+        tracing::debug!("api asked for a DPoP nonce; the request cannot be replayed");
+        return Ok(res.map(ResponseBody::inner));
+    };
+    drop(res);
+    let cred = home.slot(&ctx.at).acquire().await?;
+    req.headers_mut().insert(AUTHORIZATION, cred.header);
+    let dpop = home
+        .dpop()
+        .expect("a nonce challenge is met only with a DPoP key");
+    crate::dpop::prove(dpop, &mut req)?;
+    tracing::debug!("api asked for a DPoP nonce; replaying the request with it");
+    crate::metrics::replay(home.core.name.as_deref());
+    let uri = req.uri().clone();
+    let res = home.service().oneshot(req).await.map_err(Into::into)?;
+    // A nonce on the answer is kept for the next proofs; a second challenge goes to the
+    // caller.
+    crate::dpop::nonce_challenge(dpop, &uri, res.status(), res.headers());
     Ok(res.map(ResponseBody::inner))
 }
 

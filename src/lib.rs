@@ -49,7 +49,16 @@
 //!   needs of the inner service.
 //! - [`ClientCredentials`] and [`fetch`]: where tokens come from (the built-in form POST,
 //!   or any `Service<TokenRequest, Response = Token>`).
-//! - [`ScopePolicy`]: which scope each request's token must have.
+//! - [`ScopePolicy`]: which scope each request's token must have;
+//!   `OAuthLayer::for_tenants`: one layer for many applications, each with its own
+//!   credentials ([`Tenant`]).
+//! - [`store`]: tokens shared by a fleet of processes (in memory, or Redis with the
+//!   `redis` feature), fetched by one process at a time.
+//! - `jose` (feature `jwt`): `private_key_jwt`, `client_secret_jwt`, assertion sources
+//!   and DPoP-bound tokens ([`OAuthLayerBuilder`]`::dpop`); [`ProviderMetadata`] and
+//!   [`Discovery`]: credentials from an issuer's metadata. Mutual TLS and rotating
+//!   secrets are on [`ClientCredentials`].
+//! - [`metrics`]: what the layer reports through the `metrics` facade.
 //! - [`classify`]: what counts as a rejected token. [`body`]: which request bodies are
 //!   replayed, and up to what size.
 //! - [`Error`] and [`ErrorKind`]: why a token could not be had, and whether to retry;
@@ -99,6 +108,8 @@ pub mod classify;
 mod config;
 mod credentials;
 mod discovery;
+#[cfg(feature = "jwt")]
+mod dpop;
 mod error;
 pub mod fetch;
 mod future;

@@ -273,8 +273,12 @@ where
             req.headers_mut().insert(AUTHORIZATION, own);
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let replay = self.home.prepare_replay(&mut req);
-        let ctx = Ctx::new(self.home.clone(), at, cred.generation, replay);
+        let mut ctx = Ctx::new(self.home.clone(), at, cred.generation, None);
+        #[cfg(feature = "jwt")]
+        if let Err(err) = ctx.prove(&mut req) {
+            return ResponseFuture::slow(async move { Err(err.into()) });
+        }
+        ctx.replay = self.home.prepare_replay(&mut req);
         ResponseFuture::called(self.inner.call(req), ctx)
     }
 }

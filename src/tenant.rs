@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc};
 
 /// Which application a request is made for, when one layer serves many (see
-/// [`OAuthLayer::for_tenants`](crate::OAuthLayer::for_tenants) and
+/// `OAuthLayer::for_tenants` (feature `https`) and
 /// [`OAuthLayerBuilder::tenant_policy`](crate::OAuthLayerBuilder::tenant_policy)).
 ///
 /// A name the application chooses: a customer id, say. The layer keeps a token per

@@ -6,6 +6,8 @@ use bytes::Bytes;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
+#[cfg(feature = "jwt")]
+mod dpop;
 mod store;
 mod tenants;
 
@@ -73,6 +75,8 @@ impl OAuthLayer {
             store_identity: None,
             tenant: None,
             tenant_identity: None,
+            #[cfg(feature = "jwt")]
+            dpop: None,
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct OAuthLayerBuilder {
     tenant: Option<Arc<PickTenant>>,
     /// The first part of a tenant's store keys, from its credentials.
     tenant_identity: Option<Arc<TenantIdentity>>,
+    #[cfg(feature = "jwt")]
+    dpop: Option<crate::jose::Dpop>,
 }
 
 /// The former name of [`OAuthLayerBuilder`], kept until 1.0.
@@ -472,6 +478,8 @@ impl OAuthLayerBuilder {
             fleet,
             store_identity: self.store_identity,
             tenant_identity: self.tenant_identity,
+            #[cfg(feature = "jwt")]
+            dpop: self.dpop,
         });
         let slots = self
             .policy

@@ -13,7 +13,7 @@ impl OAuthLayerBuilder {
     /// renewal, rejection), never on the request path. Its keys start with what the
     /// tokens are for: the token URL, the client id and the added parameters (never the
     /// secret), then the scope set. A layer built with
-    /// [`OAuthLayer::with_fetcher`] has no credentials to key by: give it a
+    /// [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher) has no credentials to key by: give it a
     /// [`store_key`](Self::store_key).
     ///
     /// ```
@@ -36,7 +36,7 @@ impl OAuthLayerBuilder {
     }
 
     /// The start of the layer's store keys, in place of the one its credentials give;
-    /// required with [`OAuthLayer::with_fetcher`] and a store. Layers whose tokens are
+    /// required with [`OAuthLayer::with_fetcher`](crate::OAuthLayer::with_fetcher) and a store. Layers whose tokens are
     /// interchangeable (same token endpoint, client and parameters) share a key.
     pub fn store_key(mut self, identity: impl Into<String>) -> Self {
         self.store_identity = Some(Arc::from(identity.into()));

@@ -66,7 +66,7 @@ impl OAuthLayerBuilder {
     /// fetches from [`TokenRequest::tenant`](crate::TokenRequest::tenant). Default: one
     /// tenant, unnamed.
     ///
-    /// [`OAuthLayer::for_tenants`] sets this and fetches with each tenant's credentials;
+    /// `OAuthLayer::for_tenants` (feature `https`) sets this and fetches with each tenant's credentials;
     /// use this one with a fetcher of your own. With a [store](Self::store), the tenant is
     /// part of the store key.
     pub fn tenant_policy<P>(mut self, pick: P) -> Self

@@ -363,6 +363,8 @@ mod tests {
             fleet: None,
             store_identity: None,
             tenant_identity: None,
+            #[cfg(feature = "jwt")]
+            dpop: None,
         };
         Slot::new(Arc::new(core), SlotKey::scope(scope.map(Scope::new)))
     }

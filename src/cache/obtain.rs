@@ -98,6 +98,11 @@ impl Slot {
         let request = TokenRequest::new(self.scope.clone(), reason)
             .with_explicit_scope(self.core.explicit_scope)
             .with_tenant(self.tenant.clone());
+        #[cfg(feature = "jwt")]
+        let request = match &self.core.dpop {
+            Some(dpop) => request.with_dpop(dpop.clone()),
+            None => request,
+        };
         let fetch = AssertUnwindSafe(self.core.fetcher.clone().oneshot(request)).catch_unwind();
         match tokio::time::timeout(config.fetch_timeout, fetch).await {
             Ok(Ok(Ok(token))) => Ok(token),

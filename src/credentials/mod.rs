@@ -92,7 +92,7 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// Mutual TLS with a certificate a CA issued (RFC 8705 §2.1, `tls_client_auth`). The
     /// form carries `client_id` and no secret. See
-    /// [`ClientCredentials::client_certificate`].
+    /// `ClientCredentials::client_certificate` (feature `https`).
     TlsClientAuth,
     /// Mutual TLS with a self-signed certificate the server has registered (RFC 8705 §2.2,
     /// `self_signed_tls_client_auth`). The form carries `client_id` and no secret.

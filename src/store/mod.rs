@@ -20,6 +20,35 @@
 //!
 //! A store works on opaque bytes under string keys; the layer encodes (and optionally
 //! encrypts) what it keeps there. Implement [`TokenStore`] for another backend.
+//!
+//! # Keys
+//!
+//! A key says what its token is for: the token URL, the client id and the added
+//! parameters of the credentials (never the secret), the tenant, the scope set, and the
+//! thumbprint of the layer's DPoP key if it has one. Layers whose keys match share
+//! tokens. `RedisStore` (feature `redis`) puts its own prefix in front.
+//!
+//! # Threat model
+//!
+//! Without a [`StoreCipher`], tokens are kept as they are (JSON), for as long as they
+//! live:
+//!
+//! - whoever can read the store can use the tokens until they expire, as whoever can
+//!   read the process's memory can;
+//! - whoever can write it can plant a token (their own, say) that the fleet then sends:
+//!   requests would run as another client. The layer checks a stored token as it checks
+//!   a token response (a clean header value, a known type, a lifetime that makes sense),
+//!   but cannot tell whose it is;
+//! - whoever can delete from it or hold its leases can only make the fleet fetch more,
+//!   or wait up to the store wait before fetching on its own.
+//!
+//! Keep the store on a private network, with authentication (a Redis ACL user) and TLS
+//! (`rediss://`). With a [`StoreCipher`]
+//! ([`OAuthLayerBuilder::store_cipher`](crate::OAuthLayerBuilder::store_cipher)), each
+//! value is sealed with XChaCha20-Poly1305 under the key you give, bound to its store key:
+//! reading the store shows no token, and a planted or moved value does not open (it is
+//! ignored, with a warning, and the layer fetches). The cipher key is then the secret to
+//! guard; client secrets and private keys never go to the store in either case.
 
 mod codec;
 pub(crate) mod fleet;
