@@ -171,7 +171,7 @@ fn verify(shared: &Shared, parts: &Parts, expected: &Expected<'_>) -> Result<Str
         return Err(invalid("htu does not match the request URL"));
     }
     let iat = claims.get("iat").and_then(Value::as_u64);
-    if !iat.is_some_and(|iat| iat.abs_diff(now_secs()) <= IAT_WINDOW_SECS) {
+    if iat.is_none_or(|iat| iat.abs_diff(now_secs()) > IAT_WINDOW_SECS) {
         return Err(invalid("iat is missing or not within 60 s of now"));
     }
     let jti = text("jti").filter(|jti| !jti.is_empty());

@@ -261,3 +261,47 @@ pub(super) fn authenticate(shared: &Shared, params: &Params) -> Result<String, R
     Counters::bump(&shared.counters.assertions_verified);
     Ok(id.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::test_support::{EC_JWK, ED_JWK, RSA_JWK};
+
+    fn public(private: &str) -> Value {
+        let mut jwk: Map<String, Value> = serde_json::from_str(private).unwrap();
+        for member in ["d", "p", "q", "dp", "dq", "qi"] {
+            jwk.remove(member);
+        }
+        Value::Object(jwk)
+    }
+
+    #[test]
+    fn a_public_jwk_allows_the_algorithms_of_its_key_type_and_a_private_one_is_refused() {
+        let algs = |jwk: &Value| ClientKey::from_jwk(jwk).unwrap().algs;
+        let mut rsa = public(RSA_JWK);
+        rsa.as_object_mut().unwrap().remove("alg");
+        assert_eq!(algs(&rsa), [Algorithm::RS256, Algorithm::PS256]);
+        rsa["alg"] = "PS256".into();
+        assert_eq!(algs(&rsa), [Algorithm::PS256]);
+        assert_eq!(algs(&public(ED_JWK)), [Algorithm::EdDSA]);
+        let why = ClientKey::from_jwk(&serde_json::from_str(EC_JWK).unwrap())
+            .err()
+            .expect("a private JWK is refused");
+        assert!(why.contains("private"), "{why}");
+        assert!(ClientKey::from_jwk(&serde_json::json!({"kty": "oct", "k": "c2VjcmV0"})).is_err());
+    }
+
+    #[test]
+    fn a_jti_is_accepted_once_per_kind_and_rotation_changes_both_nonces() {
+        let jose = Jose::new(JoseConfig::default());
+        let far = now_secs() + 60;
+        assert!(jose.first_use(JtiKind::Assertion, "j-1", far));
+        assert!(!jose.first_use(JtiKind::Assertion, "j-1", far));
+        assert!(jose.first_use(JtiKind::Proof, "j-1", far));
+        let (token, api) = (jose.nonce(Site::Token), jose.nonce(Site::Api));
+        assert_ne!(token, api);
+        jose.rotate_nonces();
+        assert_ne!(jose.nonce(Site::Token), token);
+        assert_ne!(jose.nonce(Site::Api), api);
+    }
+}

@@ -25,13 +25,32 @@
 //!   lists the token endpoint and the `client_secret_post` and `client_secret_basic`
 //!   methods. Counted in [`MockStats::discovery_requests`].
 //!
+//! With the `jwt` feature the mock also checks signed client authentication and DPoP
+//! (RFC 9449), as oidc-provider does (the knobs below exist only with `jwt`):
+//!
+//! * `MockConfig::private_key_jwt` registers a client by its public JWK;
+//!   `MockConfig::client_secret_jwt` lets the main application sign HS256 assertions
+//!   with its secret. An assertion must verify, name the client as `iss` and `sub`, name
+//!   the token endpoint or the base URL as `aud`, not be expired (15 s leeway), and carry
+//!   a new `jti`; otherwise `401 invalid_client`.
+//! * A token request with a good `DPoP` proof gets `token_type: DPoP`, bound to the key's
+//!   thumbprint ([`IssuedToken::jkt`]); a bad proof gets `400 invalid_dpop_proof`.
+//! * `Authorization: DPoP <token>` needs a proof of the same key for this method and URL,
+//!   with `ath`; a bad one gets `401` and `WWW-Authenticate: DPoP error="invalid_dpop_proof"`.
+//!   A DPoP token sent as `Bearer` is `invalid_token`.
+//! * `MockConfig::require_dpop_nonce` and `MockConfig::require_api_dpop_nonce` want
+//!   the server's nonce in proofs: without it, `use_dpop_nonce` (`400` at the token
+//!   endpoint, `401` with a `DPoP` challenge at the API) and a `DPoP-Nonce` header.
+//!   `MockServer::rotate_dpop_nonce` makes the current nonces stale.
+//!
 //! Every error is a problem document (`Content-Type: application/problem+json`) such as
 //! `{"type":"token_expired","status":401,"title":"Token Expired","detail":"The access token
 //! has expired."}`. The types are `invalid_request`, `invalid_client`,
 //! `unsupported_grant_type`, `invalid_scope` (token endpoint), `unauthorized` (no bearer
 //! credentials, with `WWW-Authenticate: Bearer realm="simpledocs"`), `invalid_token`,
 //! `token_expired`, `insufficient_scope` (API), and `not_found`, `method_not_allowed`,
-//! `payload_too_large`.
+//! `payload_too_large`; with `jwt`, also `invalid_dpop_proof` and `use_dpop_nonce` (API),
+//! while the token endpoint answers those two as OAuth errors (`{"error", "error_description"}`).
 //!
 //! Token expiry is measured with [`tokio::time::Instant`], so tests that call
 //! `tokio::time::pause()` and `tokio::time::advance()` can expire tokens without waiting.

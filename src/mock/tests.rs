@@ -1244,6 +1244,10 @@ async fn counters_add_up() {
         api_unauthorized: 1,
         api_insufficient_scope: 1,
         discovery_requests: 0,
+        assertions_verified: 0,
+        dpop_proofs_checked: 0,
+        dpop_proofs_rejected: 0,
+        dpop_nonce_challenges: 0,
     };
     assert_eq!(server.stats(), expected);
     assert_eq!(server.stats().api_rejected(), 4);
