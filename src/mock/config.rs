@@ -26,7 +26,7 @@ pub struct MockConfig {
     pub(super) tenants: usize,
     /// Signed client authentication and DPoP (feature `jwt`).
     #[cfg(feature = "jwt")]
-    pub(super) jose: super::jwt::JoseConfig,
+    pub(super) jose: super::jose::JoseConfig,
 }
 
 impl Default for MockConfig {
@@ -38,7 +38,7 @@ impl Default for MockConfig {
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
             tenants: 0,
             #[cfg(feature = "jwt")]
-            jose: super::jwt::JoseConfig::default(),
+            jose: super::jose::JoseConfig::default(),
         }
     }
 }
@@ -114,7 +114,7 @@ impl MockConfig {
         client_id: impl Into<String>,
         public_jwk: serde_json::Value,
     ) -> Self {
-        let key = super::jwt::ClientKey::from_jwk(&public_jwk)
+        let key = super::jose::ClientKey::from_jwk(&public_jwk)
             .unwrap_or_else(|why| panic!("MockConfig::private_key_jwt: {why}"));
         self.jose.clients.push((client_id.into(), key));
         self

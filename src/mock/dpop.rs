@@ -22,7 +22,7 @@ use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
 
-use super::jwt::{now_secs, JtiKind, Site};
+use super::jose::{now_secs, JtiKind, Site};
 use super::response::{dpop_challenge, insert_nonce, json_response, Resp, JSON};
 use super::state::Shared;
 use super::stats::Counters;
@@ -63,7 +63,7 @@ pub(super) fn token_proof(shared: &Shared, parts: &Parts) -> Result<Option<Strin
     let expected = Expected {
         site: Site::Token,
         method: &Method::POST,
-        htu: format!("{}{}", shared.base_url, super::token::TOKEN_PATH),
+        htu: shared.token_url.clone(),
         access_token: None,
     };
     match check(shared, parts, &expected) {

@@ -128,6 +128,8 @@ mod discovery;
 #[cfg(feature = "jwt")]
 mod dpop;
 #[cfg(feature = "jwt")]
+mod jose;
+#[cfg(feature = "jwt")]
 mod jwt;
 mod request;
 mod response;

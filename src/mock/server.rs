@@ -60,7 +60,7 @@ impl MockServer {
     pub async fn start_with(config: MockConfig) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config, format!("http://{addr}")));
+        let shared = Arc::new(Shared::new(config, format!("http://{addr}"), TOKEN_PATH));
         let listener = Arc::new(Mutex::new(Some(listener)));
         let accept_task = tokio::spawn(accept_loop(
             Arc::clone(&listener),
@@ -88,7 +88,7 @@ impl MockServer {
 
     /// Returns the token endpoint URL, `http://127.0.0.1:PORT/api/oauth/token`.
     pub fn token_url(&self) -> String {
-        format!("{}/api/oauth/token", self.base_url())
+        self.shared.token_url.clone()
     }
 
     /// Returns the client id the server accepts.

@@ -127,6 +127,8 @@ impl Inner {
 pub(super) struct Shared {
     /// `http://127.0.0.1:PORT`, the issuer: token assertions and DPoP proofs name it.
     pub(super) base_url: String,
+    /// The base URL and the token endpoint's path.
+    pub(super) token_url: String,
     pub(super) client_id: String,
     pub(super) client_secret: String,
     /// Tenant applications accepted besides the main one (`tenant-1` ..).
@@ -135,17 +137,18 @@ pub(super) struct Shared {
     pub(super) counters: Counters,
     /// Signed client authentication and DPoP.
     #[cfg(feature = "jwt")]
-    pub(super) jose: super::jwt::Jose,
+    pub(super) jose: super::jose::Jose,
     inner: Mutex<Inner>,
 }
 
 impl Shared {
     /// Builds the initial state of the server at `base_url` from a configuration.
-    pub(super) fn new(config: MockConfig, base_url: String) -> Shared {
+    pub(super) fn new(config: MockConfig, base_url: String, token_path: &str) -> Shared {
         Shared {
+            token_url: format!("{base_url}{token_path}"),
             base_url,
             #[cfg(feature = "jwt")]
-            jose: super::jwt::Jose::new(config.jose),
+            jose: super::jose::Jose::new(config.jose),
             app_scope: Scopes::parse_lenient(&config.app_scope),
             client_id: config.client_id,
             client_secret: config.client_secret,
