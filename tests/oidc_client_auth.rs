@@ -31,7 +31,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 use tower_oauth::{
     fetch::{https_client, HttpFetcher},
     jose::{
@@ -458,21 +458,15 @@ struct Exchange {
 
 type Exchanges = Arc<Mutex<Vec<Exchange>>>;
 
+/// An HTTP client service for the fetcher.
+type TokenClient =
+    tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, BoxError>;
+
 /// The built-in HTTPS client, recording each exchange; the `DPoP-Nonce` of the first
 /// `replace` answers is replaced by a well-formed one the server never issued.
-fn tap(
-    log: Exchanges,
-    replace: usize,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = BoxError,
-    Future = BoxFuture<'static, Result<Response<Full<Bytes>>, BoxError>>,
-> + Clone
-       + Send
-       + 'static {
+fn tap(log: Exchanges, replace: usize) -> TokenClient {
     let client = https_client();
-    tower::service_fn(move |req: Request<Full<Bytes>>| {
+    TokenClient::new(tower::service_fn(move |req: Request<Full<Bytes>>| {
         let (client, log) = (client.clone(), log.clone());
         Box::pin(async move {
             let proof_nonce = req.headers().get("dpop").and_then(|proof| {
@@ -505,9 +499,9 @@ fn tap(
                     HeaderValue::from_str(&format!("not-issued-{n}")).unwrap(),
                 );
             }
-            Ok(Response::from_parts(parts, Full::new(body)))
-        }) as BoxFuture<'static, _>
-    })
+            Ok::<_, BoxError>(Response::from_parts(parts, Full::new(body)))
+        })
+    }))
 }
 
 fn dpop_request(dpop: &Dpop) -> TokenRequest {
