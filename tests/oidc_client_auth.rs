@@ -757,3 +757,27 @@ async fn the_layer_sends_a_dpop_token_it_got_from_the_real_server() {
     assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["cnf"]["jkt"], dpop.key().thumbprint(), "{info}");
 }
+
+#[test]
+fn the_key_material_check_would_catch_a_key_shown_in_pem_or_base64url() {
+    // A control for `assert_refused`: the forbidden strings do match a key's text.
+    for name in [
+        "rsa.pem",
+        "wrong-rsa.pem",
+        "ec.pem",
+        "ed25519.pem",
+        "self-signed-key.pem",
+    ] {
+        let forbidden = key_material(&[name]);
+        let pem = String::from_utf8(fixture(name)).unwrap().replace('\n', "");
+        let url = URL_SAFE_NO_PAD.encode(&der(name)[1..]);
+        assert!(
+            forbidden.iter().skip(3).any(|s| pem.contains(s.as_str())),
+            "{name}"
+        );
+        assert!(
+            forbidden.iter().skip(3).any(|s| url.contains(s.as_str())),
+            "{name}"
+        );
+    }
+}
