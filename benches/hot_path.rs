@@ -134,6 +134,43 @@ fn hot_path(c: &mut Criterion) {
     });
 }
 
+/// The same layer with and without a token store, in one run: the store is asked only
+/// when a token is needed, so a cache hit costs the same.
+fn with_store(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fetcher = tower::service_fn(|_: tower_oauth::TokenRequest| async {
+        Ok::<_, tower_oauth::BoxError>(tower_oauth::Token::new(
+            TOKEN,
+            Some(Duration::from_secs(3600)),
+        ))
+    });
+    let stored = OAuthLayer::with_fetcher(fetcher)
+        .store(tower_oauth::store::MemoryStore::new())
+        .store_key("bench")
+        .build();
+    let plain = rt.block_on(support::warmed_layer(true));
+    rt.block_on(stored.handle().warm_up()).expect("warm-up");
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("hot_path_store/ok");
+    let inner = Answer(StatusCode::OK);
+    bench_one(&mut g, "oauth", plain.layer(inner), static_request);
+    bench_one(
+        &mut g,
+        "oauth_with_store",
+        stored.layer(inner),
+        static_request,
+    );
+    g.finish();
+    assert_eq!(
+        stored.handle().fetches(),
+        1,
+        "every request was a cache hit"
+    );
+}
+
 /// Requests per timed block in the paired pass, and rounds per variant.
 const BLOCK: u32 = 20_000;
 const ROUNDS: usize = 31;
@@ -327,7 +364,7 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    targets = hot_path
+    targets = hot_path, with_store
 }
 
 fn main() {

@@ -127,18 +127,30 @@ async fn a_wrong_secret_is_invalid_client_with_both_methods() {
             .auth_method(method);
         let err = fetch(creds, Some("read")).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidClient, "{client_id}: {err}");
+        assert!(!err.is_retryable(), "{client_id}: {err}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("wrong-secret"),
+            "{client_id}: the error shows the secret"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_dpop_client_is_refused_without_a_proof() {
-    // Today's fetcher sends no DPoP proof: the `dpop` client (dpop_bound_access_tokens)
-    // must get no token, as invalid_grant ("DPoP proof JWT not provided").
+    // Without a DPoP signer on the request the fetcher sends no proof: the `dpop` client
+    // (dpop_bound_access_tokens) must get no token, as invalid_grant ("DPoP proof JWT
+    // not provided"). tests/oidc_client_auth.rs gets its tokens with proofs.
     let op = OidcProvider::start();
     let creds = ClientCredentials::new(&op.token_endpoint(), "dpop", SECRET);
     let err = fetch(creds, Some("read")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OAuth, "{err}");
     assert_eq!(err.oauth_error(), Some("invalid_grant"), "{err}");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400), "{err}");
+    // Sending it again without a proof cannot help.
+    assert!(!err.is_retryable(), "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(SECRET), "the error shows the client secret");
 }
 
 #[tokio::test]

@@ -23,8 +23,8 @@ impl OAuthLayer {
     /// `None`, or whose tenant has no credentials, fails with
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) without being sent.
     ///
-    /// Tenants share one HTTPS client unless their credentials add root certificates;
-    /// those get a client of their own per fetch.
+    /// Tenants share one HTTPS client unless their credentials add root certificates or a
+    /// client certificate (mutual TLS); those get a client of their own per fetch.
     ///
     /// ```
     /// use tower_oauth::{ClientCredentials, OAuthLayer, Tenant};

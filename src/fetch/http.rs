@@ -191,7 +191,9 @@ where
                 // A server may echo what it was sent in its error description, whole, in
                 // part or encoded; keep it out of the error (and so out of logs).
                 let result = parse_as(parts.status, &parts.headers, &bytes, &redactor, proof_sent);
-                if !nonce_asked && wants_nonce(&creds, &request, &parts.headers, &result) {
+                // The nonce is kept from every answer (the last one is the one to use),
+                // and asked for once.
+                if wants_nonce(&creds, &request, &parts.headers, &result) && !nonce_asked {
                     nonce_asked = true;
                     continue;
                 }

@@ -24,8 +24,8 @@ use crate::{
 pub(crate) type TenantCredentials = dyn Fn(&Tenant) -> Option<ClientCredentials> + Send + Sync;
 
 /// Fetches each tenant's tokens with its credentials, over one HTTPS client shared by
-/// every tenant whose credentials need nothing of their own (extra root certificates);
-/// a tenant that does gets a client of its own for each fetch.
+/// every tenant whose credentials need nothing of their own (extra root certificates, a
+/// client certificate); a tenant that does gets a client of its own for each fetch.
 #[derive(Clone)]
 pub(crate) struct TenantFetcher {
     client: HttpsClient,
@@ -67,7 +67,7 @@ impl Service<TokenRequest> for TenantFetcher {
                 .with_detail(&format!("no credentials for tenant \"{tenant}\""));
             return Box::pin(async { Err(err) });
         };
-        let fetcher = if creds.root_certificates().is_empty() {
+        let fetcher = if creds.root_certificates().is_empty() && creds.client_cert().is_none() {
             HttpFetcher::new(self.client.clone(), creds)
         } else {
             HttpFetcher::https(creds)
