@@ -423,3 +423,17 @@ fn a_store_without_a_key_is_refused_at_build() {
         .store(MemoryStore::new())
         .build();
 }
+
+#[tokio::test]
+async fn short_lived_tokens_are_shared_with_the_default_expiry_margin() {
+    // The margin a token gets is at most a tenth of its lifetime, in the store as in the
+    // cache: a 3 s token is worth reading for most of its life, not ignored for being
+    // shorter than twice the 5 s default margin.
+    let store = Arc::new(MemoryStore::new());
+    let fetcher = Fetcher::tokens(3 * SEC, Duration::ZERO);
+    let a = layer_on(&fetcher, store.clone()).build();
+    a.handle().warm_up().await.unwrap();
+    let b = layer_on(&fetcher, store.clone()).build();
+    b.handle().warm_up().await.unwrap();
+    assert_eq!((fetcher.calls(), b.handle().store_hits()), (1, 1));
+}

@@ -45,7 +45,7 @@ impl Slot {
                 let life = Lifetimes {
                     default: config.default_lifetime,
                     max: config.max_lifetime,
-                    least_left: config.expiry_margin.saturating_mul(2),
+                    expiry_margin: config.expiry_margin,
                     fetch_timeout: config.fetch_timeout,
                 };
                 let obtained = fleet

@@ -13,9 +13,8 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{
-    jti,
+    claims::{jti, now_secs},
     key::{config, SigningKey},
-    now_secs,
 };
 use crate::{
     error::{BoxError, Error},

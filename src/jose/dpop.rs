@@ -16,9 +16,8 @@ use http::{HeaderValue, Method, Uri};
 use serde_json::{json, Map, Value};
 
 use super::{
-    jti,
+    claims::{jti, now_secs},
     key::{config, SigningAlg, SigningKey},
-    now_secs,
 };
 use crate::{error::Error, sync::lock};
 

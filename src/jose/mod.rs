@@ -20,14 +20,8 @@
 //! # Ok::<(), tower_oauth::Error>(())
 //! ```
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-
-use crate::error::Error;
-
 mod assertion;
+mod claims;
 mod dpop;
 mod key;
 
@@ -37,22 +31,6 @@ pub use self::{
     dpop::{Dpop, DpopKey},
     key::{SigningAlg, SigningKey},
 };
-
-/// A fresh `jti`: 128 random bits, base64url.
-fn jti() -> Result<String, Error> {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|e| key::config("no randomness for a jti").with_source(e))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// Seconds since the Unix epoch, on the wall clock as JWT times are.
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Keys and a verifier for the tests of this module.
 #[cfg(test)]

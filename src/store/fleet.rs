@@ -81,8 +81,9 @@ enum Read {
 pub(crate) struct Lifetimes {
     pub(crate) default: Duration,
     pub(crate) max: Duration,
-    /// A stored token with less time left than this is not used.
-    pub(crate) least_left: Duration,
+    /// The expiry margin: a stored token with less than twice the margin it gets (this,
+    /// at most a tenth of its lifetime, as for any token) left is not used.
+    pub(crate) expiry_margin: Duration,
     /// How long a fetch may take: the lease lasts this and the store timeout.
     pub(crate) fetch_timeout: Duration,
 }
@@ -206,7 +207,11 @@ impl Fleet {
             .expires_at
             .duration_since(SystemTime::now())
             .unwrap_or_default();
-        if left < life.least_left {
+        let lifetime = decoded
+            .expires_at
+            .duration_since(decoded.issued_at)
+            .unwrap_or_default();
+        if left < life.expiry_margin.min(lifetime / 10).saturating_mul(2) {
             return miss();
         }
         metrics::store(self.layer.as_deref(), StoreEvent::Hit);
