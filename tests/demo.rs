@@ -864,9 +864,7 @@ fn two_processes_sharing_one_redis_fetch_one_token_and_the_other_reads_it() {
     // Both at once: one takes the store's lease and fetches, the other waits for it.
     let outs: Vec<Output> = thread::scope(|s| {
         let runs: Vec<_> = (0..2).map(|_| s.spawn(|| run(&args))).collect();
-        runs.into_iter()
-            .map(|r| r.join().expect("a run"))
-            .collect()
+        runs.into_iter().map(|r| r.join().expect("a run")).collect()
     });
     for out in &outs {
         assert_eq!(out.code, Some(0), "{out}");
@@ -880,7 +878,11 @@ fn two_processes_sharing_one_redis_fetch_one_token_and_the_other_reads_it() {
     assert_eq!((fetches, hits), (1, 1), "{both}");
     assert_eq!(mock.stats().token_requests, 1, "{both}");
     let reader = outs.iter().find(|o| o.number("store_hits") == 1).unwrap();
-    assert_eq!(reader.lines_with("** token read from the store"), 1, "{both}");
+    assert_eq!(
+        reader.lines_with("** token read from the store"),
+        1,
+        "{both}"
+    );
 }
 
 #[cfg(feature = "redis")]

@@ -121,7 +121,12 @@ struct Cli {
     #[arg(long, value_name = "URL", help_heading = "Fleet")]
     redis_url: Option<String>,
     /// The start of every Redis key
-    #[arg(long, value_name = "P", default_value = "tower-oauth:", help_heading = "Fleet")]
+    #[arg(
+        long,
+        value_name = "P",
+        default_value = "tower-oauth:",
+        help_heading = "Fleet"
+    )]
     store_prefix: String,
     /// Seal tokens in the store with this base64 32-byte key (XChaCha20-Poly1305)
     #[arg(
@@ -133,7 +138,12 @@ struct Cli {
     )]
     store_key: Option<String>,
     /// As --store-key, read from a file
-    #[arg(long, value_name = "PATH", conflicts_with = "store_key", help_heading = "Fleet")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "store_key",
+        help_heading = "Fleet"
+    )]
     store_key_file: Option<std::path::PathBuf>,
     /// (mock) Spread the requests round-robin over N tenant applications, each with
     /// its own credentials and tokens (one layer, OAuthLayer::for_tenants)
@@ -216,9 +226,10 @@ impl Options {
     /// The options `cli` says, or why they cannot work together.
     fn checked(cli: Cli, demo: bool) -> Result<Self, String> {
         let store_key = match &cli.store_key_file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                format!("--store-key-file {}: {e}", path.display())
-            })?),
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--store-key-file {}: {e}", path.display()))?,
+            ),
             None => cli.store_key.clone(),
         };
         let o = Self {

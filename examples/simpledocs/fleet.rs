@@ -80,9 +80,11 @@ pub(crate) async fn with_store(
 ) -> Result<OAuthLayerBuilder, String> {
     let _ = (&o.store_prefix, &o.store_key);
     match o.redis_url {
-        Some(_) => Err("--redis-url: this build has no Redis support (built without the \
+        Some(_) => Err(
+            "--redis-url: this build has no Redis support (built without the \
                         \"redis\" feature; run with --features redis)"
-            .into()),
+                .into(),
+        ),
         None => Ok(builder),
     }
 }

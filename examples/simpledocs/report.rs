@@ -66,9 +66,7 @@ pub(crate) fn banner(
     };
     eprintln!("  scope  : {scopes}");
     if let Some(n) = o.tenants {
-        eprintln!(
-            "  tenants: {n} applications of the mock, one token each, requests round-robin"
-        );
+        eprintln!("  tenants: {n} applications of the mock, one token each, requests round-robin");
     }
     if let Some(url) = &o.redis_url {
         eprintln!(
