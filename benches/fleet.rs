@@ -1,6 +1,6 @@
-//! A fleet's figures, counts rather than timings: token requests at the token endpoint
-//! (the mock's own count) with and without a shared Redis store, a burst of 500 cold
-//! layers, Redis killed mid-run, and the memory a tenant or scope-set key costs.
+//! A fleet's figures, counts not timings: token requests at the endpoint (the mock's
+//! count) with and without a shared Redis store, a burst of 500 cold layers, Redis
+//! killed mid-run, and the memory a tenant or scope-set key costs.
 //!
 //! It starts its own `redis-server` and mock server on 127.0.0.1 and stops them. The
 //! fleet's processes are this binary again, in a child mode (`FLEET_CHILD`); each runs
@@ -84,8 +84,8 @@ fn main() {
     if let Ok(spec) = env::var(CHILD) {
         return child(&spec);
     }
-    // `cargo bench` passes `--bench`; a filter would be a test's name: nothing to do.
-    if env::args().skip(1).any(|a| !a.starts_with("--")) {
+    // Only under `cargo bench`, which passes `--bench` (`cargo test --benches` does not).
+    if !env::args().any(|a| a == "--bench") {
         return;
     }
     let quick = env::var_os("FLEET_QUICK").is_some();
@@ -218,8 +218,7 @@ fn child(spec: &str) {
         let token_url = format!("{base}/api/oauth/token");
         let client = https_client();
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let mut handles = Vec::new();
-        let mut tasks = Vec::new();
+        let (mut handles, mut tasks) = (Vec::new(), Vec::new());
         for _ in 0..LAYERS {
             let creds = ClientCredentials::try_new(&token_url, id, secret)
                 .expect("the mock's token url")
@@ -273,8 +272,7 @@ async fn burst(redis: &RedisServer, shared: bool) -> String {
     let one = store(&redis.url()).await.prefix("burst-shared:");
     let client = https_client();
     let barrier = Arc::new(Barrier::new(CLIENTS));
-    let mut handles = Vec::new();
-    let mut tasks = Vec::new();
+    let (mut handles, mut tasks) = (Vec::new(), Vec::new());
     for _ in 0..CLIENTS {
         let store = match shared {
             true => one.clone(),
@@ -294,11 +292,7 @@ async fn burst(redis: &RedisServer, shared: bool) -> String {
         ok += usize::from(task.await.expect("a client's task"));
     }
     let hits: u64 = handles.iter().map(TokenHandle::store_hits).sum();
-    let connections = if shared {
-        "one shared connection"
-    } else {
-        "a connection each"
-    };
+    let connections = ["a connection each", "one shared connection"][usize::from(shared)];
     format!(
         "| {CLIENTS} cold layers at once, one Redis, {connections} | token requests: {}; \
          store hits {hits}; {ok} of {CLIENTS} requests ok |",
