@@ -68,6 +68,9 @@ fn example() -> &'static Path {
             }
             cargo.args(["build", "--example", "simpledocs", "--manifest-path"]);
             cargo.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+            // This test's own features, so that `--all-features` builds the example
+            // with Redis (and reuses the library this test was built with).
+            cargo.args(["--no-default-features", "--features", &enabled_features()]);
             if profile_dir
                 .file_name()
                 .is_some_and(|name| name == "release")
@@ -775,4 +778,120 @@ fn help_shows_no_secret_from_the_environment() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("SIMPLEDOCS_CLIENT_SECRET"), "{text}");
     assert!(runs_of(HOSTILE_SECRET, &text).is_empty(), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A fleet: processes sharing one Redis, and tenants
+// ---------------------------------------------------------------------------------------
+
+/// The crate features this test was built with, comma-separated, for the example build.
+fn enabled_features() -> String {
+    let features = [
+        ("https", cfg!(feature = "https")),
+        ("aws-lc-rs", cfg!(feature = "aws-lc-rs")),
+        ("ring", cfg!(feature = "ring")),
+        ("native-roots", cfg!(feature = "native-roots")),
+        ("webpki-roots", cfg!(feature = "webpki-roots")),
+        ("test-util", cfg!(feature = "test-util")),
+        ("tonic", cfg!(feature = "tonic")),
+        ("reqwest", cfg!(feature = "reqwest")),
+        ("secrecy", cfg!(feature = "secrecy")),
+        ("oauth2", cfg!(feature = "oauth2")),
+        ("redis", cfg!(feature = "redis")),
+        ("metrics", cfg!(feature = "metrics")),
+    ];
+    let on: Vec<&str> = features
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
+    on.join(",")
+}
+
+#[test]
+fn three_tenants_fetch_one_token_each_and_every_request_succeeds() {
+    let out = run(&["--tenants", "3", "--requests", "12"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.number("ok"), 12, "{out}");
+    assert_eq!(out.number("token_fetches"), 3, "{out}");
+    assert_eq!(out.number("store_hits"), 0, "{out}");
+    assert_eq!(out.mock_stats()["token_requests"], 3, "{out}");
+    for tenant in ["tenant-1", "tenant-2", "tenant-3"] {
+        let slot = format!("token slot tenant={tenant} scope=\"read\"");
+        assert_eq!(out.lines_with(&slot), 1, "{slot}\n{out}");
+    }
+    // The tenants' secrets are the mock's `tenant-<i>-secret`.
+    assert!(!all_output(&out).contains("-secret"), "{out}");
+}
+
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+#[path = "common/redis.rs"]
+mod redis_server;
+
+/// A store key for the runs below (32 bytes, base64); it must never be printed.
+#[cfg(feature = "redis")]
+const STORE_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+#[cfg(feature = "redis")]
+#[test]
+fn two_processes_sharing_one_redis_fetch_one_token_and_the_other_reads_it() {
+    use tower_oauth::mock::{MockConfig, MockServer};
+
+    let redis = redis_server::RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().expect("a runtime for the mock");
+    let mock = rt
+        .block_on(MockServer::start_with(MockConfig::new()))
+        .expect("the mock starts");
+    let (base, id, secret) = (mock.base_url(), mock.client_id(), mock.client_secret());
+    let redis_url = redis.url();
+    let args = [
+        "--base-url",
+        &base,
+        "--client-id",
+        id,
+        "--client-secret",
+        secret,
+        "--redis-url",
+        &redis_url,
+        "--store-prefix",
+        "demo-test:",
+        "--store-key",
+        STORE_KEY,
+        "--requests",
+        "4",
+    ];
+    // Both at once: one takes the store's lease and fetches, the other waits for it.
+    let outs: Vec<Output> = thread::scope(|s| {
+        let runs: Vec<_> = (0..2).map(|_| s.spawn(|| run(&args))).collect();
+        runs.into_iter().map(|r| r.join().expect("a run")).collect()
+    });
+    for out in &outs {
+        assert_eq!(out.code, Some(0), "{out}");
+        assert_eq!(out.number("ok"), 4, "{out}");
+        let text = all_output(out);
+        assert!(!text.contains(secret) && !text.contains(STORE_KEY), "{out}");
+    }
+    let fetches: u64 = outs.iter().map(|o| o.number("token_fetches")).sum();
+    let hits: u64 = outs.iter().map(|o| o.number("store_hits")).sum();
+    let both = format!("{}\n{}", outs[0], outs[1]);
+    assert_eq!((fetches, hits), (1, 1), "{both}");
+    assert_eq!(mock.stats().token_requests, 1, "{both}");
+    let reader = outs.iter().find(|o| o.number("store_hits") == 1).unwrap();
+    assert_eq!(
+        reader.lines_with("** token read from the store"),
+        1,
+        "{both}"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_store_key_that_is_not_32_bytes_of_base64_is_a_usage_error_that_does_not_echo_it() {
+    let redis = redis_server::RedisServer::start();
+    let key = "bm90LWEta2V5LXNlY3JldA==";
+    let out = run(&["--redis-url", &redis.url(), "--store-key", key]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("--store-key is not"), "{out}");
+    assert!(!all_output(&out).contains(key), "{out}");
 }

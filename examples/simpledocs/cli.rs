@@ -34,8 +34,10 @@ scope it needs (\"read\" for these GETs).";
 const OUTPUT: &str = "\
 Output:
   Progress on stderr; the last stdout line is
-  {\"requests\":N,\"ok\":K,\"statuses\":{\"200\":K},\"errors\":E,\"token_fetches\":F}
-  ok: 2xx answers; errors: requests that got no answer; token_fetches: token requests made.
+  {\"requests\":N,\"ok\":K,\"statuses\":{\"200\":K},\"errors\":E,\"token_fetches\":F,
+   \"store_hits\":H}
+  ok: 2xx answers; errors: requests that got no answer; token_fetches: token requests
+  this process made; store_hits: tokens read from the --redis-url store instead.
   Exit 0 when every request got a 2xx, 1 otherwise (reason on stderr), 2 for bad arguments.
   Neither the client secret nor a token is ever printed; what a server says is shown
   only as tower_oauth::redact cleans it.";
@@ -114,6 +116,39 @@ struct Cli {
     /// as SimpleDocs; the demo: 3]
     #[arg(long, value_name = "N")]
     token_lifetime_secs: Option<u64>,
+    /// Share tokens with other processes through this Redis (needs the "redis"
+    /// feature): one of them fetches, the others read the token from the store
+    #[arg(long, value_name = "URL", help_heading = "Fleet")]
+    redis_url: Option<String>,
+    /// The start of every Redis key
+    #[arg(
+        long,
+        value_name = "P",
+        default_value = "tower-oauth:",
+        help_heading = "Fleet"
+    )]
+    store_prefix: String,
+    /// Seal tokens in the store with this base64 32-byte key (XChaCha20-Poly1305)
+    #[arg(
+        long,
+        value_name = "B64",
+        env = "SIMPLEDOCS_STORE_KEY",
+        hide_env_values = true,
+        help_heading = "Fleet"
+    )]
+    store_key: Option<String>,
+    /// As --store-key, read from a file
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "store_key",
+        help_heading = "Fleet"
+    )]
+    store_key_file: Option<std::path::PathBuf>,
+    /// (mock) Spread the requests round-robin over N tenant applications, each with
+    /// its own credentials and tokens (one layer, OAuthLayer::for_tenants)
+    #[arg(long, value_name = "N", help_heading = "Fleet")]
+    tenants: Option<usize>,
 }
 
 /// `--auth-method`.
@@ -159,6 +194,11 @@ pub(crate) struct Options {
     pub(crate) allow_insecure_http: bool,
     pub(crate) revoke_after: Option<usize>,
     pub(crate) token_lifetime: Option<Duration>,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) store_prefix: String,
+    /// The store key, base64, from `--store-key` or `--store-key-file`.
+    pub(crate) store_key: Option<String>,
+    pub(crate) tenants: Option<usize>,
 }
 
 impl Options {
@@ -185,6 +225,13 @@ impl Options {
 
     /// The options `cli` says, or why they cannot work together.
     fn checked(cli: Cli, demo: bool) -> Result<Self, String> {
+        let store_key = match &cli.store_key_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--store-key-file {}: {e}", path.display()))?,
+            ),
+            None => cli.store_key.clone(),
+        };
         let o = Self {
             demo,
             // A scope given is for every request; without one, each asks for what it needs.
@@ -221,6 +268,10 @@ impl Options {
                 .token_lifetime_secs
                 .map(Duration::from_secs)
                 .or(demo.then_some(DEMO_TOKEN_LIFETIME)),
+            redis_url: cli.redis_url,
+            store_prefix: cli.store_prefix,
+            store_key: store_key.map(|k| k.trim().to_owned()),
+            tenants: cli.tenants,
         };
         if o.body_bytes > MAX_BODY_BYTES {
             return Err(format!(
@@ -243,6 +294,15 @@ impl Options {
                         mock, not with --base-url"
                     .into(),
             );
+        }
+        if o.tenants == Some(0) {
+            return Err("--tenants must be at least 1".into());
+        }
+        if o.tenants.is_some() && o.base_url.is_some() {
+            return Err("--tenants only applies to the embedded mock, not with --base-url".into());
+        }
+        if o.store_key.is_some() && o.redis_url.is_none() {
+            return Err("--store-key and --store-key-file need --redis-url".into());
         }
         if o.method == MethodChoice::Mixed && o.path.is_some() {
             return Err("--path does not combine with --method mixed".into());

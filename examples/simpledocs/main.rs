@@ -31,7 +31,9 @@
 //! which this tool would count as a failed request.
 //!
 //! Progress goes to stderr. The last line on stdout is one JSON object,
-//! `{"requests":N,"ok":K,"statuses":{"200":K},"errors":E,"token_fetches":F}`. The exit
+//! `{"requests":N,"ok":K,"statuses":{"200":K},"errors":E,"token_fetches":F,"store_hits":H}`
+//! (`token_fetches` counts this process's token requests; `store_hits`, tokens it read
+//! from the `--redis-url` store that another process fetched). The exit
 //! status is 0 when every request got a 2xx answer, 1 otherwise (with a one-line reason
 //! on stderr), 2 for bad arguments.
 //!
@@ -40,11 +42,17 @@
 //! no part of the secret or of a token this client sent, no control character, at most
 //! 200 characters. URLs are shown without user info or query.
 //!
-//! The modules: `cli` (the command line), `plan` (the requests), `work` (the workers),
+//! A fleet: processes given one `--redis-url` share their tokens (one fetches, the others
+//! read it from Redis; needs `--features redis`), and `--tenants N` spreads the requests
+//! over N applications of the mock, one layer with a token per tenant.
+//!
+//! The modules: `cli` (the command line), `fleet` (the store and tenants), `plan` (the
+//! requests), `work` (the workers),
 //! `monitor` (token fetches as they happen), `report` (what is printed), `shown` (what
 //! of others' words may be).
 
 mod cli;
+mod fleet;
 mod monitor;
 mod plan;
 mod report;
@@ -104,7 +112,9 @@ async fn run(o: Options) -> Result<ExitCode, String> {
     let mock = match o.base_url {
         Some(_) => None,
         None => {
-            let config = MockConfig::new().token_lifetime(lifetime);
+            let config = MockConfig::new()
+                .token_lifetime(lifetime)
+                .tenants(o.tenants.unwrap_or(0));
             let mock = MockServer::start_with(config)
                 .await
                 .map_err(|e| format!("cannot start the embedded mock server: {e}"))?;
@@ -146,17 +156,24 @@ async fn run(o: Options) -> Result<ExitCode, String> {
         renew_ahead.map(|ahead| (lifetime, ahead)),
     );
 
-    let mut creds = ClientCredentials::try_new(&token_url, client_id.as_str(), client_secret)
-        .map_err(|e| format!("token url {}: {e}", shown::url(&token_url)))?
-        .auth_method(o.auth_method)
-        .allow_insecure_http(o.allow_insecure_http);
-    if let Some(scope) = &o.scope {
-        creds = creds.scope(scope.as_str());
-    }
-    for (name, value) in &o.params {
-        creds = creds.param(name.as_str(), value.as_str());
-    }
-    let mut builder = OAuthLayer::builder(creds);
+    let credentials = |id: &str, secret: String| {
+        let mut creds = ClientCredentials::try_new(&token_url, id, secret)
+            .map_err(|e| format!("token url {}: {e}", shown::url(&token_url)))?
+            .auth_method(o.auth_method)
+            .allow_insecure_http(o.allow_insecure_http);
+        if let Some(scope) = &o.scope {
+            creds = creds.scope(scope.as_str());
+        }
+        for (name, value) in &o.params {
+            creds = creds.param(name.as_str(), value.as_str());
+        }
+        Ok::<_, String>(creds)
+    };
+    let mut builder = match (o.tenants, &mock) {
+        (Some(n), Some(mock)) => fleet::for_tenants(mock, n, &shown, credentials)?,
+        _ => OAuthLayer::builder(credentials(&client_id, client_secret)?),
+    };
+    builder = fleet::with_store(builder, &o, &shown).await?;
     if o.scope_policy == PolicyChoice::ByMethod {
         builder = builder.scope_policy(ScopePolicy::by_method("read", "write"));
     }

@@ -1,8 +1,11 @@
 //! Token fetches as they happen, found by sampling the layer's token state.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use tokio::time::Instant;
@@ -16,12 +19,14 @@ pub(crate) struct Monitor {
     handle: TokenHandle,
     started: Instant,
     revokes: Arc<AtomicUsize>,
-    slots: Vec<SlotTrack>,
+    /// By tenant and scope set (the handle's order is not promised).
+    slots: HashMap<String, SlotTrack>,
 }
 
 #[derive(Default)]
 struct SlotTrack {
     fetches: u64,
+    store_hits: u64,
     saw_due: bool,
     saw_expired: bool,
     saw_rejected: bool,
@@ -35,17 +40,15 @@ impl Monitor {
             handle,
             started,
             revokes,
-            slots: Vec::new(),
+            slots: HashMap::new(),
         }
     }
 
     pub(crate) fn poll(&mut self) {
         let revokes = self.revokes.load(Ordering::SeqCst);
-        for (i, state) in self.handle.state().iter().enumerate() {
-            if self.slots.len() <= i {
-                self.slots.push(SlotTrack::default());
-            }
-            let track = &mut self.slots[i];
+        for state in self.handle.state() {
+            let slot = format!("{:?} {:?}", state.tenant, state.scope);
+            let track = self.slots.entry(slot).or_default();
             let new_fetch = state.fetches > track.fetches;
             // While a fetch runs, the status is the outgoing token's; count it once.
             if new_fetch || !state.fetching {
@@ -56,10 +59,23 @@ impl Monitor {
                     _ => {}
                 }
             }
-            let scope = state
+            let mut scope = state
                 .scope
                 .as_ref()
                 .map_or("server default".to_owned(), |s| format!("\"{s}\""));
+            if let Some(tenant) = &state.tenant {
+                scope = format!("{scope}, tenant {tenant}");
+            }
+            while track.store_hits < state.store_hits {
+                track.store_hits += 1;
+                eprintln!(
+                    "{} ** token read from the store (scope {scope}): another process fetched it",
+                    stamp(self.started)
+                );
+                track.saw_due = false;
+                track.saw_expired = false;
+                track.saw_rejected = false;
+            }
             while track.fetches < state.fetches {
                 track.fetches += 1;
                 let revoked = track.revokes < revokes;

@@ -6,7 +6,10 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 
-use crate::cli::{MethodChoice, Options};
+use crate::{
+    cli::{MethodChoice, Options},
+    fleet::{tenant_name, TENANT_HEADER},
+};
 
 pub(crate) const WORKFLOWS_PATH: &str = "/api/v1/workflows";
 pub(crate) const DOCUMENTS_PATH: &str = "/api/v1/documents";
@@ -26,6 +29,8 @@ pub(crate) struct Plan {
     pub(crate) body: Bytes,
     pub(crate) body_fnv1a64: u64,
     pub(crate) revoke_after: Option<usize>,
+    /// The tenants' header values, taken in turn; empty without `--tenants`.
+    tenants: Vec<HeaderValue>,
     pub(crate) verbose: bool,
     pub(crate) progress_every: usize,
 }
@@ -60,6 +65,9 @@ impl Plan {
             body_fnv1a64: fnv1a64(&body),
             body,
             revoke_after: o.revoke_after.filter(|_| mock),
+            tenants: (0..o.tenants.unwrap_or(0))
+                .map(|i| HeaderValue::try_from(tenant_name(i)).expect("a plain name"))
+                .collect(),
             verbose: o.requests <= VERBOSE_LIMIT,
             progress_every: o.requests.div_ceil(20),
         })
@@ -86,6 +94,9 @@ impl Plan {
                 header::USER_AGENT,
                 HeaderValue::from_static("tower-oauth-simpledocs-example"),
             );
+        if !self.tenants.is_empty() {
+            builder = builder.header(TENANT_HEADER, self.tenants[i % self.tenants.len()].clone());
+        }
         let body = if method == Method::POST {
             builder = builder.header(
                 header::CONTENT_TYPE,

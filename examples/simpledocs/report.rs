@@ -65,6 +65,21 @@ pub(crate) fn banner(
         ),
     };
     eprintln!("  scope  : {scopes}");
+    if let Some(n) = o.tenants {
+        eprintln!("  tenants: {n} applications of the mock, one token each, requests round-robin");
+    }
+    if let Some(url) = &o.redis_url {
+        eprintln!(
+            "  store  : redis at {} (prefix {:?}; tokens {}); shared with other processes",
+            shown::url(url),
+            o.store_prefix,
+            if o.store_key.is_some() {
+                "sealed with the store key"
+            } else {
+                "stored as they are"
+            }
+        );
+    }
     let what = match o.method {
         MethodChoice::Get => format!("GET {}", plan.uri.path()),
         MethodChoice::Post => format!("POST {} ({} bytes)", plan.uri.path(), plan.body.len()),
@@ -162,6 +177,7 @@ pub(crate) fn report(run: &Run, handle: &TokenHandle, mock: Option<&MockServer>)
     let tally = lock(&run.tally);
     let requests = run.plan.requests;
     let fetches = handle.fetches();
+    let store_hits = handle.store_hits();
     let statuses: BTreeMap<String, usize> = tally
         .statuses
         .iter()
@@ -175,7 +191,8 @@ pub(crate) fn report(run: &Run, handle: &TokenHandle, mock: Option<&MockServer>)
         .map(|(code, n)| format!("{code} x{n}"))
         .collect();
     eprintln!(
-        "summary: {requests} requests: {} ok ({}), {} errors; {fetches} token fetch(es) in {:.1}s",
+        "summary: {requests} requests: {} ok ({}), {} errors; {fetches} token fetch(es), \
+         {store_hits} token(s) from the store in {:.1}s",
         tally.ok,
         if shown.is_empty() {
             "no answers".into()
@@ -205,9 +222,14 @@ pub(crate) fn report(run: &Run, handle: &TokenHandle, mock: Option<&MockServer>)
             TokenStatus::Rejected => "rejected",
             _ => "other",
         };
+        let tenant = state
+            .tenant
+            .as_ref()
+            .map_or(String::new(), |t| format!("tenant={t} "));
         eprintln!(
-            "token slot scope={scope} granted={granted} status={status} fetches={}",
-            state.fetches
+            "token slot {tenant}scope={scope} granted={granted} status={status} store_hits={} \
+             fetches={}",
+            state.store_hits, state.fetches
         );
     }
     if let Some(mock) = mock {
@@ -237,7 +259,8 @@ pub(crate) fn report(run: &Run, handle: &TokenHandle, mock: Option<&MockServer>)
         eprintln!("all {requests} requests succeeded");
     }
     println!(
-        "{{\"requests\":{requests},\"ok\":{},\"statuses\":{},\"errors\":{},\"token_fetches\":{fetches}}}",
+        "{{\"requests\":{requests},\"ok\":{},\"statuses\":{},\"errors\":{},\"token_fetches\":{fetches},\
+         \"store_hits\":{store_hits}}}",
         tally.ok,
         serde_json::to_string(&statuses).expect("a map of strings to numbers serializes"),
         tally.errors,

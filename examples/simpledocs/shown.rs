@@ -53,9 +53,14 @@ impl Shown {
         }
     }
 
+    /// Learns one more secret never to print (a tenant's client secret, a store key).
+    pub(crate) fn add_secret(&self, secret: &str) {
+        self.redactor().add_secret(secret);
+    }
+
     /// Learns a token this client sent.
     fn note_token(&self, token: &str) {
-        self.redactor().add_secret(token);
+        self.add_secret(token);
     }
 }
 
