@@ -2,7 +2,6 @@
 //! 401 to classify it, and replaying a rejected request.
 
 use std::{
-    collections::VecDeque,
     fmt,
     future::Future,
     pin::Pin,
@@ -10,10 +9,9 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{header::AUTHORIZATION, Request, Response};
-use http_body::{Body, Frame};
-use http_body_util::BodyExt;
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::ServiceExt;
 use tower_service::Service;
@@ -328,7 +326,11 @@ where
     let home = ctx.home;
     let (res, rejected) = match decision {
         Classification::Rejected => (res.map(ResponseBody::inner), true),
-        _ => inspect(res, home.classifier(), home.core.config.inspect_limit).await,
+        _ => {
+            home.classifier()
+                .inspect(res, home.core.config.inspect_limit)
+                .await
+        }
     };
     if !rejected {
         return Ok(res);
@@ -395,60 +397,4 @@ where
     // caller.
     crate::dpop::nonce_challenge(dpop, &uri, res.status(), res.headers());
     Ok(res.map(ResponseBody::inner))
-}
-
-/// Reads the start of a response body (at most the inspection limit) and asks the
-/// classifier about it. The caller still gets every byte: the start, then the rest.
-pub(crate) async fn inspect<ResB>(
-    res: Response<ResB>,
-    classifier: &Classifier,
-    limit: usize,
-) -> (Response<ResponseBody<ResB>>, bool)
-where
-    ResB: Body + Send + 'static,
-    ResB::Data: Send,
-{
-    let (parts, body) = res.into_parts();
-    if body.size_hint().lower() > limit as u64 {
-        return (
-            Response::from_parts(parts, ResponseBody::inner(body)),
-            false,
-        );
-    }
-    let mut body = Box::pin(body);
-    let mut frames: VecDeque<Frame<Bytes>> = VecDeque::new();
-    let mut len = 0usize;
-    let mut ended = false;
-    let mut error = None;
-    while len <= limit {
-        match body.frame().await {
-            None => {
-                ended = true;
-                break;
-            }
-            Some(Err(e)) => {
-                error = Some(e);
-                break;
-            }
-            Some(Ok(frame)) => {
-                let frame = frame.map_data(|mut d| d.copy_to_bytes(d.remaining()));
-                if let Some(data) = frame.data_ref() {
-                    len += data.len();
-                }
-                frames.push_back(frame);
-            }
-        }
-    }
-    let rejected = ended && error.is_none() && {
-        let mut whole = Vec::with_capacity(len);
-        for data in frames.iter().filter_map(Frame::data_ref) {
-            whole.extend_from_slice(data);
-        }
-        classifier.classify_body(parts.status, &parts.headers, &whole)
-    };
-    let rest = (!ended && error.is_none()).then_some(body);
-    (
-        Response::from_parts(parts, ResponseBody::prefixed(frames, rest, error)),
-        rejected,
-    )
 }

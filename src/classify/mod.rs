@@ -38,6 +38,7 @@
 //! ```
 
 mod challenge;
+mod inspect;
 mod rules;
 
 use std::{any::Any, sync::Arc};

@@ -10,7 +10,6 @@ use crate::{
     body::Replayers,
     cache::Slot,
     classify::Classification,
-    future::inspect,
     layer::OAuthLayer,
     scope::{by_method_index, Slots},
     token::FetchReason,
@@ -119,8 +118,10 @@ impl OAuthMiddleware {
             _ => {
                 let url = res.url().clone();
                 let res = http::Response::<::reqwest::Body>::from(res);
-                let (res, rejected) =
-                    inspect(res, &core.classifier, core.config.inspect_limit).await;
+                let (res, rejected) = core
+                    .classifier
+                    .inspect(res, core.config.inspect_limit)
+                    .await;
                 let (mut parts, body) = res.into_parts();
                 // The URL goes back the only way reqwest offers: its builder extension.
                 let tagged = ::reqwest::ResponseBuilderExt::url(http::Response::builder(), url)
