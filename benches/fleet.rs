@@ -75,10 +75,6 @@ const LAYERS: usize = 4;
 /// Each layer's pause between requests.
 const INTERVAL: Duration = Duration::from_millis(200);
 const KEYS: usize = 10_000;
-/// The layers' `expiry_margin` for short tokens. A stored token is used only with twice
-/// the margin left, and the default margin (5 s) is not clamped there as it is for the
-/// layer's own tokens: with it, tokens under 10 s are never read from the store.
-const MARGIN: Duration = Duration::from_millis(300);
 
 fn main() {
     if let Ok(spec) = env::var(CHILD) {
@@ -95,13 +91,11 @@ fn main() {
     rt.block_on(async {
         let redis = RedisServer::start();
         let url = redis.url();
-        let with = fleet(Some(&url), Some(MARGIN), run).await;
-        let default_margin = fleet(Some(&url), None, run).await;
-        let without = fleet(None, Some(MARGIN), run).await;
+        let with = fleet(Some(&url), None, run).await;
+        let without = fleet(None, None, run).await;
         rows.push(format!(
             "| {PROCESSES} processes x {LAYERS} layers, 3 s tokens, {} s | token requests: \
-             {with} with the store, {without} without ({:.0}x); with the store and the \
-             default `expiry_margin`: {default_margin} |",
+             {with} with the store, {without} without ({:.0}x) |",
             run.as_secs(),
             without as f64 / with.max(1) as f64
         ));
@@ -300,7 +294,7 @@ async fn burst(redis: &RedisServer, shared: bool) -> String {
     )
 }
 
-/// Four layers sharing a Redis, steady requests with 2 s tokens (and [`MARGIN`]); the
+/// Four layers sharing a Redis, steady requests with 2 s tokens; the
 /// Redis is killed halfway. The token requests before and after, and the requests that failed.
 async fn redis_killed(run: Duration) -> String {
     let mut redis = RedisServer::start();
@@ -315,7 +309,6 @@ async fn redis_killed(run: Duration) -> String {
     for _ in 0..LAYERS {
         let layer = OAuthLayer::builder(creds(&mock))
             .store(shared.clone())
-            .expiry_margin(MARGIN)
             .build();
         let svc = layer.layer(client.clone());
         let (failed, base) = (failed.clone(), mock.base_url());
