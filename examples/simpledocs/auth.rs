@@ -19,7 +19,7 @@ pub(crate) const NO_JWT: &str = "built without the jwt feature: run with --featu
 pub(crate) struct AuthArgs {
     /// How the client proves who it is [default: post; with --issuer, post or basic,
     /// as the provider lists them]
-    #[arg(long, value_enum, ignore_case = true)]
+    #[arg(long, value_enum, ignore_case = true, value_name = "METHOD")]
     auth_method: Option<AuthChoice>,
     /// (private_key_jwt) The private key, PEM (PKCS#8, or PKCS#1 for RSA) [default:
     /// against the embedded mock, a key generated for the run and registered with it]
@@ -43,7 +43,8 @@ pub(crate) struct AuthArgs {
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
     /// Bind tokens to a key generated for the run (DPoP, RFC 9449): a proof with every
-    /// token request and API call. The embedded mock then asks for its nonces
+    /// token request and API call. The embedded mock then asks for its nonces (needs the
+    /// jwt feature)
     #[arg(long)]
     dpop: bool,
     /// The DPoP proofs' algorithm

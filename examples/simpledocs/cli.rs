@@ -42,8 +42,8 @@ Output:
   With --dpop it adds \"dpop\":true and, against the embedded mock,
   \"dpop_nonce_challenges\":N (use_dpop_nonce answers the layer met).
   Exit 0 when every request got a 2xx, 1 otherwise (reason on stderr), 2 for bad arguments.
-  Neither the client secret nor a token is ever printed; what a server says is shown
-  only as tower_oauth::redact cleans it.";
+  Neither the client secret, a private key nor a token is ever printed; what a server
+  says is shown only as tower_oauth::redact cleans it.";
 
 #[derive(Debug, Parser)]
 #[command(name = "simpledocs", about = ABOUT, long_about = LONG_ABOUT, after_help = OUTPUT)]

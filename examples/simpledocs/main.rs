@@ -37,8 +37,8 @@
 //! status is 0 when every request got a 2xx answer, 1 otherwise (with a one-line reason
 //! on stderr), 2 for bad arguments.
 //!
-//! Neither the client secret nor a token is ever printed, and what a server says (a
-//! problem type, an error) is printed only as `tower_oauth::redact` cleans it:
+//! Neither the client secret, a private key nor a token is ever printed, and what a
+//! server says (a problem type, an error) is printed only as `tower_oauth::redact` cleans it:
 //! no part of the secret or of a token this client sent, no control character, at most
 //! 200 characters. URLs are shown without user info or query.
 //!
@@ -46,7 +46,15 @@
 //! read it from Redis; needs `--features redis`), and `--tenants N` spreads the requests
 //! over N applications of the mock, one layer with a token per tenant.
 //!
-//! The modules: `cli` (the command line), `fleet` (the store and tenants), `plan` (the
+//! Client authentication: `--auth-method private_key_jwt` signs assertions with
+//! `--private-key` (against the embedded mock, a key generated for the run and registered
+//! with it), `client_secret_jwt` with the secret, `tls_client_auth` presents
+//! `--client-cert` to a real HTTPS server; `--dpop` binds tokens to a key of the run (the
+//! mock then challenges for nonces), and `--issuer` finds the token endpoint by
+//! discovery. The signed methods and DPoP need `--features jwt`.
+//!
+//! The modules: `cli` (the command line), `auth` (client authentication and discovery),
+//! `jose` (keys and DPoP), `fleet` (the store and tenants), `plan` (the
 //! requests), `work` (the workers),
 //! `monitor` (token fetches as they happen), `report` (what is printed), `shown` (what
 //! of others' words may be).
