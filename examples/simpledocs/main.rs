@@ -153,13 +153,13 @@ async fn run(o: Options) -> Result<ExitCode, String> {
         .or_else(|| mock.as_ref().map(|m| m.client_id().to_owned()))
         .ok_or("--client-id (or SIMPLEDOCS_CLIENT_ID) is required with --base-url")?;
     // Only a method that proves the client with its secret is given one.
-    let client_secret = match o.auth.method.uses_secret() {
-        true => o
-            .client_secret
+    let client_secret = if o.auth.method.uses_secret() {
+        o.client_secret
             .clone()
             .or_else(|| mock.as_ref().map(|m| m.client_secret().to_owned()))
-            .ok_or("--client-secret (or SIMPLEDOCS_CLIENT_SECRET) is required with --base-url")?,
-        false => String::new(),
+            .ok_or("--client-secret (or SIMPLEDOCS_CLIENT_SECRET) is required with --base-url")?
+    } else {
+        String::new()
     };
     let shown = Shown::new(&client_secret);
     let endpoint = Endpoint::resolve(token_url, o.issuer.as_deref(), &shown).await?;
