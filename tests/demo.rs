@@ -24,6 +24,10 @@ use std::{
 
 use serde_json::{json, Value};
 
+/// The client-authentication options (`--auth-method`, `--dpop`, `--issuer`).
+#[path = "demo/auth.rs"]
+mod auth;
+
 /// No run may take longer than this; the demo itself takes about 7 s.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -799,6 +803,7 @@ fn enabled_features() -> String {
         ("oauth2", cfg!(feature = "oauth2")),
         ("redis", cfg!(feature = "redis")),
         ("metrics", cfg!(feature = "metrics")),
+        ("jwt", cfg!(feature = "jwt")),
     ];
     let on: Vec<&str> = features
         .iter()

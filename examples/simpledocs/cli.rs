@@ -5,7 +5,8 @@ use std::time::Duration;
 use clap::{
     error::ErrorKind, parser::ValueSource, CommandFactory, FromArgMatches, Parser, ValueEnum,
 };
-use tower_oauth::AuthMethod;
+
+use crate::auth::{AuthArgs, AuthChoice, AuthOptions};
 
 /// The largest `--body-bytes`: the body is built in memory before the first request.
 const MAX_BODY_BYTES: usize = 256 << 20;
@@ -35,12 +36,14 @@ const OUTPUT: &str = "\
 Output:
   Progress on stderr; the last stdout line is
   {\"requests\":N,\"ok\":K,\"statuses\":{\"200\":K},\"errors\":E,\"token_fetches\":F,
-   \"store_hits\":H}
+   \"store_hits\":H,\"auth_method\":\"client_secret_post\"}
   ok: 2xx answers; errors: requests that got no answer; token_fetches: token requests
   this process made; store_hits: tokens read from the --redis-url store instead.
+  With --dpop it adds \"dpop\":true and, against the embedded mock,
+  \"dpop_nonce_challenges\":N (use_dpop_nonce answers the layer met).
   Exit 0 when every request got a 2xx, 1 otherwise (reason on stderr), 2 for bad arguments.
-  Neither the client secret nor a token is ever printed; what a server says is shown
-  only as tower_oauth::redact cleans it.";
+  Neither the client secret, a private key nor a token is ever printed; what a server
+  says is shown only as tower_oauth::redact cleans it.";
 
 #[derive(Debug, Parser)]
 #[command(name = "simpledocs", about = ABOUT, long_about = LONG_ABOUT, after_help = OUTPUT)]
@@ -51,6 +54,10 @@ struct Cli {
     /// Token endpoint [default: BASE/api/oauth/token]
     #[arg(long, value_name = "URL")]
     token_url: Option<String>,
+    /// Find the token endpoint in this issuer's metadata (RFC 8414, or OpenID Connect
+    /// discovery), instead of --token-url
+    #[arg(long, value_name = "URL", conflicts_with = "token_url")]
+    issuer: Option<String>,
     /// Client id [default: the mock's]; the variable is read only with --base-url, so
     /// real credentials never go to the mock
     #[arg(
@@ -72,9 +79,6 @@ struct Cli {
     /// --scope-policy]
     #[arg(long, value_name = "S")]
     scope: Option<String>,
-    /// Client authentication
-    #[arg(long, value_enum, ignore_case = true, default_value_t = AuthChoice::Post)]
-    auth_method: AuthChoice,
     /// One more token request parameter, e.g. audience=https://api.example (repeatable;
     /// grant_type, scope, client_id and client_secret are the grant's own and refused)
     #[arg(long, value_name = "NAME=VALUE", value_parser = name_value)]
@@ -149,13 +153,8 @@ struct Cli {
     /// its own credentials and tokens (one layer, OAuthLayer::for_tenants)
     #[arg(long, value_name = "N", help_heading = "Fleet")]
     tenants: Option<usize>,
-}
-
-/// `--auth-method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum AuthChoice {
-    Post,
-    Basic,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// `--method`.
@@ -179,10 +178,11 @@ pub(crate) struct Options {
     pub(crate) demo: bool,
     pub(crate) base_url: Option<String>,
     pub(crate) token_url: Option<String>,
+    pub(crate) issuer: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<String>,
     pub(crate) scope: Option<String>,
-    pub(crate) auth_method: AuthMethod,
+    pub(crate) auth: AuthOptions,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) method: MethodChoice,
     pub(crate) path: Option<String>,
@@ -232,6 +232,9 @@ impl Options {
             ),
             None => cli.store_key.clone(),
         };
+        // The embedded mock is the token endpoint unless another is named.
+        let mock_tokens = cli.base_url.is_none() && cli.token_url.is_none() && cli.issuer.is_none();
+        let auth = AuthOptions::checked(cli.auth, mock_tokens)?;
         let o = Self {
             demo,
             // A scope given is for every request; without one, each asks for what it needs.
@@ -241,13 +244,11 @@ impl Options {
             }),
             base_url: cli.base_url,
             token_url: cli.token_url,
+            issuer: cli.issuer,
             client_id: cli.client_id.filter(|v| !v.is_empty()),
             client_secret: cli.client_secret.filter(|v| !v.is_empty()),
             scope: cli.scope,
-            auth_method: match cli.auth_method {
-                AuthChoice::Post => AuthMethod::ClientSecretPost,
-                AuthChoice::Basic => AuthMethod::ClientSecretBasic,
-            },
+            auth,
             params: cli.param,
             method: cli.method,
             path: cli.path,
@@ -300,6 +301,13 @@ impl Options {
         }
         if o.tenants.is_some() && o.base_url.is_some() {
             return Err("--tenants only applies to the embedded mock, not with --base-url".into());
+        }
+        if o.tenants.is_some() && !matches!(o.auth.method, AuthChoice::Post | AuthChoice::Basic) {
+            return Err(
+                "--tenants works with --auth-method post or basic: the mock's tenants \
+                        have short secrets and no registered keys"
+                    .into(),
+            );
         }
         if o.store_key.is_some() && o.redis_url.is_none() {
             return Err("--store-key and --store-key-file need --redis-url".into());

@@ -37,8 +37,8 @@
 //! status is 0 when every request got a 2xx answer, 1 otherwise (with a one-line reason
 //! on stderr), 2 for bad arguments.
 //!
-//! Neither the client secret nor a token is ever printed, and what a server says (a
-//! problem type, an error) is printed only as `tower_oauth::redact` cleans it:
+//! Neither the client secret, a private key nor a token is ever printed, and what a
+//! server says (a problem type, an error) is printed only as `tower_oauth::redact` cleans it:
 //! no part of the secret or of a token this client sent, no control character, at most
 //! 200 characters. URLs are shown without user info or query.
 //!
@@ -46,13 +46,23 @@
 //! read it from Redis; needs `--features redis`), and `--tenants N` spreads the requests
 //! over N applications of the mock, one layer with a token per tenant.
 //!
-//! The modules: `cli` (the command line), `fleet` (the store and tenants), `plan` (the
+//! Client authentication: `--auth-method private_key_jwt` signs assertions with
+//! `--private-key` (against the embedded mock, a key generated for the run and registered
+//! with it), `client_secret_jwt` with the secret, `tls_client_auth` presents
+//! `--client-cert` to a real HTTPS server; `--dpop` binds tokens to a key of the run (the
+//! mock then challenges for nonces), and `--issuer` finds the token endpoint by
+//! discovery. The signed methods and DPoP need `--features jwt`.
+//!
+//! The modules: `cli` (the command line), `auth` (client authentication and discovery),
+//! `jose` (keys and DPoP), `fleet` (the store and tenants), `plan` (the
 //! requests), `work` (the workers),
 //! `monitor` (token fetches as they happen), `report` (what is printed), `shown` (what
 //! of others' words may be).
 
+mod auth;
 mod cli;
 mod fleet;
+mod jose;
 mod monitor;
 mod plan;
 mod report;
@@ -70,11 +80,13 @@ use tower::ServiceBuilder;
 use tower_oauth::{
     fetch::https_client,
     mock::{MockConfig, MockServer},
-    ClientCredentials, OAuthLayer, ScopePolicy,
+    OAuthLayer, ScopePolicy,
 };
 
 use crate::{
+    auth::Endpoint,
     cli::{Options, PolicyChoice},
+    jose::Jose,
     monitor::Monitor,
     plan::Plan,
     report::{banner, report},
@@ -82,6 +94,8 @@ use crate::{
     work::{worker, Client, Run, Tally, REQUEST_TIMEOUT},
 };
 
+/// The embedded mock's client id, unless `--client-id` names another.
+const MOCK_CLIENT_ID: &str = "simpledocs-demo-client";
 /// How often the token state is sampled to report fetches.
 const MONITOR_TICK: Duration = Duration::from_millis(20);
 
@@ -107,6 +121,7 @@ async fn main() -> ExitCode {
 /// Sets everything up, runs the workers and reports. `Err` is a setup problem (no
 /// request was sent).
 async fn run(o: Options) -> Result<ExitCode, String> {
+    let jose = Jose::load(&o.auth)?;
     // The server: the given one, or the embedded mock.
     let lifetime = o.token_lifetime.unwrap_or(Duration::from_secs(7200));
     let mock = match o.base_url {
@@ -115,6 +130,8 @@ async fn run(o: Options) -> Result<ExitCode, String> {
             let config = MockConfig::new()
                 .token_lifetime(lifetime)
                 .tenants(o.tenants.unwrap_or(0));
+            let id = o.client_id.as_deref().unwrap_or(MOCK_CLIENT_ID);
+            let config = jose.mock_config(config, id);
             let mock = MockServer::start_with(config)
                 .await
                 .map_err(|e| format!("cannot start the embedded mock server: {e}"))?;
@@ -135,31 +152,28 @@ async fn run(o: Options) -> Result<ExitCode, String> {
         .clone()
         .or_else(|| mock.as_ref().map(|m| m.client_id().to_owned()))
         .ok_or("--client-id (or SIMPLEDOCS_CLIENT_ID) is required with --base-url")?;
-    let client_secret = o
-        .client_secret
-        .clone()
-        .or_else(|| mock.as_ref().map(|m| m.client_secret().to_owned()))
-        .ok_or("--client-secret (or SIMPLEDOCS_CLIENT_SECRET) is required with --base-url")?;
+    // Only a method that proves the client with its secret is given one.
+    let client_secret = if o.auth.method.uses_secret() {
+        o.client_secret
+            .clone()
+            .or_else(|| mock.as_ref().map(|m| m.client_secret().to_owned()))
+            .ok_or("--client-secret (or SIMPLEDOCS_CLIENT_SECRET) is required with --base-url")?
+    } else {
+        String::new()
+    };
     let shown = Shown::new(&client_secret);
+    let endpoint = Endpoint::resolve(token_url, o.issuer.as_deref(), &shown).await?;
 
     let plan = Plan::new(&o, &base, mock.is_some())?;
     // We know the mock's token lifetime; renew a third of it ahead.
     let renew_ahead = mock
         .as_ref()
         .map(|_| (lifetime / 3).min(Duration::from_secs(60)));
-    banner(
-        &o,
-        &plan,
-        &base,
-        &token_url,
-        &client_id,
-        renew_ahead.map(|ahead| (lifetime, ahead)),
-    );
-
     let credentials = |id: &str, secret: String| {
-        let mut creds = ClientCredentials::try_new(&token_url, id, secret)
-            .map_err(|e| format!("token url {}: {e}", shown::url(&token_url)))?
-            .auth_method(o.auth_method)
+        let creds = endpoint.credentials(id, secret)?;
+        let discovered = matches!(endpoint, Endpoint::Discovered(_));
+        let mut creds = jose
+            .credentials(o.auth.apply(creds, discovered)?)
             .allow_insecure_http(o.allow_insecure_http);
         if let Some(scope) = &o.scope {
             creds = creds.scope(scope.as_str());
@@ -169,11 +183,23 @@ async fn run(o: Options) -> Result<ExitCode, String> {
         }
         Ok::<_, String>(creds)
     };
+    let creds = credentials(&client_id, client_secret)?;
+    let method = auth::method_name(*creds.auth_method_ref());
+    banner(
+        &o,
+        &plan,
+        &base,
+        &endpoint.shown_url(o.auth.method),
+        &client_id,
+        (method, &jose),
+        renew_ahead.map(|ahead| (lifetime, ahead)),
+    );
     let mut builder = match (o.tenants, &mock) {
         (Some(n), Some(mock)) => fleet::for_tenants(mock, n, &shown, credentials)?,
-        _ => OAuthLayer::builder(credentials(&client_id, client_secret)?),
+        _ => OAuthLayer::builder(creds),
     };
     builder = fleet::with_store(builder, &o, &shown).await?;
+    builder = jose.layer(builder);
     if o.scope_policy == PolicyChoice::ByMethod {
         builder = builder.scope_policy(ScopePolicy::by_method("read", "write"));
     }
@@ -224,7 +250,7 @@ async fn run(o: Options) -> Result<ExitCode, String> {
     ticker.abort();
     lock(&monitor).poll();
 
-    Ok(report(&run, &handle, mock.as_deref()))
+    Ok(report(&run, &handle, mock.as_deref(), (method, &jose)))
 }
 
 /// The value behind `m`, even if a thread panicked holding it.

@@ -7,17 +7,20 @@ use std::{
 };
 
 use tokio::time::Instant;
-use tower_oauth::{mock::MockServer, AuthMethod, ErrorKind, TokenHandle, TokenStatus};
+use tower_oauth::{mock::MockServer, ErrorKind, TokenHandle, TokenStatus};
 
 use crate::{
+    auth::AuthChoice,
     cli::{MethodChoice, Options, PolicyChoice},
+    jose::Jose,
     lock,
     plan::{Plan, DOCUMENTS_PATH, WORKFLOWS_PATH},
     shown::{self, Shown},
     work::{Run, Tally, REQUEST_TIMEOUT},
 };
 
-/// Says what is about to happen. `mock` is the mock's token lifetime and the layer's
+/// Says what is about to happen. `token_url` is shown already; `method` is the
+/// credentials' auth method. `mock` is the mock's token lifetime and the layer's
 /// renew-ahead setting, when the mock is the server. URLs are shown as the crate shows
 /// them: without user info or query.
 pub(crate) fn banner(
@@ -26,6 +29,7 @@ pub(crate) fn banner(
     base: &str,
     token_url: &str,
     client_id: &str,
+    (method, jose): (&str, &Jose),
     mock: Option<(Duration, Duration)>,
 ) {
     eprintln!(
@@ -41,14 +45,29 @@ pub(crate) fn banner(
         ),
         None => eprintln!("  server : {base}"),
     }
-    let auth = match o.auth_method {
-        AuthMethod::ClientSecretBasic => "basic",
-        _ => "post",
+    let auth = match o.auth.method {
+        AuthChoice::Post | AuthChoice::Basic => format!("{method}, secret not shown"),
+        AuthChoice::ClientSecretJwt => {
+            format!("{method}: HS256 assertions signed with the secret, not shown")
+        }
+        AuthChoice::PrivateKeyJwt => format!(
+            "{method}: {}",
+            jose.key_note(mock.is_some()).unwrap_or_default()
+        ),
+        AuthChoice::TlsClientAuth => match &o.auth.client_cert {
+            Some((cert, _)) => format!("{method}: certificate {}", cert.path.display()),
+            None => method.to_owned(),
+        },
     };
-    eprintln!(
-        "  token  : {} as client {client_id:?} (auth {auth}, secret not shown)",
-        shown::url(token_url)
-    );
+    eprintln!("  token  : {token_url} as client {client_id:?} (auth {auth})");
+    if let Some(note) = jose.dpop_note() {
+        let nonces = if mock.is_some() {
+            "; the mock wants a nonce at the token endpoint and the API"
+        } else {
+            ""
+        };
+        eprintln!("  dpop   : {note}{nonces}");
+    }
     let scopes = match (o.scope_policy, &o.scope) {
         (PolicyChoice::Fixed, None) => {
             "none requested: the server's default (refused to a \"read write\" application)"
@@ -172,8 +191,14 @@ pub(crate) fn kind_code(kind: ErrorKind) -> &'static str {
     }
 }
 
-/// Prints the summary (stderr), the JSON line (stdout) and the verdict.
-pub(crate) fn report(run: &Run, handle: &TokenHandle, mock: Option<&MockServer>) -> ExitCode {
+/// Prints the summary (stderr), the JSON line (stdout) and the verdict. `method` is the
+/// credentials' auth method, as the summary names it.
+pub(crate) fn report(
+    run: &Run,
+    handle: &TokenHandle,
+    mock: Option<&MockServer>,
+    (method, jose): (&str, &Jose),
+) -> ExitCode {
     let tally = lock(&run.tally);
     let requests = run.plan.requests;
     let fetches = handle.fetches();
@@ -236,14 +261,18 @@ pub(crate) fn report(run: &Run, handle: &TokenHandle, mock: Option<&MockServer>)
         let s = mock.stats();
         eprintln!(
             "mock: token_requests={} tokens_issued={} token_errors={} api_requests={} api_ok={} \
-             api_token_expired={} api_insufficient_scope={}",
+             api_token_expired={} api_insufficient_scope={} assertions_verified={} \
+             dpop_proofs_checked={} dpop_nonce_challenges={}",
             s.token_requests,
             s.tokens_issued,
             s.token_errors,
             s.api_requests,
             s.api_ok,
             s.api_token_expired,
-            s.api_insufficient_scope
+            s.api_insufficient_scope,
+            s.assertions_verified,
+            s.dpop_proofs_checked,
+            s.dpop_nonce_challenges
         );
         if run.revokes.load(Ordering::SeqCst) > 0 {
             eprintln!(
@@ -258,9 +287,17 @@ pub(crate) fn report(run: &Run, handle: &TokenHandle, mock: Option<&MockServer>)
     if failure.is_none() {
         eprintln!("all {requests} requests succeeded");
     }
+    let mut extra = format!(",\"auth_method\":\"{method}\"");
+    if jose.dpop() {
+        extra.push_str(",\"dpop\":true");
+        if let Some(mock) = mock {
+            let challenges = mock.stats().dpop_nonce_challenges;
+            let _ = write!(extra, ",\"dpop_nonce_challenges\":{challenges}");
+        }
+    }
     println!(
         "{{\"requests\":{requests},\"ok\":{},\"statuses\":{},\"errors\":{},\"token_fetches\":{fetches},\
-         \"store_hits\":{store_hits}}}",
+         \"store_hits\":{store_hits}{extra}}}",
         tally.ok,
         serde_json::to_string(&statuses).expect("a map of strings to numbers serializes"),
         tally.errors,

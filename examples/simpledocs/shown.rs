@@ -103,7 +103,10 @@ where
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("DPoP "))
+            });
         if let Some(token) = token {
             self.shown.note_token(token);
         }
