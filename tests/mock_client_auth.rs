@@ -491,3 +491,44 @@ async fn the_config_shows_client_ids_and_no_key_material() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn discovery_lists_the_signed_methods_the_mock_was_given() {
+    let plain = MockServer::start().await.unwrap();
+    let meta = tower_oauth::ProviderMetadata::discover(&plain.base_url())
+        .await
+        .unwrap();
+    assert!(!meta.supports(AuthMethod::PrivateKeyJwt));
+    assert!(!meta.supports(AuthMethod::ClientSecretJwt));
+    let signed = MockServer::start_with(
+        MockConfig::new()
+            .private_key_jwt("ec", jwk(EC_JWK))
+            .client_secret_jwt(true),
+    )
+    .await
+    .unwrap();
+    let meta = tower_oauth::ProviderMetadata::discover(&signed.base_url())
+        .await
+        .unwrap();
+    assert!(meta.supports(AuthMethod::PrivateKeyJwt));
+    assert!(meta.supports(AuthMethod::ClientSecretJwt));
+    assert!(meta.supports(AuthMethod::ClientSecretPost));
+    let algs = meta
+        .dpop_signing_alg_values_supported
+        .clone()
+        .unwrap_or_default();
+    assert!(algs.iter().any(|a| a == "ES256"), "{algs:?}");
+    // Credentials from it get a token by private_key_jwt.
+    let key = SigningKey::from_pem(SigningAlg::ES256, EC_PEM).unwrap();
+    let creds = ClientCredentials::from_metadata(&meta, "ec", "")
+        .unwrap()
+        .signing_key(key)
+        .scope("read");
+    OAuthLayer::builder(creds)
+        .build()
+        .handle()
+        .warm_up()
+        .await
+        .unwrap();
+    assert_eq!(signed.stats().assertions_verified, 1);
+}
