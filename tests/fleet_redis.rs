@@ -192,3 +192,78 @@ async fn redis_killed_mid_run_fails_no_request() {
         mock.stats().tokens_issued
     );
 }
+
+/// The Redis key of the layers' token above, and of its lease.
+const KEY: &str = "{fleet-test:https://auth.example/token|client_id=fleet|scope=}";
+
+async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_replica_that_died_holding_the_lease_is_replaced_when_it_ends() {
+    let redis = RedisServer::start();
+    let mut conn = raw(&redis).await;
+    // A replica took the lease for 300 ms and died before writing a token.
+    let taken: Option<String> = redis::cmd("SET")
+        .arg(format!("{KEY}:lease"))
+        .arg("dead-replica")
+        .arg("NX")
+        .arg("PX")
+        .arg(300)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(taken.as_deref(), Some("OK"));
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let layer = layer_on(&fetcher, store(&redis).await).build();
+    bounded(LIMIT, layer.handle().warm_up()).await.unwrap();
+    assert_eq!(fetcher.calls(), 1, "it waited, then took the lease itself");
+    let stored: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(KEY)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(stored.is_some(), "and wrote its token for the others");
+    let lease: Option<String> = redis::cmd("GET")
+        .arg(format!("{KEY}:lease"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(lease, None, "and gave the lease back");
+}
+
+#[tokio::test]
+async fn garbage_under_the_key_is_ignored_and_replaced() {
+    let redis = RedisServer::start();
+    let mut conn = raw(&redis).await;
+    let () = redis::cmd("SET")
+        .arg(KEY)
+        .arg("{\"v\":1,\"access_token\":\"planted\",\"token_type\":\"mac\"}")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let layer = layer_on(&fetcher, store(&redis).await).build();
+    let res = layer
+        .layer(Echo::default())
+        .oneshot(get("/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen(&res),
+        Some("Bearer tok-1"),
+        "the planted value is not used"
+    );
+    let next = layer_on(&fetcher, store(&redis).await).build();
+    next.handle().warm_up().await.unwrap();
+    assert_eq!(
+        (fetcher.calls(), next.handle().store_hits()),
+        (1, 1),
+        "the good token replaced it"
+    );
+}
