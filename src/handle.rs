@@ -54,7 +54,9 @@ impl TokenHandle {
     }
 
     /// Fetches new tokens now for every known scope set; requests keep using the current
-    /// tokens meanwhile.
+    /// tokens meanwhile. With a [store](crate::store), the new tokens are fetched (the
+    /// store is not read first) and written there for the others, who use them from
+    /// their next renewal or rejection on.
     ///
     /// # Errors
     ///
