@@ -150,7 +150,7 @@ pub(crate) struct Ctx<S, B> {
     home: Arc<Home<S>>,
     at: At,
     generation: u64,
-    pub(crate) replay: Option<Replay<B>>,
+    replay: Option<Replay<B>>,
     /// The request's URI, when it carried a DPoP proof: a nonce in the answer is for its
     /// origin.
     #[cfg(feature = "jwt")]

@@ -273,12 +273,14 @@ where
             req.headers_mut().insert(AUTHORIZATION, own);
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let mut ctx = Ctx::new(self.home.clone(), at, cred.generation, None);
+        let replay = self.home.prepare_replay(&mut req);
+        #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
+        let mut ctx = Ctx::new(self.home.clone(), at, cred.generation, replay);
+        // The replay copy has no proof: a replay signs one of its own.
         #[cfg(feature = "jwt")]
         if let Err(err) = ctx.prove(&mut req) {
             return ResponseFuture::slow(async move { Err(err.into()) });
         }
-        ctx.replay = self.home.prepare_replay(&mut req);
         ResponseFuture::called(self.inner.call(req), ctx)
     }
 }
