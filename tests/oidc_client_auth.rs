@@ -26,9 +26,8 @@ use base64::{
 use bytes::Bytes;
 use common::{get, oidc::OidcProvider, oidc::SECRET, seen, send, Echo};
 use futures_util::future::BoxFuture;
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tower::{Layer, ServiceExt};
@@ -120,37 +119,11 @@ fn assert_refused(err: &Error, kind: ErrorKind, secrets: &[String], what: &str) 
     }
 }
 
-async fn http(req: Request<Full<Bytes>>) -> (u16, Value) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let res = client.request(req).await.expect("request to oidc-provider");
-    let status = res.status().as_u16();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-/// RFC 7662 introspection at the plain listener, authenticated as `secret-post`.
-async fn introspect(op: &OidcProvider, token: &str) -> Value {
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("token", token)
-        .append_pair("client_id", "secret-post")
-        .append_pair("client_secret", SECRET)
-        .finish();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(op.introspection_endpoint())
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(form)))
-        .unwrap();
-    let (status, json) = http(req).await;
-    assert_eq!(status, 200, "introspection answered {json}");
-    json
-}
-
 /// Asserts the server says `token` is active, for `client_id`, with scope `read`.
 async fn assert_active(op: &OidcProvider, token: &Token, client_id: &str) -> Value {
     assert_eq!(token.scope, Some(Scope::new("read")), "{client_id}");
     assert_eq!(token.expires_in, Some(LIFETIME), "{client_id}");
-    let info = introspect(op, token.access_token.secret()).await;
+    let info = op.introspect(token.access_token.secret()).await;
     assert_eq!(info["active"], true, "{client_id}: {info}");
     assert_eq!(info["client_id"], client_id, "{info}");
     assert_eq!(info["scope"], "read", "{info}");
@@ -724,7 +697,7 @@ async fn the_layer_warms_up_with_private_key_jwt_and_sends_the_token() {
     let sent = seen(&res).expect("an Authorization header").to_owned();
     let token = sent.strip_prefix("Bearer ").expect("a Bearer token");
     assert_eq!(tokens.fetches(), 1, "the warmed-up token is used");
-    let info = introspect(&op, token).await;
+    let info = op.introspect(token).await;
     assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["client_id"], "pkjwt-eddsa", "{info}");
     assert_eq!(info["scope"], "read", "{info}");
@@ -745,7 +718,7 @@ async fn the_layer_sends_a_dpop_token_it_got_from_the_real_server() {
         .unwrap_or_else(|e| panic!("{e}"));
     let sent = seen(&res).expect("an Authorization header").to_owned();
     let token = sent.strip_prefix("DPoP ").expect("a DPoP token");
-    let info = introspect(&op, token).await;
+    let info = op.introspect(token).await;
     assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["cnf"]["jkt"], dpop.key().thumbprint(), "{info}");
 }

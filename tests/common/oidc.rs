@@ -224,3 +224,42 @@ impl Drop for OidcProvider {
         }
     }
 }
+
+/// Sends `req` to the server over plain HTTP: the status and the JSON body (`Null` if
+/// the body is not JSON).
+pub async fn http(
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let res = client.request(req).await.expect("request to oidc-provider");
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+impl OidcProvider {
+    /// RFC 7662 introspection of `token` at the plain listener, authenticated as
+    /// `secret-post`.
+    pub async fn introspect(&self, token: &str) -> serde_json::Value {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .append_pair("client_id", "secret-post")
+            .append_pair("client_secret", SECRET)
+            .finish();
+        let req = http::Request::post(self.introspection_endpoint())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(http_body_util::Full::new(bytes::Bytes::from(form)))
+            .unwrap();
+        let (status, json) = http(req).await;
+        assert_eq!(status, 200, "introspection answered {json}");
+        json
+    }
+}
