@@ -341,9 +341,11 @@ async fn sealed_tokens_are_shared_only_by_layers_with_the_key() {
 }
 
 /// A store that keeps the keys it was asked for.
+#[cfg(feature = "https")]
 #[derive(Clone, Default)]
 struct Keys(Arc<Mutex<Vec<String>>>, Arc<MemoryStore>);
 
+#[cfg(feature = "https")]
 impl TokenStore for Keys {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BoxError>> {
         self.0.lock().unwrap().push(key.to_owned());
