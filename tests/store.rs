@@ -9,7 +9,7 @@ use std::{
     convert::Infallible,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::Duration,
 };
@@ -343,7 +343,7 @@ async fn sealed_tokens_are_shared_only_by_layers_with_the_key() {
 /// A store that keeps the keys it was asked for.
 #[cfg(feature = "https")]
 #[derive(Clone, Default)]
-struct Keys(Arc<Mutex<Vec<String>>>, Arc<MemoryStore>);
+struct Keys(Arc<std::sync::Mutex<Vec<String>>>, Arc<MemoryStore>);
 
 #[cfg(feature = "https")]
 impl TokenStore for Keys {
