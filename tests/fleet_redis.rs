@@ -12,7 +12,7 @@ use http::StatusCode;
 use tower::{Layer, ServiceExt};
 use tower_oauth::{
     mock::{MockConfig, MockServer},
-    store::{RedisStore, StoreCipher},
+    store::{RedisStore, RedisTls, StoreCipher},
     ClientCredentials, OAuthLayer, OAuthLayerBuilder,
 };
 
@@ -266,4 +266,85 @@ async fn garbage_under_the_key_is_ignored_and_replaced() {
         (1, 1),
         "the good token replaced it"
     );
+}
+
+/// A Redis that serves TLS with the test CA's server certificate and asks for a client
+/// certificate from the same CA (it also listens in plain on the harness's port, for its
+/// readiness check), and its TLS URL.
+fn tls_redis() -> (RedisServer, String) {
+    let fixture = |name: &str| format!("{}/tests/fixtures/oidc/{name}", env!("CARGO_MANIFEST_DIR"));
+    let tls_port = common::redis::free_port().to_string();
+    let (cert, key, ca) = (
+        fixture("server.pem"),
+        fixture("server-key.pem"),
+        fixture("ca.pem"),
+    );
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "yes",
+    ]);
+    (redis, format!("rediss://127.0.0.1:{tls_port}"))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/oidc/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn replicas_share_tokens_over_tls_with_a_private_ca_and_a_client_certificate() {
+    // Both rustls providers are compiled in under --all-features: say which, as an
+    // application would.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (_redis, url) = tls_redis();
+    let tls = RedisTls::new()
+        .root_certificate(fixture("ca.pem"))
+        .client_certificate(fixture("client.pem"), fixture("client-key.pem"));
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let mut layers = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::connect_with_tls(&url, tls.clone())
+            .await
+            .expect("connects over TLS")
+            .prefix("fleet-test:");
+        layers.push(layer_on(&fetcher, store).build());
+    }
+    for layer in &layers {
+        layer.handle().warm_up().await.unwrap();
+    }
+    assert_eq!((fetcher.calls(), layers[1].handle().store_hits()), (1, 1));
+    assert!(!format!("{tls:?}").contains("BEGIN"), "{tls:?}");
+
+    // Without the CA the server is not trusted; without the client certificate it
+    // refuses the connection; a redis:// url has no TLS to configure.
+    let untrusted =
+        RedisTls::new().client_certificate(fixture("client.pem"), fixture("client-key.pem"));
+    let no_client = RedisTls::new().root_certificate(fixture("ca.pem"));
+    for (tls, what) in [
+        (untrusted, "untrusted"),
+        (no_client, "no client certificate"),
+    ] {
+        let err = bounded(LIMIT, RedisStore::connect_with_tls(&url, tls))
+            .await
+            .expect_err(what);
+        assert_eq!(
+            err.kind(),
+            tower_oauth::ErrorKind::Transport,
+            "{what}: {err}"
+        );
+        assert!(!err.to_string().contains("PRIVATE KEY"), "{what}: {err}");
+    }
+    let plain = RedisStore::connect_with_tls("redis://127.0.0.1:1", RedisTls::new()).await;
+    assert_eq!(plain.unwrap_err().kind(), tower_oauth::ErrorKind::Config);
 }

@@ -69,7 +69,9 @@ use crate::{error::BoxError, sync::lock};
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+mod redis_tls;
+#[cfg(feature = "redis")]
+pub use self::{redis::RedisStore, redis_tls::RedisTls};
 
 /// A key-value store with leases, shared by the processes of a fleet.
 ///

@@ -114,6 +114,35 @@ impl RedisStore {
         let redactor = redactor_for([url]);
         check_url(url)?;
         let client = Client::open(url).map_err(|e| config(&redactor, &e))?;
+        Self::managed(client, &redactor).await
+    }
+
+    /// A store on the server at `rediss://` `url` that trusts, or presents, what `tls`
+    /// says: a private CA, a client certificate. Otherwise as [`connect`](Self::connect).
+    ///
+    /// # Errors
+    ///
+    /// As for [`connect`](Self::connect); a `redis://` URL is a
+    /// [`ErrorKind::Config`] error too (there is no TLS to configure), and so is a
+    /// certificate or key that does not parse.
+    pub async fn connect_with_tls(url: &str, tls: super::RedisTls) -> Result<Self, Error> {
+        let redactor = redactor_for([url]);
+        check_url(url)?;
+        if !url
+            .get(..9)
+            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
+        {
+            return Err(
+                Error::new(ErrorKind::Config).with_detail("TLS settings need a rediss:// url")
+            );
+        }
+        let client =
+            Client::build_with_tls(url, tls.certificates()).map_err(|e| config(&redactor, &e))?;
+        Self::managed(client, &redactor).await
+    }
+
+    /// A connection manager for `client`, connected, with this module's timeouts.
+    async fn managed(client: Client, redactor: &Redactor) -> Result<Self, Error> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
@@ -122,7 +151,7 @@ impl RedisStore {
             .set_max_delay(MAX_DELAY);
         let manager = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| connect_failed(&redactor, &e))?;
+            .map_err(|e| connect_failed(redactor, &e))?;
         Ok(Self::from_connection_manager(manager))
     }
 

@@ -195,7 +195,7 @@ fn is_file(path: &Path) -> bool {
 }
 
 /// A port nobody listens on now (the OS's pick for a listener dropped at once).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free port");
     listener.local_addr().expect("its address").port()
 }
