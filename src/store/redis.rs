@@ -102,7 +102,8 @@ impl RedisStore {
     ///
     /// A password goes in the URL (`redis://:password@host:6379`); it never shows in
     /// the store's `Debug` or in an error. `rediss://` trusts the operating system's root
-    /// certificates. Its rustls crypto provider is the process default, or the one the
+    /// certificates ([`connect_with_tls`](Self::connect_with_tls) for a private CA or a
+    /// client certificate). Its rustls crypto provider is the process default, or the one the
     /// `aws-lc-rs` or `ring` feature selects when only one of them is on.
     ///
     /// # Errors
