@@ -348,3 +348,86 @@ async fn replicas_share_tokens_over_tls_with_a_private_ca_and_a_client_certifica
     let plain = RedisStore::connect_with_tls("redis://127.0.0.1:1", RedisTls::new()).await;
     assert_eq!(plain.unwrap_err().kind(), tower_oauth::ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn replicas_share_tokens_through_a_three_node_cluster() {
+    let nodes: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes"]))
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let created = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli (installed with redis-server) creates the cluster");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    let mut conns = Vec::new();
+    for node in &nodes {
+        conns.push(raw(node).await);
+    }
+    // Every node sees every slot served before the stores connect.
+    let settled = async {
+        loop {
+            let mut ok = 0;
+            for conn in &mut conns {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(conn)
+                    .await
+                    .unwrap();
+                ok += usize::from(info.contains("cluster_state:ok"));
+            }
+            if ok == conns.len() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    bounded(LIMIT, settled).await;
+
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let fetcher = Fetcher::tokens(3600 * SEC, Duration::ZERO);
+    let pick = |req: &tower_oauth::RequestHead<'_>| {
+        let name = req.headers.get("x-tenant")?.to_str().ok()?;
+        Some(tower_oauth::Tenant::from(name))
+    };
+    let mut layers = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::cluster(urls.clone())
+            .await
+            .expect("connects to the cluster")
+            .prefix("fleet-test:");
+        layers.push(layer_on(&fetcher, store).tenant_policy(pick).build());
+    }
+    // Thirty tenants' keys spread over the three nodes' slots.
+    for layer in &layers {
+        let svc = layer.layer(Echo::default());
+        for i in 0..30 {
+            let mut req = get("/");
+            req.headers_mut()
+                .insert("x-tenant", i.to_string().parse().unwrap());
+            let res = bounded(LIMIT, svc.clone().oneshot(req)).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+    assert_eq!(
+        fetcher.calls(),
+        30,
+        "one token request per tenant for both replicas"
+    );
+    assert_eq!(layers[1].handle().store_hits(), 30);
+    let mut holding = 0;
+    for conn in &mut conns {
+        let keys: i64 = redis::cmd("DBSIZE").query_async(conn).await.unwrap();
+        holding += usize::from(keys > 0);
+    }
+    assert_eq!(holding, 3, "every node holds some of the tokens");
+}
