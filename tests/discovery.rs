@@ -222,6 +222,16 @@ async fn a_method_the_provider_does_not_list_is_refused_before_anything_is_sent(
         "{err}"
     );
     assert_eq!(server.stats().token_requests, 0);
+    let at_once = creds
+        .clone()
+        .try_auth_method(AuthMethod::TlsClientAuth)
+        .unwrap_err();
+    assert_eq!(at_once.kind(), ErrorKind::Config);
+    assert!(at_once.to_string().contains("tls_client_auth"), "{at_once}");
+    assert!(creds
+        .clone()
+        .try_auth_method(AuthMethod::ClientSecretPost)
+        .is_ok());
     // A listed one works.
     HttpFetcher::new(
         http_client(),

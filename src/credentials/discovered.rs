@@ -40,6 +40,18 @@ pub(crate) struct Discovered {
 }
 
 impl ClientCredentials {
+    /// [`auth_method`](Self::auth_method), refusing at once, for credentials built from
+    /// a provider's metadata, a method the provider does not list.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] naming the method; `self` is dropped.
+    pub fn try_auth_method(self, method: AuthMethod) -> Result<Self, Error> {
+        let creds = self.auth_method(method);
+        creds.check_auth_method()?;
+        Ok(creds)
+    }
+
     /// Keeps what discovery found.
     pub(crate) fn set_discovered(&mut self, found: Discovered) {
         self.discovered = Some(std::sync::Arc::new(found));

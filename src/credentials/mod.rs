@@ -209,8 +209,9 @@ impl ClientCredentials {
     /// and `client_secret_basic` the provider supports.
     ///
     /// For discovered credentials, a method the provider does not list fails each fetch
-    /// with an [`ErrorKind::Config`] error before anything is sent. A TLS method selects
-    /// the provider's mTLS token endpoint alias, if it has one.
+    /// with an [`ErrorKind::Config`] error before anything is sent
+    /// ([`try_auth_method`](Self::try_auth_method) refuses it at once). A TLS method
+    /// selects the provider's mTLS token endpoint alias, if it has one.
     pub fn auth_method(mut self, method: AuthMethod) -> Self {
         self.auth_method = method;
         self.follow_discovered_endpoint();
