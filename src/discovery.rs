@@ -134,13 +134,10 @@ impl ProviderMetadata {
     /// Whether the provider lists `method` among its token endpoint auth methods; `true`
     /// when it lists none.
     pub fn supports(&self, method: AuthMethod) -> bool {
-        let (Some(listed), Some(name)) = (
-            &self.token_endpoint_auth_methods_supported,
-            method.registered_name(),
-        ) else {
+        let Some(listed) = &self.token_endpoint_auth_methods_supported else {
             return true;
         };
-        listed.iter().any(|m| m == name)
+        listed.iter().any(|m| m == method.registered_name())
     }
 }
 

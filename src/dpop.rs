@@ -13,16 +13,15 @@
 //! caller gets the `401`.
 
 use http::{
-    header::{HeaderName, AUTHORIZATION, WWW_AUTHENTICATE},
+    header::{AUTHORIZATION, WWW_AUTHENTICATE},
     HeaderMap, Request, StatusCode, Uri,
 };
 
-use crate::{classify::parse_challenges, error::Error, jose::Dpop};
-
-/// The `DPoP` request header.
-pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
-/// The `DPoP-Nonce` response header.
-const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+use crate::{
+    classify::parse_challenges,
+    error::Error,
+    jose::{Dpop, DPOP, DPOP_NONCE},
+};
 
 /// Adds a proof to `req` if its `Authorization` carries a `DPoP` token.
 ///

@@ -167,6 +167,16 @@ impl Token {
         self
     }
 
+    /// Its lifetime as the layer counts it: as stated (a zero is no statement), else
+    /// `default`; never more than `max`.
+    pub(crate) fn lifetime(&self, default: Duration, max: Duration) -> Duration {
+        match self.expires_in {
+            Some(d) if !d.is_zero() => d,
+            _ => default,
+        }
+        .min(max)
+    }
+
     /// Sets the granted scope.
     pub fn with_scope(mut self, scope: impl Into<Scope>) -> Self {
         self.scope = Some(scope.into());

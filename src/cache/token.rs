@@ -221,11 +221,7 @@ impl Installed {
         generation: u64,
     ) -> Result<Self, Error> {
         let header = bearer_header(token.access_token.secret(), token.token_type)?;
-        let lifetime = match token.expires_in {
-            Some(d) if !d.is_zero() => d,
-            _ => config.default_lifetime,
-        }
-        .min(config.max_lifetime);
+        let lifetime = token.lifetime(config.default_lifetime, config.max_lifetime);
         // Count from when the request was sent: the server's clock started no earlier.
         let lifetime = lifetime.min(CEILING);
         let end = requested_at + lifetime;

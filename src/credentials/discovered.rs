@@ -9,8 +9,8 @@ use crate::{AuthMethod, ClientCredentials};
 impl AuthMethod {
     /// The method's registered name (RFC 8414 §2, RFC 8705 §2, OpenID Connect Core §9),
     /// as `token_endpoint_auth_methods_supported` lists it.
-    pub(crate) fn registered_name(self) -> Option<&'static str> {
-        Some(match self {
+    pub(crate) fn registered_name(self) -> &'static str {
+        match self {
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::TlsClientAuth => "tls_client_auth",
@@ -19,7 +19,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretJwt => "client_secret_jwt",
             #[cfg(feature = "jwt")]
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        })
+        }
     }
 
     /// Whether the client authenticates with its TLS certificate.
@@ -72,12 +72,12 @@ impl ClientCredentials {
         let Some(listed) = self.discovered.as_ref().and_then(|d| d.methods.as_ref()) else {
             return Ok(());
         };
-        match self.auth_method.registered_name() {
-            Some(name) if !listed.iter().any(|m| m == name) => Err(Error::new(ErrorKind::Config)
-                .with_detail(&format!(
-                    "the provider does not list the token endpoint auth method `{name}`"
-                ))),
-            _ => Ok(()),
+        let name = self.auth_method.registered_name();
+        if listed.iter().any(|m| m == name) {
+            return Ok(());
         }
+        Err(Error::new(ErrorKind::Config).with_detail(&format!(
+            "the provider does not list the token endpoint auth method `{name}`"
+        )))
     }
 }

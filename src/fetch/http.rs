@@ -162,8 +162,9 @@ where
                     req.headers_mut().insert(header::AUTHORIZATION, basic);
                 }
                 let proof_sent = signed.proof.is_some();
+                #[cfg(feature = "jwt")]
                 if let Some(proof) = signed.proof {
-                    req.headers_mut().insert("dpop", proof);
+                    req.headers_mut().insert(crate::jose::DPOP, proof);
                 }
                 let response = client
                     .clone()

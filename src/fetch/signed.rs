@@ -55,7 +55,7 @@ pub(super) fn wants_nonce(
 ) -> bool {
     #[cfg(feature = "jwt")]
     if let Some(dpop) = request.dpop() {
-        let Some(nonce) = headers.get("dpop-nonce") else {
+        let Some(nonce) = headers.get(crate::jose::DPOP_NONCE) else {
             return false;
         };
         dpop.remember_nonce(creds.token_url(), nonce);

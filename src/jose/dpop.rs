@@ -12,7 +12,7 @@ use aws_lc_rs::{
     signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING},
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderName, HeaderValue, Method, Uri};
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -261,6 +261,11 @@ impl fmt::Debug for Dpop {
             .finish()
     }
 }
+
+/// The `DPoP` request header (RFC 9449 §4.1).
+pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
+/// The `DPoP-Nonce` response header (RFC 9449 §8).
+pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 /// The `htu` of `uri` (no user info, query or fragment) and its origin
 /// (`scheme://host:port`, the port explicit).

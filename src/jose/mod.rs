@@ -25,7 +25,10 @@ mod claims;
 mod dpop;
 mod key;
 
-pub(crate) use self::assertion::sign_assertion;
+pub(crate) use self::{
+    assertion::sign_assertion,
+    dpop::{DPOP, DPOP_NONCE},
+};
 pub use self::{
     assertion::{AssertionContext, AssertionSource, FileAssertion},
     dpop::{Dpop, DpopKey},

@@ -235,11 +235,7 @@ impl Fleet {
         life: Lifetimes,
         share: bool,
     ) -> Result<Obtained, Error> {
-        let lifetime = match token.expires_in {
-            Some(d) if !d.is_zero() => d,
-            _ => life.default,
-        }
-        .min(life.max);
+        let lifetime = token.lifetime(life.default, life.max);
         // Counted from now, a little after the server's clock started: a reader that
         // trusts it stops using the token no later than the server does.
         let issued_at = SystemTime::now();
